@@ -1,0 +1,43 @@
+"""Classification form of any backbone: global average pool + (dropout) + FC.
+
+The pool adapts to any input size (no fixed 7x7 window). The paper's last 1x1 conv
+(ShuffleNet v2 ``conv5``, MobileNet v2 / Seesaw ``conv_last``) is a stage of the
+backbone itself, so the classifier only adds what every network shares.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from torch import Tensor, nn
+
+from .base import Backbone
+from .registry import build_backbone
+
+__all__ = ["ImageClassifier", "build_classifier"]
+
+
+class ImageClassifier(nn.Module):
+    def __init__(self, backbone: Backbone, num_classes: int = 1000, dropout: float = 0.0) -> None:
+        super().__init__()
+        if len(backbone.out_features) != 1:
+            raise ValueError(f"a classifier needs exactly one backbone output, got {backbone.out_features}")
+        self.backbone = backbone
+        self.feature_name = backbone.out_features[0]
+        channels = backbone.output_shape()[self.feature_name].channels
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        return self.backbone(x)[self.feature_name]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.pool(self.forward_features(x)).flatten(1)
+        return self.fc(self.dropout(x))
+
+
+def build_classifier(name: str, num_classes: int = 1000, dropout: float = 0.0, **backbone_kwargs: Any) -> ImageClassifier:
+    """Build the classification form of the registered variant ``name``."""
+    backbone_kwargs.setdefault("out_features", None)
+    backbone = build_backbone(name, **backbone_kwargs)
+    return ImageClassifier(backbone, num_classes=num_classes, dropout=dropout)

@@ -1,0 +1,73 @@
+"""Small building blocks shared by the backbones."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["channel_shuffle", "ChannelShuffle", "conv_bn", "SqueezeExcite", "make_divisible"]
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    """ShuffleNet's channel shuffle: reshape channels to (g, n), transpose, flatten."""
+    n, c, h, w = x.shape
+    if c % groups:
+        raise ValueError(f"channel_shuffle: {c} channels not divisible by {groups} groups")
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class ChannelShuffle(nn.Module):
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        return channel_shuffle(x, self.groups)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"
+
+
+def conv_bn(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int = 1,
+    stride: int = 1,
+    groups: int = 1,
+    activation: Optional[Callable[[], nn.Module]] = nn.ReLU,
+) -> nn.Sequential:
+    """conv (no bias) + BN (+ activation): indices 0/1/2 as in torchvision and the
+    authors' code, so their checkpoints map key for key."""
+    layers = [
+        nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out_channels),
+    ]
+    if activation is not None:
+        layers.append(activation(inplace=True) if activation in (nn.ReLU, nn.ReLU6) else activation())
+    return nn.Sequential(*layers)
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-Excitation (Hu et al.): global pool, bottleneck FC pair, sigmoid gate."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        hidden = max(8, channels // reduction)
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = torch.mean(x, dim=(2, 3), keepdim=True)
+        s = self.fc2(self.relu(self.fc1(s)))
+        return x * torch.sigmoid(s)
+
+
+def make_divisible(value: float, divisor: int, min_value: Optional[int] = None) -> int:
+    """Round ``value`` to the nearest multiple of ``divisor`` without losing >10% (MobileNet v2 rule)."""
+    min_value = min_value or divisor
+    new = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return new

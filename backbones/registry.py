@@ -1,0 +1,145 @@
+"""The backbone registry: every variant (e.g. ``shufflenet_v2_1.0x``) under its own name.
+
+Each entry is a `BackboneVariant`: a callable that builds the `Backbone` with the
+variant's architecture arguments fixed, plus the paper's figures for that variant so
+the analyzer and the fidelity tests can compare against them.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from fvcore.common.registry import Registry
+
+__all__ = [
+    "BACKBONE_REGISTRY",
+    "BackboneVariant",
+    "PaperFigures",
+    "register_variant",
+    "build_backbone",
+    "list_backbones",
+    "get_variant",
+]
+
+
+@dataclass(frozen=True)
+class PaperFigures:
+    """What the paper reports for a variant at 224x224, classifier included."""
+
+    macs: Optional[float] = None  # multiply-adds (the papers' "FLOPs")
+    params: Optional[float] = None
+    source: str = ""
+    top1_error: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class BackboneVariant:
+    """A registered variant: ``variant(**kwargs)`` builds the backbone."""
+
+    name: str
+    builder: Callable[..., Any]
+    arch_kwargs: Tuple[Tuple[str, Any], ...] = ()
+    family: str = ""
+    paper: PaperFigures = field(default_factory=PaperFigures)
+    alias_of: Optional[str] = None
+
+    def __call__(self, **kwargs: Any) -> Any:
+        merged = dict(self.arch_kwargs)
+        clash = set(merged) & set(kwargs)
+        if clash:
+            raise TypeError(f"{self.name}: {sorted(clash)} are fixed by the variant and cannot be overridden")
+        merged.update(kwargs)
+        return self.builder(**merged)
+
+    @property
+    def identity(self) -> Tuple[str, str, Tuple[Tuple[str, Any], ...]]:
+        return (self.builder.__module__, self.builder.__qualname__, self.arch_kwargs)
+
+
+class _VariantRegistry(Registry):
+    """fvcore `Registry` that tolerates a module being imported twice.
+
+    fvcore refuses any second registration of a name; importing a backbone module under
+    two names (``python -m``, notebooks reloading) would then crash. A re-registration of
+    the *same* builder and arguments replaces the entry; a different one still fails.
+    """
+
+    def _do_register(self, name: str, obj: Any) -> None:  # noqa: D401 - fvcore hook
+        existing = self._obj_map.get(name)
+        if existing is not None:
+            if getattr(existing, "identity", None) == getattr(obj, "identity", object()):
+                self._obj_map[name] = obj
+                return
+            raise KeyError(f"{name!r} is already registered in {self._name} by a different builder")
+        self._obj_map[name] = obj
+
+    def get(self, name: str) -> Any:
+        obj = self._obj_map.get(name)
+        if obj is None:
+            close = difflib.get_close_matches(name, list(self._obj_map), n=5, cutoff=0.6)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise KeyError(
+                f"No backbone named {name!r} in {self._name}.{hint} "
+                f"Registered: {len(self._obj_map)} variants (see `python tools/analyze_model.py --list`)."
+            )
+        return obj
+
+
+BACKBONE_REGISTRY = _VariantRegistry("BACKBONE")
+BACKBONE_REGISTRY.__doc__ = "Every backbone variant, by name (e.g. 'shufflenet_v2_1.0x')."
+
+
+def register_variant(
+    name: str,
+    builder: Callable[..., Any],
+    *,
+    family: str,
+    paper: Optional[PaperFigures] = None,
+    alias_of: Optional[str] = None,
+    **arch_kwargs: Any,
+) -> BackboneVariant:
+    """Register ``builder`` with ``arch_kwargs`` fixed under ``name``."""
+    variant = BackboneVariant(
+        name=name,
+        builder=builder,
+        arch_kwargs=tuple(sorted(arch_kwargs.items())),
+        family=family,
+        paper=paper or PaperFigures(),
+        alias_of=alias_of,
+    )
+    BACKBONE_REGISTRY._do_register(name, variant)
+    return variant
+
+
+def get_variant(name: str) -> BackboneVariant:
+    return BACKBONE_REGISTRY.get(name)
+
+
+def build_backbone(name: str, **kwargs: Any) -> Any:
+    """Build the registered variant ``name``; ``kwargs`` go to the backbone class
+    (``out_features``, ``freeze_at``, ...)."""
+    return get_variant(name)(**kwargs)
+
+
+def list_backbones(family: Optional[str] = None, include_aliases: bool = True) -> List[str]:
+    names = []
+    for name, variant in BACKBONE_REGISTRY:
+        if family is not None and variant.family != family:
+            continue
+        if not include_aliases and variant.alias_of is not None:
+            continue
+        names.append(name)
+    return sorted(names)
+
+
+def iter_variants() -> Iterator[BackboneVariant]:
+    for _, variant in sorted(BACKBONE_REGISTRY, key=lambda kv: kv[0]):
+        yield variant
+
+
+@functools.lru_cache(maxsize=None)
+def width_tag(width: float) -> str:
+    """1.0 -> '1.0x', 0.25 -> '0.25x' (the registry's width spelling)."""
+    return f"{width:g}x" if width != int(width) else f"{width:.1f}x"

@@ -1,0 +1,172 @@
+"""ShuffleNet v2 (Ma et al., ECCV 2018) and its SE, residual and v2* (detection) variants.
+
+Module names follow torchvision's ``ShuffleNetV2`` (``branch1``/``branch2`` Sequentials,
+``conv5``), so torchvision checkpoints map by a prefix rename (see `backbones.weights`).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .base import Backbone, Stage
+from .layers import SqueezeExcite, channel_shuffle, conv_bn
+from .registry import PaperFigures, register_variant
+
+__all__ = ["ShuffleV2Block", "ShuffleNetV2", "STAGE_OUT_CHANNELS"]
+
+#: Table 5 of the paper: output widths of stem, stage2-4 and conv5, per width multiplier.
+STAGE_OUT_CHANNELS: Dict[float, Sequence[int]] = {
+    0.5: (24, 48, 96, 192, 1024),
+    1.0: (24, 116, 232, 464, 1024),
+    1.5: (24, 176, 352, 704, 1024),
+    2.0: (24, 244, 488, 976, 2048),
+}
+STAGE_REPEATS = (4, 8, 4)
+
+
+class ShuffleV2Block(nn.Module):
+    """One ShuffleNet v2 unit.
+
+    stride 1: split channels in half; one half passes through, the other goes
+    1x1 conv-BN-ReLU, 3x3 depthwise-BN, 1x1 conv-BN-ReLU; concat; shuffle (2 groups).
+    stride 2: both branches see the whole input and the width doubles.
+
+    ``extra_dw`` (ShuffleNet v2*) puts a 3x3 depthwise conv + BN before the first 1x1
+    of the main branch, enlarging the receptive field for detection. ``use_se`` gates the
+    main branch with Squeeze-and-Excitation; ``residual`` adds the branch input to its
+    output in stride-1 units (the paper's residual variant for very deep networks).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        extra_dw: bool = False,
+        use_se: bool = False,
+        residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride}")
+        if out_channels % 2:
+            raise ValueError(f"out_channels must be even, got {out_channels}")
+        branch_channels = out_channels // 2
+        if stride == 1 and in_channels != out_channels:
+            raise ValueError(f"stride-1 unit needs in == out channels, got {in_channels} -> {out_channels}")
+        self.stride = stride
+        self.residual = residual and stride == 1
+        main_in = in_channels if stride == 2 else branch_channels
+
+        if stride == 2:
+            self.branch1 = nn.Sequential(
+                # dw
+                nn.Conv2d(in_channels, in_channels, 3, 2, 1, groups=in_channels, bias=False),
+                nn.BatchNorm2d(in_channels),
+                # pw
+                nn.Conv2d(in_channels, branch_channels, 1, bias=False),
+                nn.BatchNorm2d(branch_channels),
+                nn.ReLU(inplace=True),
+            )
+        else:
+            self.branch1 = nn.Sequential()
+
+        layers = []
+        if extra_dw:
+            layers += [
+                # dw (v2*: larger receptive field)
+                nn.Conv2d(main_in, main_in, 3, 1, 1, groups=main_in, bias=False),
+                nn.BatchNorm2d(main_in),
+            ]
+        layers += [
+            # pw
+            nn.Conv2d(main_in, branch_channels, 1, bias=False),
+            nn.BatchNorm2d(branch_channels),
+            nn.ReLU(inplace=True),
+            # dw
+            nn.Conv2d(branch_channels, branch_channels, 3, stride, 1, groups=branch_channels, bias=False),
+            nn.BatchNorm2d(branch_channels),
+            # pw-linear (followed by ReLU as in the paper's Figure 3)
+            nn.Conv2d(branch_channels, branch_channels, 1, bias=False),
+            nn.BatchNorm2d(branch_channels),
+            nn.ReLU(inplace=True),
+        ]
+        self.branch2 = nn.Sequential(*layers)
+        self.se = SqueezeExcite(branch_channels) if use_se else None
+
+    def _main(self, x: Tensor) -> Tensor:
+        out = self.branch2(x)
+        if self.se is not None:
+            out = self.se(out)
+        if self.residual:
+            out = out + x
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self._main(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self._main(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+class ShuffleNetV2(Backbone):
+    """ShuffleNet v2 backbone. Stages: ``stem`` (s4), ``stage2`` (s8), ``stage3`` (s16),
+    ``stage4`` (s32), ``conv5`` (the final 1x1 conv, s32)."""
+
+    def __init__(
+        self,
+        width_mult: float = 1.0,
+        extra_dw: bool = False,
+        use_se: bool = False,
+        residual: bool = False,
+        out_features: Optional[Sequence[str]] = None,
+        freeze_at: int = 0,
+        in_channels: int = 3,
+    ) -> None:
+        super().__init__()
+        if width_mult not in STAGE_OUT_CHANNELS:
+            raise ValueError(f"width_mult must be one of {sorted(STAGE_OUT_CHANNELS)}, got {width_mult}")
+        widths = STAGE_OUT_CHANNELS[width_mult]
+        stem = nn.Sequential(
+            OrderedDict(
+                conv1=conv_bn(in_channels, widths[0], 3, stride=2),
+                maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+            )
+        )
+        stages = [Stage("stem", stem, widths[0], 4)]
+        prev, stride = widths[0], 4
+        for i, (repeats, width) in enumerate(zip(STAGE_REPEATS, widths[1:4])):
+            stride *= 2
+            units = [ShuffleV2Block(prev, width, 2, extra_dw, use_se, residual)]
+            units += [ShuffleV2Block(width, width, 1, extra_dw, use_se, residual) for _ in range(repeats - 1)]
+            stages.append(Stage(f"stage{i + 2}", nn.Sequential(*units), width, stride))
+            prev = width
+        stages.append(Stage("conv5", conv_bn(prev, widths[4], 1), widths[4], stride))
+        self._init_stages(stages, out_features, freeze_at)
+
+
+# ----------------------------------------------------------------- registration
+_PAPER = {  # Table 5 / Table 8 of the ShuffleNet v2 paper (MACs, params, top-1 error)
+    0.5: (41e6, 1.4e6, 39.7),
+    1.0: (146e6, 2.3e6, 30.6),
+    1.5: (299e6, 3.5e6, 27.4),
+    2.0: (591e6, 7.4e6, 25.1),
+}
+
+for _width, (_macs, _params, _err) in _PAPER.items():
+    _tag = f"{_width:.1f}x"
+    register_variant(
+        f"shufflenet_v2_{_tag}",
+        ShuffleNetV2,
+        family="shufflenet_v2",
+        paper=PaperFigures(macs=_macs, params=_params, top1_error=_err, source="ShuffleNet v2, Table 5"),
+        width_mult=_width,
+    )
+    register_variant(f"shufflenet_v2_se_{_tag}", ShuffleNetV2, family="shufflenet_v2", width_mult=_width, use_se=True)
+    register_variant(f"shufflenet_v2_res_{_tag}", ShuffleNetV2, family="shufflenet_v2", width_mult=_width, residual=True)
+    register_variant(f"shufflenet_v2star_{_tag}", ShuffleNetV2, family="shufflenet_v2", width_mult=_width, extra_dw=True)
