@@ -93,6 +93,11 @@ class Backbone(nn.Module):
             self.stages[stage.name] = stage.module
             self._stage_channels[stage.name] = stage.channels
             self._stage_strides[stage.name] = stage.stride
+        self.set_out_features(out_features)
+        self.freeze(freeze_at)
+
+    def set_out_features(self, out_features: Optional[Sequence[str]] = None) -> "Backbone":
+        """Choose which stage outputs `forward` returns (default: the last stage)."""
         names = list(self.stages.keys())
         if out_features is None:
             out_features = [names[-1]]
@@ -103,8 +108,8 @@ class Backbone(nn.Module):
             )
         if not out_features:
             raise ValueError(f"{type(self).__name__}: out_features must not be empty")
-        self._out_features = sorted(out_features, key=names.index)
-        self.freeze(freeze_at)
+        self._out_features = sorted(set(out_features), key=names.index)
+        return self
 
     # -------------------------------------------------------------- interface
     @property

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from fvcore.common.registry import Registry
 
 __all__ = [
+    "ReimportSafeRegistry",
     "BACKBONE_REGISTRY",
     "BackboneVariant",
     "PaperFigures",
@@ -58,36 +59,41 @@ class BackboneVariant:
         return (self.builder.__module__, self.builder.__qualname__, self.arch_kwargs)
 
 
-class _VariantRegistry(Registry):
-    """fvcore `Registry` that tolerates a module being imported twice.
+def _identity(obj: Any) -> Any:
+    """What makes two registrations 'the same' across re-imports of a module."""
+    if hasattr(obj, "identity"):
+        return obj.identity
+    return (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None))
 
-    fvcore refuses any second registration of a name; importing a backbone module under
-    two names (``python -m``, notebooks reloading) would then crash. A re-registration of
-    the *same* builder and arguments replaces the entry; a different one still fails.
+
+class ReimportSafeRegistry(Registry):
+    """fvcore `Registry` that tolerates a module being imported twice, and names close
+    matches when a lookup fails.
+
+    fvcore refuses any second registration of a name; importing a module under two names
+    (``python -m``, ``importlib.reload``, notebooks) would then crash. A re-registration of
+    the *same* object (same module, qualified name and arguments) replaces the entry; a
+    different object under a taken name still fails.
     """
 
     def _do_register(self, name: str, obj: Any) -> None:  # noqa: D401 - fvcore hook
         existing = self._obj_map.get(name)
-        if existing is not None:
-            if getattr(existing, "identity", None) == getattr(obj, "identity", object()):
-                self._obj_map[name] = obj
-                return
-            raise KeyError(f"{name!r} is already registered in {self._name} by a different builder")
+        if existing is not None and _identity(existing) != _identity(obj):
+            raise KeyError(f"{name!r} is already registered in {self._name} by a different object")
         self._obj_map[name] = obj
 
     def get(self, name: str) -> Any:
         obj = self._obj_map.get(name)
         if obj is None:
-            close = difflib.get_close_matches(name, list(self._obj_map), n=5, cutoff=0.6)
+            names = sorted(self._obj_map)
+            close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise KeyError(
-                f"No backbone named {name!r} in {self._name}.{hint} "
-                f"Registered: {len(self._obj_map)} variants (see `python tools/analyze_model.py --list`)."
-            )
+            listing = ", ".join(names) if len(names) <= 12 else f"{len(names)} entries"
+            raise KeyError(f"No object named {name!r} in registry {self._name}.{hint} Registered: {listing}.")
         return obj
 
 
-BACKBONE_REGISTRY = _VariantRegistry("BACKBONE")
+BACKBONE_REGISTRY = ReimportSafeRegistry("BACKBONE")
 BACKBONE_REGISTRY.__doc__ = "Every backbone variant, by name (e.g. 'shufflenet_v2_1.0x')."
 
 

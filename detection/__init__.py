@@ -1,0 +1,1 @@
+"""litedet detection: detectors, data, evaluation and training on top of `backbones`."""
