@@ -17,6 +17,19 @@ from .classifier import ImageClassifier, build_classifier
 
 # Each import registers that family's variants.
 from . import shufflenet_v2  # noqa: F401  isort:skip
+from . import mobilenet_v2  # noqa: F401  isort:skip
+from . import seesaw  # noqa: F401  isort:skip
+from . import shufflenet_v1  # noqa: F401  isort:skip
+from . import mobilenet_v1  # noqa: F401  isort:skip
+from . import fd_mobilenet  # noqa: F401  isort:skip
+
+from .weights import (  # noqa: E402  isort:skip
+    CheckpointError,
+    LoadReport,
+    UnsafeCheckpointError,
+    load_checkpoint,
+    save_backbone_checkpoint,
+)
 
 __all__ = [
     "Backbone",
@@ -32,4 +45,9 @@ __all__ = [
     "list_backbones",
     "register_variant",
     "ImageClassifier",
+    "CheckpointError",
+    "LoadReport",
+    "UnsafeCheckpointError",
+    "load_checkpoint",
+    "save_backbone_checkpoint",
 ]

@@ -1,0 +1,635 @@
+"""Load ImageNet checkpoints from local files into litedet backbones and classifiers.
+
+Three layouts are understood (``layout="auto"`` tells them apart by key names):
+
+``litedet``
+    Our own ``state_dict`` (of a `Backbone` or an `ImageClassifier`), bare or wrapped as
+    ``{"model": state_dict, ...}`` (what `save_backbone_checkpoint` writes).
+``torchvision``
+    ``torchvision.models`` checkpoints. ShuffleNet v2: ``conv1``/``stage2..4``/``conv5``/
+    ``fc`` become ``stages.stem.conv1``/``stages.stage2..4``/``stages.conv5``/``fc``.
+    MobileNet v2: ``features.N`` becomes the stage holding block N
+    (`backbones.mobilenet_v2.FEATURE_TO_STAGE`), ``classifier.1`` becomes ``fc``.
+    Pure renames: the modules are torchvision's.
+``shufflenet_series``
+    The authors' megvii-model/ShuffleNet-Series releases: ``{"state_dict": ...}`` with
+    ``module.`` prefixes, inputs in OpenCV BGR order, 0-255, not normalised (the loader
+    reports ``input_format="BGR255"`` and sets it on the backbone). ShuffleNet v1 maps by
+    renaming (our `ShuffleNetV1` copies the released module names and shuffle).
+    ShuffleNet v2 does *not*: the released ShuffleNetV2 splits stride-1 inputs into
+    even/odd channels and never shuffles outputs, where ours (= torchvision = the paper's
+    figure) splits halves and shuffles outputs. The two compute the same function up to a
+    relabelling of channels, so `convert_shufflenet_series_shufflenet_v2` permutes the conv
+    and BN tensors (see its docstring). The release's first stride-2 unit also differs in
+    shape for 1.0x/1.5x/2.0x (its shortcut keeps 24 channels); those cannot be expressed in
+    our ShuffleNetV2 and are refused with an explanation. 0.5x converts exactly.
+
+Converters are plain functions ``convert_<layout>_<family>(state_dict) -> state_dict`` in
+`CONVERTERS`, keyed by ``(layout, family)``; adding a layout is one function and one
+table entry. A converter returns *canonical* keys: backbone tensors under ``stages.``,
+classifier head under ``fc.``. `load_checkpoint` then adapts them to the target
+(``backbone.`` prefix for an `ImageClassifier`; the head is dropped, and listed, for a
+bare `Backbone`).
+
+Files are always read with ``torch.load(..., weights_only=True)``: a checkpoint is data,
+and a pickle that would run code is refused, never executed.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from .base import Backbone
+from .classifier import ImageClassifier
+from .registry import BACKBONE_REGISTRY
+
+__all__ = [
+    "LoadReport",
+    "CheckpointError",
+    "UnsafeCheckpointError",
+    "load_checkpoint",
+    "save_backbone_checkpoint",
+    "read_state_dict",
+    "detect_layout",
+    "family_of",
+    "CONVERTERS",
+    "LAYOUTS",
+    "INPUT_FORMATS",
+    "convert_litedet",
+    "convert_torchvision_shufflenet_v2",
+    "convert_torchvision_mobilenet_v2",
+    "convert_shufflenet_series_shufflenet_v2",
+    "convert_shufflenet_series_shufflenet_v1",
+]
+
+StateDict = Dict[str, Tensor]
+Converter = Callable[[StateDict], StateDict]
+
+#: Layouts `load_checkpoint` accepts besides ``"auto"``.
+LAYOUTS: Tuple[str, ...] = ("litedet", "torchvision", "shufflenet_series")
+#: Input convention each layout's weights were trained with.
+INPUT_FORMATS: Dict[str, str] = {
+    "litedet": "RGB",  # unless the checkpoint records another (save_backbone_checkpoint does)
+    "torchvision": "RGB",  # RGB in [0, 1], ImageNet mean/std normalised
+    "shufflenet_series": "BGR255",  # OpenCV BGR, 0-255, no normalisation
+}
+_HEAD_PREFIX = "fc."
+_BACKBONE_PREFIX = "stages."
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded as asked (corrupt, wrong layout, wrong shapes)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file holds pickled Python objects beyond tensors and containers; not loaded."""
+
+
+@dataclass
+class LoadReport:
+    """What `load_checkpoint` did.
+
+    ``missing_keys``: model tensors the checkpoint did not provide (left as they were).
+    ``unexpected_keys``: checkpoint tensors with no place in the model (ignored).
+    ``dropped_keys``: the classifier head, skipped on purpose when loading into a bare
+    `Backbone`. ``input_format``: ``"RGB"`` (normalised RGB, torchvision/litedet) or
+    ``"BGR255"`` (OpenCV BGR, 0-255, no normalisation: the authors' ShuffleNet-Series).
+    """
+
+    path: str
+    layout: str
+    family: str
+    input_format: str
+    loaded_keys: List[str] = field(default_factory=list)
+    missing_keys: List[str] = field(default_factory=list)
+    unexpected_keys: List[str] = field(default_factory=list)
+    dropped_keys: List[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        def few(keys: Sequence[str]) -> str:
+            shown = ", ".join(keys[:5])
+            return shown + (f", ... (+{len(keys) - 5})" if len(keys) > 5 else "")
+
+        lines = [
+            f"loaded {len(self.loaded_keys)} tensors from {self.path} "
+            f"(layout={self.layout}, family={self.family}, input_format={self.input_format})"
+        ]
+        if self.missing_keys:
+            lines.append(f"  missing ({len(self.missing_keys)}): {few(self.missing_keys)}")
+        if self.unexpected_keys:
+            lines.append(f"  unexpected ({len(self.unexpected_keys)}): {few(self.unexpected_keys)}")
+        if self.dropped_keys:
+            lines.append(f"  classifier head not loaded into a bare backbone: {few(self.dropped_keys)}")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------- reading
+def read_state_dict(path: Union[str, os.PathLike]) -> Tuple[StateDict, Dict[str, Any]]:
+    """Read ``path`` safely and unwrap it to a flat ``{name: tensor}`` dict.
+
+    Returns ``(state_dict, meta)``; ``meta`` holds the non-tensor entries of a wrapper
+    dict (e.g. ``input_format`` written by `save_backbone_checkpoint`). ``module.``
+    prefixes (DataParallel) are stripped.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" in str(e):
+            raise UnsafeCheckpointError(
+                f"refused to load {path}: it contains pickled Python objects other than tensors and "
+                f"plain containers (only weights_only loading is allowed here, nothing was executed). "
+                f"Detail: {_last_line(e)}"
+            ) from e
+        raise CheckpointError(f"cannot read checkpoint {path}: not a valid torch file ({_last_line(e)})") from e
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is truncated or corrupt "
+            f"({type(e).__name__}: {_last_line(e) or 'unexpected end of file'})"
+        ) from e
+
+    meta: Dict[str, Any] = {}
+    if isinstance(obj, Mapping):
+        for wrapper in ("state_dict", "model"):
+            inner = obj.get(wrapper)
+            if isinstance(inner, Mapping) and inner and all(isinstance(v, Tensor) for v in inner.values()):
+                meta = {k: v for k, v in obj.items() if k != wrapper}
+                obj = inner
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{path} holds no state dict (got {type(obj).__name__})")
+    non_tensors = [k for k, v in obj.items() if not isinstance(v, Tensor)]
+    if non_tensors:
+        raise CheckpointError(f"{path}: entries {non_tensors[:5]} are not tensors; is this a state dict?")
+    sd: StateDict = OrderedDict(obj)
+    if all(k.startswith("module.") for k in sd):
+        sd = OrderedDict((k[len("module.") :], v) for k, v in sd.items())
+    return sd, meta
+
+
+def _last_line(e: BaseException) -> str:
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    for ln in lines:  # torch puts the useful line in the middle of a long explanation
+        if "GLOBAL" in ln or "Unsupported" in ln or "EOF" in ln or "expected" in ln:
+            return ln.strip()
+    return lines[-1].strip() if lines else ""
+
+
+def detect_layout(state_dict: Mapping[str, Tensor]) -> str:
+    """Guess the layout of ``state_dict`` from its key names (``module.`` already stripped)."""
+    keys = list(state_dict)
+
+    def any_start(*prefixes: str) -> bool:
+        return any(k.startswith(prefixes) for k in keys)
+
+    if any_start("stages.", "backbone.stages."):
+        return "litedet"
+    if any_start("first_conv.") or any(".branch_main" in k for k in keys):
+        return "shufflenet_series"
+    if any_start("features.") and any_start("classifier."):
+        return "torchvision"
+    if any_start("conv1.") and any_start("stage2.", "conv5."):
+        return "torchvision"
+    raise CheckpointError(
+        f"cannot tell the layout from the keys (first ones: {keys[:4]}); pass layout= one of {list(LAYOUTS)}"
+    )
+
+
+def family_of(model: nn.Module) -> str:
+    """Family name of a backbone (or of an `ImageClassifier`'s backbone), from the registry."""
+    backbone = model.backbone if isinstance(model, ImageClassifier) else model
+    for _, variant in BACKBONE_REGISTRY:
+        if variant.builder is type(backbone):
+            return variant.family
+    return type(backbone).__name__.lower()
+
+
+# -------------------------------------------------------------------- converters
+def _rename(state_dict: StateDict, rules: Sequence[Tuple[str, str]]) -> StateDict:
+    """Apply the first matching prefix rule to every key; keys no rule matches stay as they
+    are (and so surface as unexpected keys)."""
+    out: StateDict = OrderedDict()
+    for key, value in state_dict.items():
+        for old, new in rules:
+            if key.startswith(old):
+                key = new + key[len(old) :]
+                break
+        out[key] = value
+    return out
+
+
+def _head_with_bias(state_dict: StateDict, head: str) -> StateDict:
+    """The authors' classifiers are ``nn.Linear(.., bias=False)``; ours has a bias, which a
+    zero vector makes compute the same logits."""
+    w = state_dict.get(f"{head}.weight")
+    if w is not None and f"{head}.bias" not in state_dict:
+        state_dict[f"{head}.bias"] = torch.zeros(w.shape[0], dtype=w.dtype)
+    return state_dict
+
+
+def convert_litedet(state_dict: StateDict) -> StateDict:
+    """Our own layout: only drop the ``backbone.`` prefix of a classifier's state dict."""
+    return _rename(state_dict, [("backbone.stages.", "stages.")])
+
+
+def convert_torchvision_shufflenet_v2(state_dict: StateDict) -> StateDict:
+    """torchvision ShuffleNetV2 -> ours: ``conv1`` is inside the stem stage, the rest renames
+    one to one (our units keep torchvision's ``branch1``/``branch2`` indices)."""
+    return _rename(
+        state_dict,
+        [
+            ("conv1.", "stages.stem.conv1."),
+            ("stage2.", "stages.stage2."),
+            ("stage3.", "stages.stage3."),
+            ("stage4.", "stages.stage4."),
+            ("conv5.", "stages.conv5."),
+            ("fc.", "fc."),
+        ],
+    )
+
+
+def convert_torchvision_mobilenet_v2(state_dict: StateDict) -> StateDict:
+    """torchvision MobileNetV2 -> ours: ``features.N.rest`` -> ``stages.<stage>.<i>.rest``
+    (``stages.conv_last.rest`` for the last 1x1 conv), ``classifier.1`` -> ``fc``."""
+    from .mobilenet_v2 import FEATURE_TO_STAGE
+
+    out: StateDict = OrderedDict()
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        if parts[0] == "features" and len(parts) > 2 and parts[1].isdigit() and int(parts[1]) in FEATURE_TO_STAGE:
+            stage, local = FEATURE_TO_STAGE[int(parts[1])]
+            head = f"stages.{stage}" if local < 0 else f"stages.{stage}.{local}"
+            key = ".".join([head] + parts[2:])
+        elif key.startswith("classifier.1."):
+            key = "fc." + key[len("classifier.1.") :]
+        out[key] = value
+    return out
+
+
+def convert_shufflenet_series_shufflenet_v1(state_dict: StateDict) -> StateDict:
+    """Authors' ShuffleNetV1 -> ours, by renaming only.
+
+    Our `ShuffleNetV1` uses the release's module names (``branch_main_1``/``branch_main_2``)
+    and its shuffle (``(C/g, g)`` view, after the depthwise conv), so tensors are copied
+    as they are: ``first_conv`` -> ``stages.stem.first_conv``; ``features.<i>`` ->
+    ``stages.stage<k>.<j>`` with the paper's 4/8/4 units per stage; ``classifier.0`` ->
+    ``fc`` (zero bias added).
+    """
+    from .shufflenet_v1 import STAGE_REPEATS
+
+    starts = [sum(STAGE_REPEATS[:i]) for i in range(len(STAGE_REPEATS))]
+    out: StateDict = OrderedDict()
+    for key, value in state_dict.items():
+        parts = key.split(".")
+        if parts[0] == "features" and len(parts) > 2 and parts[1].isdigit():
+            i = int(parts[1])
+            s = max(k for k, start in enumerate(starts) if start <= i)
+            key = ".".join([f"stages.stage{s + 2}", str(i - starts[s])] + parts[2:])
+        elif key.startswith("first_conv."):
+            key = "stages.stem." + key
+        elif key.startswith("classifier.0."):
+            key = "fc." + key[len("classifier.0.") :]
+        out[key] = value
+    return _head_with_bias(out, "fc")
+
+
+# ---- ShuffleNet-Series v2: permutation bookkeeping
+_BN_SUFFIXES = ("weight", "bias", "running_mean", "running_var")
+
+
+def _take(t: Tensor, dim: int, index: Sequence[int]) -> Tensor:
+    return t.index_select(dim, torch.as_tensor(list(index), dtype=torch.long)).contiguous()
+
+
+def _interleave(a: List[Any], b: List[Any]) -> List[Any]:
+    """Channel order after ``channel_shuffle(cat(a, b), 2)`` with ``len(a) == len(b)``."""
+    return [x for pair in zip(a, b) for x in pair]
+
+
+def _match_by_fate(
+    ours: Sequence[Any], theirs: Sequence[Any], fate_ours: Mapping[Any, Any], fate_theirs: Mapping[Any, Any], what: str
+) -> Dict[Any, Any]:
+    """Pair our channels with the release's so that paired channels meet the same fate
+    (consumed by the same later unit, or reaching the stage output)."""
+    groups: Dict[Any, Tuple[List[Any], List[Any]]] = {}
+    for lbl in ours:
+        groups.setdefault(fate_ours[lbl], ([], []))[0].append(lbl)
+    for lbl in theirs:
+        groups.setdefault(fate_theirs[lbl], ([], []))[1].append(lbl)
+    pairing: Dict[Any, Any] = {}
+    for fate, (a, b) in groups.items():
+        if len(a) != len(b):
+            raise CheckpointError(f"ShuffleNet-Series v2 conversion: {what} has no channel relabelling (fate {fate})")
+        pairing.update(zip(a, b))
+    return pairing
+
+
+def convert_shufflenet_series_shufflenet_v2(state_dict: StateDict) -> StateDict:
+    """Authors' ShuffleNetV2 -> ours (torchvision-style), permuting channels.
+
+    The release's stride-1 unit feeds the *odd* channels of its input to the main branch and
+    passes the even ones, then concatenates ``[passed, main]`` without shuffling; its
+    stride-2 unit concatenates ``[proj, main]``. Ours splits halves and shuffles every
+    output (``[a0, b0, a1, b1, ...]``). Both route, at every unit, half of the surviving
+    channels and half of the fresh ones into the main branch, so they are the same network
+    up to a relabelling of the channels each unit creates. The relabelling is found by
+    simulating both channel orders through each stage and pairing channels that are
+    consumed by the same later unit (or survive to the stage output); it is then folded into
+    the tensors: output rows (and BN entries) of each unit's last 1x1 conv, input columns of
+    the 1x1 convs and depthwise channels that read permuted maps, and the input columns of
+    ``conv_last``. Exact (same logits), no approximation.
+
+    The release's first stride-2 unit keeps ``inp`` channels on the shortcut and outputs
+    ``oup - inp`` on the main branch; ours outputs ``oup / 2`` on each. Only when
+    ``inp == oup / 2`` (every unit of 0.5x, stage 3-4 of all widths) do the shapes agree;
+    otherwise this raises `CheckpointError`.
+    """
+    sd = dict(state_dict)
+    out: StateDict = OrderedDict()
+
+    def pop_bn(prefix: str) -> Dict[str, Tensor]:
+        bn = {s: sd.pop(f"{prefix}.{s}") for s in _BN_SUFFIXES if f"{prefix}.{s}" in sd}
+        if f"{prefix}.num_batches_tracked" in sd:
+            bn["num_batches_tracked"] = sd.pop(f"{prefix}.num_batches_tracked")
+        return bn
+
+    def put_bn(prefix: str, bn: Mapping[str, Tensor], index: Optional[Sequence[int]] = None) -> None:
+        for s, t in bn.items():
+            out[f"{prefix}.{s}"] = t if index is None or s == "num_batches_tracked" else _take(t, 0, index)
+
+    def need(key: str) -> Tensor:
+        if key not in sd:
+            raise CheckpointError(f"ShuffleNet-Series v2 checkpoint lacks {key!r}")
+        return sd.pop(key)
+
+    # stem: identical
+    for key in [k for k in sd if k.startswith("first_conv.")]:
+        out["stages.stem.conv1." + key[len("first_conv.") :]] = sd.pop(key)
+
+    units = sorted({int(k.split(".")[1]) for k in sd if k.startswith("features.")})
+    if units != list(range(len(units))) or not units:
+        raise CheckpointError(f"ShuffleNet-Series v2 checkpoint: feature units {units} are not 0..N-1")
+    stages: List[List[int]] = []
+    for i in units:
+        if f"features.{i}.branch_proj.0.weight" in sd:
+            stages.append([i])
+        elif not stages:
+            raise CheckpointError(
+                "not a ShuffleNet-Series ShuffleNetV2 checkpoint: features.0 has no branch_proj tensors "
+                "(a ShuffleNetV1 checkpoint, whose shortcut is a parameter-free pool, looks like this)"
+            )
+        else:
+            stages[-1].append(i)
+
+    perm_in: List[int] = list(range(sd["features.0.branch_proj.0.weight"].shape[0]))  # stem output: identity
+    for s_idx, unit_ids in enumerate(stages):
+        stage = f"stages.stage{s_idx + 2}"
+        first = f"features.{unit_ids[0]}"
+        inp = sd[f"{first}.branch_proj.0.weight"].shape[0]
+        proj_out = sd[f"{first}.branch_proj.2.weight"].shape[0]
+        main_out = sd[f"{first}.branch_main.5.weight"].shape[0]
+        oup = proj_out + main_out
+        if proj_out != main_out:
+            raise CheckpointError(
+                f"ShuffleNet-Series v2 checkpoint: unit {first} (first of {stage}) outputs {proj_out} channels on its "
+                f"shortcut and {main_out} on its main branch ({inp} -> {oup}); litedet/torchvision ShuffleNetV2 "
+                f"outputs {oup // 2} on each, so this width of the authors' model (all but 0.5x) has no exact "
+                f"equivalent here. Use torchvision weights, or a 0.5x ShuffleNet-Series checkpoint."
+            )
+        half = oup // 2
+        n = len(unit_ids)
+
+        # -- simulate the release's channel order (labels: (kind, unit, index))
+        of_consume: Dict[Any, Tuple[int, int]] = {}
+        of_order = [("p", 0, e) for e in range(half)] + [("m", 0, m) for m in range(half)]
+        for b in range(1, n):
+            passed, proc = of_order[0::2], of_order[1::2]
+            for q, lbl in enumerate(proc):
+                of_consume[lbl] = (b, q)
+            of_order = passed + [("m", b, m) for m in range(half)]
+        of_pos = {lbl: i for i, lbl in enumerate(of_order)}
+
+        # -- simulate ours (labels: (kind, unit, index))
+        our_consume: Dict[Any, Tuple[int, int]] = {}
+        our_x2: Dict[int, List[Any]] = {}
+        order = _interleave([("P", 0, j) for j in range(half)], [("M", 0, j) for j in range(half)])
+        for b in range(1, n):
+            x1, x2 = order[:half], order[half:]
+            our_x2[b] = x2
+            for q, lbl in enumerate(x2):
+                our_consume[lbl] = (b, q)
+            order = _interleave(x1, [("M", b, j) for j in range(half)])
+
+        def fate(consume: Mapping[Any, Tuple[int, int]], lbl: Any) -> int:
+            return consume[lbl][0] if lbl in consume else n
+
+        created = [(0, j) for j in range(half)] + [(b, j) for b in range(n) for j in range(half)]
+        f_ours = {("P", 0, j): fate(our_consume, ("P", 0, j)) for j in range(half)}
+        f_ours.update({("M", b, j): fate(our_consume, ("M", b, j)) for b, j in created})
+        f_theirs = {("p", 0, j): fate(of_consume, ("p", 0, j)) for j in range(half)}
+        f_theirs.update({("m", b, j): fate(of_consume, ("m", b, j)) for b, j in created})
+        sigma: Dict[Any, Any] = {}
+        for b in range(n):
+            kinds = [("P", "p"), ("M", "m")] if b == 0 else [("M", "m")]
+            for k_ours, k_theirs in kinds:
+                ours = [(k_ours, b, j) for j in range(half)]
+                theirs = [(k_theirs, b, j) for j in range(half)]
+                sigma.update(_match_by_fate(ours, theirs, f_ours, f_theirs, f"{stage} unit {b}"))
+
+        # -- unit 0 (stride 2): inputs permuted by perm_in
+        src, dst = f"features.{unit_ids[0]}", f"{stage}.0"
+        proj_rows = [sigma[("P", 0, j)][2] for j in range(half)]
+        main_rows = [sigma[("M", 0, j)][2] for j in range(half)]
+        out[f"{dst}.branch1.0.weight"] = _take(need(f"{src}.branch_proj.0.weight"), 0, perm_in)  # dw
+        put_bn(f"{dst}.branch1.1", pop_bn(f"{src}.branch_proj.1"), perm_in)
+        w = _take(need(f"{src}.branch_proj.2.weight"), 1, perm_in)  # pw
+        out[f"{dst}.branch1.2.weight"] = _take(w, 0, proj_rows)
+        put_bn(f"{dst}.branch1.3", pop_bn(f"{src}.branch_proj.3"), proj_rows)
+        out[f"{dst}.branch2.0.weight"] = _take(need(f"{src}.branch_main.0.weight"), 1, perm_in)  # pw
+        for i in (1, 3, 4):
+            for key in [k for k in sd if k.startswith(f"{src}.branch_main.{i}.")]:
+                out[f"{dst}.branch2.{i}." + key.split(".", 4)[4]] = sd.pop(key)
+        out[f"{dst}.branch2.5.weight"] = _take(need(f"{src}.branch_main.5.weight"), 0, main_rows)  # pw-linear
+        put_bn(f"{dst}.branch2.6", pop_bn(f"{src}.branch_main.6"), main_rows)
+
+        # -- units 1.. (stride 1): main-branch input columns and output rows permuted
+        for b in range(1, n):
+            src, dst = f"features.{unit_ids[b]}", f"{stage}.{b}"
+            cols = [of_consume[sigma[lbl]][1] for lbl in our_x2[b]]
+            rows = [sigma[("M", b, j)][2] for j in range(half)]
+            out[f"{dst}.branch2.0.weight"] = _take(need(f"{src}.branch_main.0.weight"), 1, cols)  # pw
+            for i in (1, 3, 4):
+                for key in [k for k in sd if k.startswith(f"{src}.branch_main.{i}.")]:
+                    out[f"{dst}.branch2.{i}." + key.split(".", 4)[4]] = sd.pop(key)
+            out[f"{dst}.branch2.5.weight"] = _take(need(f"{src}.branch_main.5.weight"), 0, rows)  # pw-linear
+            put_bn(f"{dst}.branch2.6", pop_bn(f"{src}.branch_main.6"), rows)
+        perm_in = [of_pos[sigma[lbl]] for lbl in order]
+
+    out["stages.conv5.0.weight"] = _take(need("conv_last.0.weight"), 1, perm_in)
+    for key in [k for k in sd if k.startswith("conv_last.1.")]:
+        out["stages.conv5.1." + key[len("conv_last.1.") :]] = sd.pop(key)
+    for key in [k for k in sd if k.startswith("classifier.0.")]:
+        out["fc." + key[len("classifier.0.") :]] = sd.pop(key)
+    out.update(sd)  # anything left over surfaces as unexpected
+    return _head_with_bias(out, "fc")
+
+
+#: ``(layout, family) -> converter``; family ``"*"`` applies to every family.
+CONVERTERS: Dict[Tuple[str, str], Converter] = {
+    ("litedet", "*"): convert_litedet,
+    ("torchvision", "shufflenet_v2"): convert_torchvision_shufflenet_v2,
+    ("torchvision", "mobilenet_v2"): convert_torchvision_mobilenet_v2,
+    ("shufflenet_series", "shufflenet_v2"): convert_shufflenet_series_shufflenet_v2,
+    ("shufflenet_series", "shufflenet_v1"): convert_shufflenet_series_shufflenet_v1,
+}
+
+
+def _converter(layout: str, family: str) -> Converter:
+    conv = CONVERTERS.get((layout, family)) or CONVERTERS.get((layout, "*"))
+    if conv is None:
+        known = sorted(f"{l}/{f}" for l, f in CONVERTERS)
+        raise NotImplementedError(
+            f"no converter for layout {layout!r} into family {family!r}; known (layout/family): {known}"
+        )
+    return conv
+
+
+# -------------------------------------------------------------------------- load
+def load_checkpoint(
+    model: nn.Module,
+    path: Union[str, os.PathLike],
+    *,
+    layout: str = "auto",
+    strict: bool = False,
+) -> LoadReport:
+    """Load the checkpoint at ``path`` into ``model`` (a `Backbone` or an `ImageClassifier`).
+
+    Nothing is written into ``model`` unless every check passes: shape mismatches raise
+    `CheckpointError` listing each key with both shapes, and with ``strict=True`` so do
+    missing or unexpected keys. ``num_batches_tracked`` counters are ignored both ways
+    (BN does not use them at inference, and `FrozenBatchNorm2d` has none).
+
+    The backbone's ``input_format`` attribute is set to what the weights expect.
+    """
+    if layout != "auto" and layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected 'auto' or one of {list(LAYOUTS)}")
+    if isinstance(model, ImageClassifier):
+        backbone, prefix = model.backbone, "backbone."
+    elif isinstance(model, Backbone):
+        backbone, prefix = model, ""
+    else:
+        raise TypeError(f"load_checkpoint expects a Backbone or an ImageClassifier, got {type(model).__name__}")
+
+    path = os.fspath(path)
+    raw, meta = read_state_dict(path)
+    if layout == "auto":
+        try:
+            layout = detect_layout(raw)
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from None
+    family = family_of(backbone)
+    canonical = _converter(layout, family)(raw)
+
+    sd: StateDict = OrderedDict()
+    dropped: List[str] = []
+    for key, value in canonical.items():
+        if key.startswith(_BACKBONE_PREFIX):
+            sd[prefix + key] = value
+        elif key.startswith(_HEAD_PREFIX) and not prefix:
+            dropped.append(key)
+        else:
+            sd[key] = value
+
+    target = model.state_dict()
+    for key in [k for k in sd if k.endswith("num_batches_tracked") and k not in target]:
+        del sd[key]
+    mismatched = [
+        f"  {k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
+        for k, v in sd.items()
+        if k in target and v.shape != target[k].shape
+    ]
+    if mismatched:
+        raise CheckpointError(
+            f"{path} ({layout} layout) does not fit {type(backbone).__name__} ({family}): "
+            f"{len(mismatched)} shape mismatch(es):\n" + "\n".join(mismatched)
+        )
+    missing = [k for k in target if k not in sd and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in sd if k not in target]
+    if strict and (missing or unexpected):
+        raise CheckpointError(
+            f"{path} ({layout} layout), strict load into {type(backbone).__name__}: "
+            f"missing {missing[:10]}{' ...' if len(missing) > 10 else ''} ({len(missing)}), "
+            f"unexpected {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''} ({len(unexpected)})"
+        )
+    loadable = OrderedDict((k, v) for k, v in sd.items() if k in target)
+    if len(missing) > len(target) // 2:
+        warnings.warn(
+            f"{path} ({layout} layout) provides only {len(loadable)} of {len(target)} tensors of "
+            f"{type(backbone).__name__}; is it a checkpoint of another architecture?",
+            stacklevel=2,
+        )
+    model.load_state_dict(loadable, strict=False)
+
+    input_format = meta.get("input_format") if layout == "litedet" else None
+    if not isinstance(input_format, str):
+        input_format = INPUT_FORMATS[layout]
+    backbone.input_format = input_format
+    return LoadReport(
+        path=path,
+        layout=layout,
+        family=family,
+        input_format=input_format,
+        loaded_keys=list(loadable),
+        missing_keys=missing,
+        unexpected_keys=unexpected,
+        dropped_keys=dropped,
+    )
+
+
+# -------------------------------------------------------------------------- save
+def save_backbone_checkpoint(model: nn.Module, path: Union[str, os.PathLike], extra: Optional[Mapping[str, Any]] = None) -> str:
+    """Write ``model``'s state dict in our own layout, atomically.
+
+    The file holds ``{"model": state_dict, "layout": "litedet", "input_format": ...,
+    "arch": class name, **extra}``. ``extra`` must hold plain values (numbers, strings,
+    lists, dicts, tensors): the file is read back with ``weights_only=True``. The data go
+    to a temporary file in the same directory, which then replaces ``path`` in one
+    ``os.replace``, so a crash never leaves a half-written checkpoint under ``path``.
+    """
+    path = os.fspath(path)
+    backbone = model.backbone if isinstance(model, ImageClassifier) else model
+    payload: Dict[str, Any] = {
+        "model": OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items()),
+        "layout": "litedet",
+        "input_format": getattr(backbone, "input_format", "RGB"),
+        "arch": type(backbone).__name__,
+    }
+    if extra:
+        clash = set(extra) & set(payload)
+        if clash:
+            raise ValueError(f"extra must not override {sorted(clash)}")
+        payload.update(extra)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pth", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
