@@ -2,11 +2,18 @@
 
 Module names follow torchvision's ``ShuffleNetV2`` (``branch1``/``branch2`` Sequentials,
 ``conv5``), so torchvision checkpoints map by a prefix rename (see `backbones.weights`).
+
+``ShuffleNetV2(shortcut_keeps_input=True)`` builds the network of the authors'
+ShuffleNet-Series release (megvii-model/ShuffleNet-Series) instead: there the shortcut of a
+stride-2 unit keeps its input width, which differs from torchvision's ``out/2`` only in the
+first unit of stage2 at 1.0x/1.5x/2.0x (24 shortcut channels, e.g. 24 + 92 = 116 at 1.0x).
+The registered variants use torchvision's layout; pass the option as a build keyword,
+``build_backbone("shufflenet_v2_1.0x", shortcut_keeps_input=True)``.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +22,7 @@ from .base import Backbone, Stage
 from .layers import SqueezeExcite, channel_shuffle, conv_bn
 from .registry import PaperFigures, register_variant
 
-__all__ = ["ShuffleV2Block", "ShuffleNetV2", "STAGE_OUT_CHANNELS"]
+__all__ = ["ShuffleV2Block", "ShuffleNetV2", "STAGE_OUT_CHANNELS", "release_channel_order"]
 
 #: Table 5 of the paper: output widths of stem, stage2-4 and conv5, per width multiplier.
 STAGE_OUT_CHANNELS: Dict[float, Sequence[int]] = {
@@ -25,6 +32,26 @@ STAGE_OUT_CHANNELS: Dict[float, Sequence[int]] = {
     2.0: (24, 244, 488, 976, 2048),
 }
 STAGE_REPEATS = (4, 8, 4)
+
+
+def release_channel_order(channels: int) -> List[int]:
+    """Recursive de-interleave of ``range(channels)``: odd positions go to the back half,
+    even ones to the front, and the front is de-interleaved again (``[0, 1, 2, 3]`` ->
+    ``[0, 2, 1, 3]``).
+
+    The release's stride-1 unit sends the odd channels of its input to the main branch and
+    moves the even ones to the front; ours sends the back half. So a channel at position
+    ``i = 2**k * (2t + 1)`` of the release's stage is consumed by the ``k+1``-th stride-1
+    unit, and so is a channel at position ``order.index(i)`` of ours. A stride-2 unit with
+    an uneven split emits ``cat(shortcut, main)[:, order]`` so that each of its channels
+    reaches the same later unit as in the release (`backbones.weights` relies on this).
+    """
+    order = list(range(channels))
+
+    def deinterleave(xs: List[int]) -> List[int]:
+        return xs if len(xs) <= 1 else deinterleave(xs[0::2]) + xs[1::2]
+
+    return deinterleave(order)
 
 
 class ShuffleV2Block(nn.Module):
@@ -48,6 +75,7 @@ class ShuffleV2Block(nn.Module):
         extra_dw: bool = False,
         use_se: bool = False,
         residual: bool = False,
+        shortcut_channels: Optional[int] = None,
     ) -> None:
         super().__init__()
         if stride not in (1, 2):
@@ -57,9 +85,21 @@ class ShuffleV2Block(nn.Module):
         branch_channels = out_channels // 2
         if stride == 1 and in_channels != out_channels:
             raise ValueError(f"stride-1 unit needs in == out channels, got {in_channels} -> {out_channels}")
+        if shortcut_channels is not None:
+            if stride != 2:
+                raise ValueError(f"shortcut_channels is for stride-2 units only (stride {stride})")
+            if not 0 < shortcut_channels < out_channels:
+                raise ValueError(f"shortcut_channels must be in (0, {out_channels}), got {shortcut_channels}")
         self.stride = stride
         self.residual = residual and stride == 1
         main_in = in_channels if stride == 2 else branch_channels
+        short = branch_channels if shortcut_channels is None else shortcut_channels
+        main_out = out_channels - short if stride == 2 else branch_channels
+        self.shortcut_channels = short if stride == 2 else 0
+        order = release_channel_order(out_channels) if stride == 2 and short != branch_channels else None
+        self.register_buffer(
+            "channel_order", None if order is None else torch.tensor(order, dtype=torch.long), persistent=False
+        )
 
         if stride == 2:
             self.branch1 = nn.Sequential(
@@ -67,8 +107,8 @@ class ShuffleV2Block(nn.Module):
                 nn.Conv2d(in_channels, in_channels, 3, 2, 1, groups=in_channels, bias=False),
                 nn.BatchNorm2d(in_channels),
                 # pw
-                nn.Conv2d(in_channels, branch_channels, 1, bias=False),
-                nn.BatchNorm2d(branch_channels),
+                nn.Conv2d(in_channels, short, 1, bias=False),
+                nn.BatchNorm2d(short),
                 nn.ReLU(inplace=True),
             )
         else:
@@ -90,12 +130,12 @@ class ShuffleV2Block(nn.Module):
             nn.Conv2d(branch_channels, branch_channels, 3, stride, 1, groups=branch_channels, bias=False),
             nn.BatchNorm2d(branch_channels),
             # pw-linear (followed by ReLU as in the paper's Figure 3)
-            nn.Conv2d(branch_channels, branch_channels, 1, bias=False),
-            nn.BatchNorm2d(branch_channels),
+            nn.Conv2d(branch_channels, main_out, 1, bias=False),
+            nn.BatchNorm2d(main_out),
             nn.ReLU(inplace=True),
         ]
         self.branch2 = nn.Sequential(*layers)
-        self.se = SqueezeExcite(branch_channels) if use_se else None
+        self.se = SqueezeExcite(main_out) if use_se else None
 
     def _main(self, x: Tensor) -> Tensor:
         out = self.branch2(x)
@@ -111,12 +151,22 @@ class ShuffleV2Block(nn.Module):
             out = torch.cat((x1, self._main(x2)), dim=1)
         else:
             out = torch.cat((self.branch1(x), self._main(x)), dim=1)
+            if self.channel_order is not None:
+                return out.index_select(1, self.channel_order)
         return channel_shuffle(out, 2)
 
 
 class ShuffleNetV2(Backbone):
     """ShuffleNet v2 backbone. Stages: ``stem`` (s4), ``stage2`` (s8), ``stage3`` (s16),
-    ``stage4`` (s32), ``conv5`` (the final 1x1 conv, s32)."""
+    ``stage4`` (s32), ``conv5`` (the final 1x1 conv, s32).
+
+    ``shortcut_keeps_input=True`` builds the authors' ShuffleNet-Series release: the shortcut
+    of every stride-2 unit keeps its input width (``shortcut_channels=in_channels``, see
+    `ShuffleV2Block`). Only stage2's first unit changes, and only at 1.0x/1.5x/2.0x (24
+    shortcut channels instead of ``out/2``); at 0.5x and in stages 3-4 the input is already
+    ``out/2``. Needed to load those widths' official checkpoints (`backbones.weights`);
+    module names are unchanged.
+    """
 
     def __init__(
         self,
@@ -127,11 +177,14 @@ class ShuffleNetV2(Backbone):
         out_features: Optional[Sequence[str]] = None,
         freeze_at: int = 0,
         in_channels: int = 3,
+        shortcut_keeps_input: bool = False,
     ) -> None:
         super().__init__()
         if width_mult not in STAGE_OUT_CHANNELS:
             raise ValueError(f"width_mult must be one of {sorted(STAGE_OUT_CHANNELS)}, got {width_mult}")
         widths = STAGE_OUT_CHANNELS[width_mult]
+        self.width_mult = width_mult
+        self.shortcut_keeps_input = shortcut_keeps_input
         stem = nn.Sequential(
             OrderedDict(
                 conv1=conv_bn(in_channels, widths[0], 3, stride=2),
@@ -142,7 +195,8 @@ class ShuffleNetV2(Backbone):
         prev, stride = widths[0], 4
         for i, (repeats, width) in enumerate(zip(STAGE_REPEATS, widths[1:4])):
             stride *= 2
-            units = [ShuffleV2Block(prev, width, 2, extra_dw, use_se, residual)]
+            shortcut = prev if shortcut_keeps_input else None
+            units = [ShuffleV2Block(prev, width, 2, extra_dw, use_se, residual, shortcut_channels=shortcut)]
             units += [ShuffleV2Block(width, width, 1, extra_dw, use_se, residual) for _ in range(repeats - 1)]
             stages.append(Stage(f"stage{i + 2}", nn.Sequential(*units), width, stride))
             prev = width

@@ -20,9 +20,12 @@ Three layouts are understood (``layout="auto"`` tells them apart by key names):
     even/odd channels and never shuffles outputs, where ours (= torchvision = the paper's
     figure) splits halves and shuffles outputs. The two compute the same function up to a
     relabelling of channels, so `convert_shufflenet_series_shufflenet_v2` permutes the conv
-    and BN tensors (see its docstring). The release's first stride-2 unit also differs in
-    shape for 1.0x/1.5x/2.0x (its shortcut keeps 24 channels); those cannot be expressed in
-    our ShuffleNetV2 and are refused with an explanation. 0.5x converts exactly.
+    and BN tensors (see its docstring). The release's stride-2 shortcut keeps its input
+    width, so at 1.0x/1.5x/2.0x stage2's first unit splits 24 + (oup - 24) instead of
+    oup/2 + oup/2: those checkpoints load, exactly, into a model built with
+    ``shortcut_keeps_input=True`` (e.g. ``build_classifier("shufflenet_v2_1.0x",
+    shortcut_keeps_input=True)``); into a default (torchvision-layout) model they are refused
+    with that advice. 0.5x splits evenly and loads into either.
 
 Converters are plain functions ``convert_<layout>_<family>(state_dict) -> state_dict`` in
 `CONVERTERS`, keyed by ``(layout, family)``; adding a layout is one function and one
@@ -349,10 +352,15 @@ def convert_shufflenet_series_shufflenet_v2(state_dict: StateDict) -> StateDict:
     the 1x1 convs and depthwise channels that read permuted maps, and the input columns of
     ``conv_last``. Exact (same logits), no approximation.
 
-    The release's first stride-2 unit keeps ``inp`` channels on the shortcut and outputs
-    ``oup - inp`` on the main branch; ours outputs ``oup / 2`` on each. Only when
-    ``inp == oup / 2`` (every unit of 0.5x, stage 3-4 of all widths) do the shapes agree;
-    otherwise this raises `CheckpointError`.
+    The release's stride-2 unit keeps ``inp`` channels on its shortcut (``branch_proj``) and
+    outputs ``oup - inp`` on its main branch. Where ``inp == oup / 2`` (every unit of 0.5x,
+    stages 3-4 of all widths) that is torchvision's unit. Stage2's first unit at
+    1.0x/1.5x/2.0x splits unevenly (24 + 92 at 1.0x); it converts to a model built with
+    ``shortcut_keeps_input=True``, whose uneven unit emits ``cat(shortcut, main)`` in
+    `backbones.shufflenet_v2.release_channel_order` (the 2-group shuffle would send none
+    of the 24 shortcut channels into the next unit, where the release sends 12 of them).
+    The tensors then have that model's shapes; `load_checkpoint` refuses them, with that
+    advice, for a model built without the option.
     """
     sd = dict(state_dict)
     out: StateDict = OrderedDict()
@@ -391,27 +399,23 @@ def convert_shufflenet_series_shufflenet_v2(state_dict: StateDict) -> StateDict:
         else:
             stages[-1].append(i)
 
+    from .shufflenet_v2 import release_channel_order
+
     perm_in: List[int] = list(range(sd["features.0.branch_proj.0.weight"].shape[0]))  # stem output: identity
     for s_idx, unit_ids in enumerate(stages):
         stage = f"stages.stage{s_idx + 2}"
         first = f"features.{unit_ids[0]}"
-        inp = sd[f"{first}.branch_proj.0.weight"].shape[0]
         proj_out = sd[f"{first}.branch_proj.2.weight"].shape[0]
         main_out = sd[f"{first}.branch_main.5.weight"].shape[0]
         oup = proj_out + main_out
-        if proj_out != main_out:
-            raise CheckpointError(
-                f"ShuffleNet-Series v2 checkpoint: unit {first} (first of {stage}) outputs {proj_out} channels on its "
-                f"shortcut and {main_out} on its main branch ({inp} -> {oup}); litedet/torchvision ShuffleNetV2 "
-                f"outputs {oup // 2} on each, so this width of the authors' model (all but 0.5x) has no exact "
-                f"equivalent here. Use torchvision weights, or a 0.5x ShuffleNet-Series checkpoint."
-            )
+        if oup % 2:
+            raise CheckpointError(f"ShuffleNet-Series v2 checkpoint: {stage} is {oup} channels wide (odd)")
         half = oup // 2
         n = len(unit_ids)
 
         # -- simulate the release's channel order (labels: (kind, unit, index))
         of_consume: Dict[Any, Tuple[int, int]] = {}
-        of_order = [("p", 0, e) for e in range(half)] + [("m", 0, m) for m in range(half)]
+        of_order = [("p", 0, e) for e in range(proj_out)] + [("m", 0, m) for m in range(main_out)]
         for b in range(1, n):
             passed, proc = of_order[0::2], of_order[1::2]
             for q, lbl in enumerate(proc):
@@ -422,7 +426,12 @@ def convert_shufflenet_series_shufflenet_v2(state_dict: StateDict) -> StateDict:
         # -- simulate ours (labels: (kind, unit, index))
         our_consume: Dict[Any, Tuple[int, int]] = {}
         our_x2: Dict[int, List[Any]] = {}
-        order = _interleave([("P", 0, j) for j in range(half)], [("M", 0, j) for j in range(half)])
+        proj_lbls = [("P", 0, j) for j in range(proj_out)]
+        main_lbls = [("M", 0, j) for j in range(main_out)]
+        if proj_out == main_out:  # torchvision's unit: 2-group shuffle
+            order = _interleave(proj_lbls, main_lbls)
+        else:  # shortcut_keeps_input=True: fixed reorder of cat(shortcut, main)
+            order = [(proj_lbls + main_lbls)[i] for i in release_channel_order(oup)]
         for b in range(1, n):
             x1, x2 = order[:half], order[half:]
             our_x2[b] = x2
@@ -433,23 +442,19 @@ def convert_shufflenet_series_shufflenet_v2(state_dict: StateDict) -> StateDict:
         def fate(consume: Mapping[Any, Tuple[int, int]], lbl: Any) -> int:
             return consume[lbl][0] if lbl in consume else n
 
-        created = [(0, j) for j in range(half)] + [(b, j) for b in range(n) for j in range(half)]
-        f_ours = {("P", 0, j): fate(our_consume, ("P", 0, j)) for j in range(half)}
-        f_ours.update({("M", b, j): fate(our_consume, ("M", b, j)) for b, j in created})
-        f_theirs = {("p", 0, j): fate(of_consume, ("p", 0, j)) for j in range(half)}
-        f_theirs.update({("m", b, j): fate(of_consume, ("m", b, j)) for b, j in created})
+        widths = {("P", 0): proj_out, ("M", 0): main_out, **{("M", b): half for b in range(1, n)}}
         sigma: Dict[Any, Any] = {}
-        for b in range(n):
-            kinds = [("P", "p"), ("M", "m")] if b == 0 else [("M", "m")]
-            for k_ours, k_theirs in kinds:
-                ours = [(k_ours, b, j) for j in range(half)]
-                theirs = [(k_theirs, b, j) for j in range(half)]
-                sigma.update(_match_by_fate(ours, theirs, f_ours, f_theirs, f"{stage} unit {b}"))
+        for (k_ours, b), count in widths.items():
+            ours = [(k_ours, b, j) for j in range(count)]
+            theirs = [(k_ours.lower(), b, j) for j in range(count)]
+            f_ours = {lbl: fate(our_consume, lbl) for lbl in ours}
+            f_theirs = {lbl: fate(of_consume, lbl) for lbl in theirs}
+            sigma.update(_match_by_fate(ours, theirs, f_ours, f_theirs, f"{stage} unit {b}"))
 
         # -- unit 0 (stride 2): inputs permuted by perm_in
         src, dst = f"features.{unit_ids[0]}", f"{stage}.0"
-        proj_rows = [sigma[("P", 0, j)][2] for j in range(half)]
-        main_rows = [sigma[("M", 0, j)][2] for j in range(half)]
+        proj_rows = [sigma[lbl][2] for lbl in proj_lbls]
+        main_rows = [sigma[lbl][2] for lbl in main_lbls]
         out[f"{dst}.branch1.0.weight"] = _take(need(f"{src}.branch_proj.0.weight"), 0, perm_in)  # dw
         put_bn(f"{dst}.branch1.1", pop_bn(f"{src}.branch_proj.1"), perm_in)
         w = _take(need(f"{src}.branch_proj.2.weight"), 1, perm_in)  # pw
@@ -491,6 +496,46 @@ CONVERTERS: Dict[Tuple[str, str], Converter] = {
     ("torchvision", "mobilenet_v2"): convert_torchvision_mobilenet_v2,
     ("shufflenet_series", "shufflenet_v2"): convert_shufflenet_series_shufflenet_v2,
     ("shufflenet_series", "shufflenet_v1"): convert_shufflenet_series_shufflenet_v1,
+}
+
+
+def _shufflenet_v2_fit_hint(canonical: Mapping[str, Tensor], backbone: nn.Module) -> Optional[str]:
+    """Why a ShuffleNetV2 checkpoint's shapes do not fit: the stride-2 shortcut widths of the
+    checkpoint and of the model disagree (``shortcut_keeps_input``)."""
+
+    def uneven(shapes: Mapping[str, Any]) -> List[str]:
+        found = []
+        for stage in ("stage2", "stage3", "stage4"):
+            short = shapes.get(f"stages.{stage}.0.branch1.2.weight")
+            main = shapes.get(f"stages.{stage}.0.branch2.5.weight")
+            if short is not None and main is not None and short[0] != main[0]:
+                found.append(f"{stage}: {short[0]} shortcut + {main[0]} main channels")
+        return found
+
+    ckpt = uneven({k: tuple(v.shape) for k, v in canonical.items()})
+    model = uneven({k: tuple(v.shape) for k, v in backbone.state_dict().items()})
+    width = getattr(backbone, "width_mult", None)
+    name = f"shufflenet_v2_{width:.1f}x" if isinstance(width, float) else "shufflenet_v2_<width>"
+    if ckpt and not model:
+        return (
+            f"the checkpoint is the authors' ShuffleNet-Series network, whose stride-2 shortcut keeps its input "
+            f"width ({'; '.join(ckpt)}), and the model splits evenly (torchvision's unit). Build the model with "
+            f"shortcut_keeps_input=True, e.g. build_classifier({name!r}, shortcut_keeps_input=True) or "
+            f"build_backbone({name!r}, shortcut_keeps_input=True)."
+        )
+    if model and not ckpt:
+        return (
+            f"the model was built with shortcut_keeps_input=True ({'; '.join(model)}), the layout of the authors' "
+            f"ShuffleNet-Series release, but the checkpoint splits evenly (torchvision's unit). Build the model "
+            f"without shortcut_keeps_input."
+        )
+    return None
+
+
+#: family -> ``hint(canonical_state_dict, backbone)``: a sentence explaining a shape mismatch
+#: (e.g. which build option the checkpoint needs), or None.
+_FIT_HINTS: Dict[str, Callable[[Mapping[str, Tensor], nn.Module], Optional[str]]] = {
+    "shufflenet_v2": _shufflenet_v2_fit_hint,
 }
 
 
@@ -559,9 +604,12 @@ def load_checkpoint(
         if k in target and v.shape != target[k].shape
     ]
     if mismatched:
+        hint = _FIT_HINTS[family](canonical, backbone) if family in _FIT_HINTS else None
         raise CheckpointError(
             f"{path} ({layout} layout) does not fit {type(backbone).__name__} ({family}): "
-            f"{len(mismatched)} shape mismatch(es):\n" + "\n".join(mismatched)
+            + (f"{hint}\n" if hint else "")
+            + f"{len(mismatched)} shape mismatch(es):\n"
+            + "\n".join(mismatched)
         )
     missing = [k for k in target if k not in sd and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in sd if k not in target]

@@ -180,14 +180,75 @@ def test_shufflenet_series_v2_needs_channel_permutation() -> None:
     assert not torch.equal(converted["stages.stage2.1.branch2.0.weight"], renamed)
 
 
-def test_shufflenet_series_v2_wider_release_is_refused(tmp_path: Path) -> None:
+def test_shufflenet_series_v2_1_0x_release_equivalent(tmp_path: Path) -> None:
+    """1.0x: stage2's first unit keeps 24 channels on its shortcut (24 + 92 = 116); a model
+    built with shortcut_keeps_input=True computes the release's logits."""
+    release = _randomize(_ReleaseV2(widths=(24, 116, 232, 464, 1024)))
+    path = _save_release(release.state_dict(), tmp_path / "ShuffleNetV2.1.0x.pth.tar")
+    ours = build_classifier("shufflenet_v2_1.0x", shortcut_keeps_input=True)
+    unit = ours.backbone.stages["stage2"][0]
+    assert unit.branch1[2].out_channels == 24 and unit.branch2[5].out_channels == 92
+    report = load_checkpoint(ours, path, strict=True)
+    assert report.layout == "shufflenet_series" and not report.missing_keys and not report.unexpected_keys
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    # float64: with random BN statistics the logits are ~1e3, too large for an absolute
+    # 1e-5 in float32; the conversion only permutes tensors, so nothing is lost in the cast.
+    torch.testing.assert_close(_logits(ours.double(), x), _logits(release.double(), x), atol=1e-5, rtol=0)
+
+
+def test_shufflenet_series_v2_wider_release_needs_shortcut_option(tmp_path: Path) -> None:
     release = _ReleaseV2(widths=(24, 116, 232, 464, 1024))
     path = _save_release(release.state_dict(), tmp_path / "ShuffleNetV2.1.0x.pth.tar")
     ours = build_classifier("shufflenet_v2_1.0x")
     before = {k: v.clone() for k, v in ours.state_dict().items()}
-    with pytest.raises(CheckpointError, match=r"24 channels on its shortcut and 92"):
+    with pytest.raises(CheckpointError) as info:
         load_checkpoint(ours, path)
-    assert all(torch.equal(before[k], v) for k, v in ours.state_dict().items())
+    msg = str(info.value)
+    assert "stage2: 24 shortcut + 92 main channels" in msg
+    assert "build_classifier('shufflenet_v2_1.0x', shortcut_keeps_input=True)" in msg
+    assert "stages.stage2.0.branch1.2.weight: checkpoint (24, 24, 1, 1) vs model (58, 24, 1, 1)" in msg
+    assert all(torch.equal(before[k], v) for k, v in ours.state_dict().items())  # nothing was loaded
+
+
+def test_shortcut_keeps_input_refuses_torchvision_1_0x(tmp_path: Path) -> None:
+    torch.save(torchvision.models.shufflenet_v2_x1_0().state_dict(), tmp_path / "tv.pth")
+    with pytest.raises(CheckpointError, match="without shortcut_keeps_input"):
+        load_checkpoint(build_backbone("shufflenet_v2_1.0x", shortcut_keeps_input=True), tmp_path / "tv.pth")
+
+
+def test_shortcut_keeps_input_at_0_5x_is_torchvision_layout(tmp_path: Path) -> None:
+    """At 0.5x the input of every stride-2 unit is already out/2: the option changes nothing,
+    and the release's 0.5x checkpoint loads into either build."""
+    keep = build_classifier("shufflenet_v2_0.5x", shortcut_keeps_input=True)
+    plain = build_classifier("shufflenet_v2_0.5x")
+    assert {k: v.shape for k, v in keep.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
+    release = _randomize(_ReleaseV2())
+    path = _save_release(release.state_dict(), tmp_path / "ShuffleNetV2.0.5x.pth.tar")
+    load_checkpoint(keep, path, strict=True)
+    x = torch.rand(1, 3, 64, 64) * 255
+    expected = _logits(release, x)
+    torch.testing.assert_close(_logits(keep, x), expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-5)
+
+
+def test_shortcut_keeps_input_macs() -> None:
+    from backbones.analysis import analyze
+
+    macs = analyze(build_classifier("shufflenet_v2_1.0x", shortcut_keeps_input=True)).macs
+    assert abs(macs / 146e6 - 1) <= 0.05, f"{macs / 1e6:.2f}M MACs vs the paper's 146M"
+    plain = analyze(build_classifier("shufflenet_v2_1.0x")).macs
+    assert 0 < macs - plain < 0.01 * plain  # only stage2's first unit differs
+
+
+def test_shortcut_channels_arguments() -> None:
+    from backbones.shufflenet_v2 import ShuffleV2Block
+
+    with pytest.raises(ValueError, match="stride-2 units only"):
+        ShuffleV2Block(48, 48, 1, shortcut_channels=24)
+    with pytest.raises(ValueError, match="shortcut_channels must be in"):
+        ShuffleV2Block(24, 48, 2, shortcut_channels=48)
+    unit = ShuffleV2Block(24, 116, 2, shortcut_channels=24)
+    assert not any("channel_order" in k for k in unit.state_dict())  # a non-persistent buffer
+    assert unit.eval()(torch.randn(1, 24, 8, 8)).shape == (1, 116, 4, 4)
 
 
 def _to_release_v1(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
