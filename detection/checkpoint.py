@@ -1,0 +1,280 @@
+"""Saving and loading detector checkpoints.
+
+A litedet checkpoint is a ``torch.save``'d dict::
+
+    {"model": state_dict, "optimizer": ..., "scheduler": ..., <other checkpointables>,
+     "iteration": int, "__litedet__": 1}
+
+Writes are atomic (temporary file in the same folder, fsync, ``os.replace``), so a crash
+mid-save never leaves a half-written ``model_XXXXXXX.pth`` or ``last_checkpoint``.
+Loading uses ``torch.load(..., weights_only=True)``: checkpoints are never unpickled
+as arbitrary Python objects.
+
+``MODEL.WEIGHTS`` may also name a plain backbone (ImageNet) checkpoint; that is handed
+to ``backbones.weights`` when that module is available.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any, Dict, Iterable, List, Optional
+
+import torch
+from torch import nn
+
+__all__ = ["CheckpointError", "CheckpointNotFoundError", "DetectionCheckpointer", "atomic_torch_save"]
+
+logger = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = "last_checkpoint"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used (missing, truncated, corrupt, or of an unknown kind)."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint file does not exist."""
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: str, write_fn) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(folder)
+
+
+def atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save(obj, path)`` that either fully succeeds or leaves ``path`` untouched."""
+    _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+
+
+def _strip_prefix(state: Dict[str, Any], prefix: str) -> Dict[str, Any]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+class DetectionCheckpointer:
+    """Save/load the model plus any objects with ``state_dict``/``load_state_dict``.
+
+    ``DetectionCheckpointer(model, save_dir, optimizer=opt, scheduler=sched, scaler=...)``.
+    Only the main process writes (``save_to_disk`` defaults to ``comm.is_main_process()``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        save_dir: str = "",
+        *,
+        save_to_disk: Optional[bool] = None,
+        **checkpointables: Any,
+    ) -> None:
+        if save_to_disk is None:
+            from detection.engine.comm import is_main_process  # lazy: engine imports this module
+
+            save_to_disk = is_main_process()
+        self.model = _unwrap(model)
+        self.save_dir = save_dir
+        self.save_to_disk = save_to_disk
+        self.checkpointables = {k: v for k, v in checkpointables.items() if v is not None}
+
+    # ------------------------------------------------------------------ saving
+    def save(self, name: str, **extra: Any) -> Optional[str]:
+        """Write ``save_dir/name.pth`` atomically and tag it in ``last_checkpoint``."""
+        if not self.save_dir or not self.save_to_disk:
+            return None
+        data: Dict[str, Any] = {"model": self.model.state_dict(), "__litedet__": 1}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(extra)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        logger.info("Saving checkpoint to %s", path)
+        atomic_torch_save(data, path)
+        self.tag_last_checkpoint(basename)
+        return path
+
+    def tag_last_checkpoint(self, basename: str) -> None:
+        _atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(basename.encode()))
+
+    def has_checkpoint(self) -> bool:
+        return bool(self.save_dir) and os.path.isfile(os.path.join(self.save_dir, LAST_CHECKPOINT))
+
+    def get_checkpoint_file(self) -> str:
+        """Path of the newest checkpoint in ``save_dir`` ("" when there is none)."""
+        try:
+            with open(os.path.join(self.save_dir, LAST_CHECKPOINT)) as f:
+                name = f.read().strip()
+        except OSError:
+            return ""
+        return os.path.join(self.save_dir, name) if name else ""
+
+    def get_all_checkpoint_files(self) -> List[str]:
+        if not self.save_dir or not os.path.isdir(self.save_dir):
+            return []
+        return sorted(
+            os.path.join(self.save_dir, f)
+            for f in os.listdir(self.save_dir)
+            if f.endswith(".pth") and os.path.isfile(os.path.join(self.save_dir, f))
+        )
+
+    # ------------------------------------------------------------------ loading
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        """With ``resume`` and a ``last_checkpoint`` in ``save_dir``: load it fully
+        (model, optimizer, scheduler, ...) and return it, ``"iteration"`` included.
+        Otherwise load only the model weights from ``path`` (may be "")."""
+        if resume and self.has_checkpoint():
+            path = self.get_checkpoint_file()
+            logger.info("Resuming from %s", path)
+            return self.load(path)
+        if resume:
+            logger.info("No checkpoint to resume from in %r; loading MODEL.WEIGHTS instead", self.save_dir)
+        return self.load(path, checkpointables=[])
+
+    def load(self, path: str, checkpointables: Optional[Iterable[str]] = None) -> Dict[str, Any]:
+        """Load ``path`` into the model and the named checkpointables (default: all
+        present in the file). Returns what was not consumed (e.g. ``"iteration"``)."""
+        if not path:
+            logger.info("No checkpoint given; the model keeps its initialisation.")
+            return {}
+        checkpoint = self._load_file(path)
+        if not isinstance(checkpoint, dict):
+            raise CheckpointError(f"{path}: expected a dict of tensors, found {type(checkpoint).__name__}")
+
+        if not checkpoint.get("__litedet__"):
+            # Not written by this class: a detector state dict (bare, {"model": ...} or
+            # {"state_dict": ...}), or the weights of a backbone alone.
+            if isinstance(checkpoint.get("model"), dict):
+                state = checkpoint["model"]
+            else:
+                state = checkpoint.get("state_dict", checkpoint)
+                checkpoint = {}
+            if not isinstance(state, dict) or not self._looks_like_detector(state):
+                self._load_backbone_checkpoint(path)
+                return {}
+            checkpoint["model"] = state
+
+        self._load_model(checkpoint.pop("model"), path)
+        checkpoint.pop("__litedet__", None)
+        names = list(self.checkpointables) if checkpointables is None else list(checkpointables)
+        for key in names:
+            if key not in checkpoint:
+                if checkpointables is not None:
+                    logger.warning("%s has no %r state; %s starts fresh", path, key, key)
+                continue
+            logger.info("Loading %s from %s", key, path)
+            self.checkpointables[key].load_state_dict(checkpoint.pop(key))
+        for key in self.checkpointables:  # not requested: do not hand them back as "extra"
+            checkpoint.pop(key, None)
+        return checkpoint
+
+    @staticmethod
+    def _load_file(path: str) -> Any:
+        if not os.path.isfile(path):
+            raise CheckpointNotFoundError(f"checkpoint file not found: {path}")
+        size = os.path.getsize(path)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - re-raised with a clear message
+            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if "weights only load failed" in str(err).lower():
+                detail = next((ln.strip() for ln in str(err).splitlines() if "Unsupported global" in ln), "")
+                raise CheckpointError(
+                    f"{path}: refusing to unpickle Python objects from a checkpoint (loaded with "
+                    f"weights_only=True); save plain tensors/dicts instead. {detail}".rstrip()
+                ) from None
+            raise CheckpointError(
+                f"{path}: cannot read checkpoint ({size} bytes) - the file is truncated or corrupt "
+                f"(interrupted download or save?): {text}"
+            ) from None
+
+    def _looks_like_detector(self, state: Dict[str, Any]) -> bool:
+        own = self.model.state_dict()
+        state = _strip_prefix(state, "module.")
+        keys = [k for k in state if isinstance(state[k], torch.Tensor)]
+        if not keys:
+            return False
+        hits = sum(1 for k in keys if k in own)
+        return hits >= 0.5 * len(keys)
+
+    def _load_model(self, state: Dict[str, Any], path: str) -> None:
+        state = _strip_prefix(dict(state), "module.")
+        own = self.model.state_dict()
+        skipped = []
+        for key in list(state):
+            if key in own and isinstance(state[key], torch.Tensor) and state[key].shape != own[key].shape:
+                skipped.append(f"{key}: {tuple(state[key].shape)} in file, {tuple(own[key].shape)} in model")
+                del state[key]
+        if skipped:
+            logger.warning("%s: skipping parameters with a different shape:\n  %s", path, "\n  ".join(skipped))
+        result = self.model.load_state_dict(state, strict=False)
+        logger.info("Loaded model weights from %s", path)
+        if result.missing_keys:
+            logger.warning(
+                "%d parameters not found in %s (left at their initialisation): %s",
+                len(result.missing_keys), path, _summarize(result.missing_keys),
+            )
+        if result.unexpected_keys:
+            logger.warning(
+                "%d entries of %s not used by the model: %s",
+                len(result.unexpected_keys), path, _summarize(result.unexpected_keys),
+            )
+
+    def _load_backbone_checkpoint(self, path: str) -> None:
+        """Hand a plain backbone (ImageNet) checkpoint to `backbones.weights`."""
+        backbone = getattr(self.model, "backbone", None)
+        try:
+            from backbones import Backbone
+            from backbones import weights as bb_weights
+        except ImportError:
+            bb_weights = None
+        if bb_weights is None or not isinstance(backbone, Backbone):
+            raise CheckpointError(
+                f"{path} is not a litedet detector checkpoint (its keys do not match the model). "
+                "For ImageNet backbone weights use MODEL.BACKBONE.WEIGHTS instead of MODEL.WEIGHTS."
+            )
+        logger.info("%s is not a detector checkpoint; loading it as backbone weights (backbones.weights)", path)
+        try:
+            report = bb_weights.load_checkpoint(backbone, path)
+        except bb_weights.CheckpointError as err:
+            raise CheckpointError(
+                f"{path} matches neither the detector nor its backbone: {err}. "
+                "(Detector checkpoints go in MODEL.WEIGHTS, ImageNet backbone weights in MODEL.BACKBONE.WEIGHTS.)"
+            ) from None
+        logger.info("%s", report)
+
+
+def _summarize(keys: List[str], limit: int = 10) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")

@@ -1,0 +1,221 @@
+"""Image reading and the albumentations pipelines used by `DatasetMapper`.
+
+detectron2 resizes with ``ResizeShortestEdge`` (short side sampled from a list, long side
+capped). albumentations has no exact equivalent — ``SmallestMaxSize`` ignores the cap and
+``LongestMaxSize`` also upsamples — so `ResizeShortestEdge` below implements it as a
+regular albumentations ``DualTransform``; boxes then follow every transform through
+albumentations' own bbox machinery (``format="pascal_voc"``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+# albumentations >= 1.4 contacts PyPI on import to check for updates; never wanted here
+# (offline machines, data-loader workers).
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = [
+    "BadSampleError",
+    "read_image",
+    "ResizeShortestEdge",
+    "build_augmentations",
+    "resize_shortest_edge_shape",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class BadSampleError(RuntimeError):
+    """A sample cannot be used (unreadable image, size mismatch, too many pixels).
+
+    A distinct type so that ``DATALOADER.SKIP_BAD_SAMPLES`` can skip exactly these and
+    still let programming errors surface.
+    """
+
+    def __init__(self, file_name: str, reason: Optional[str] = None) -> None:
+        # One-argument form: torch's DataLoader re-raises worker errors as
+        # ``type(err)(message)``, which must keep working for the type to survive.
+        super().__init__(file_name if reason is None else f"{file_name}: {reason}")
+        self.file_name = file_name
+        self.reason = reason or ""
+
+
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB
+
+
+def read_image(
+    file_name: str,
+    max_pixels: Optional[int] = None,
+    expected_hw: Optional[Tuple[int, int]] = None,
+) -> np.ndarray:
+    """Read an image as ``uint8`` RGB ``[H, W, 3]``.
+
+    ``IMREAD_COLOR`` (without ``IMREAD_IGNORE_ORIENTATION``) applies the EXIF orientation
+    and converts grayscale, RGBA/palette and 16-bit files to 8-bit 3-channel colour, so
+    every source format ends up identical. ``max_pixels`` guards against decompression
+    bombs (checked on the annotated size before decoding when ``expected_hw`` is known,
+    and on the decoded size); ``expected_hw`` must match the decoded size because boxes
+    are in the annotated frame — a mismatch is usually an EXIF rotation the annotation
+    tool did not apply. Every failure raises `BadSampleError` naming the file.
+    """
+    if expected_hw is not None and max_pixels and expected_hw[0] * expected_hw[1] > max_pixels:
+        raise BadSampleError(
+            file_name, f"{expected_hw[1]}x{expected_hw[0]} exceeds INPUT.MAX_IMAGE_PIXELS={max_pixels}"
+        )
+    if not os.path.isfile(file_name):
+        raise BadSampleError(file_name, "image file not found")
+    if _IMREAD_RGB is not None:
+        img = cv2.imread(file_name, _IMREAD_RGB)
+    else:  # pragma: no cover - older OpenCV
+        img = cv2.imread(file_name, cv2.IMREAD_COLOR)
+        if img is not None:
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img is None:
+        raise BadSampleError(file_name, "OpenCV cannot decode this file (corrupt or unsupported format)")
+    h, w = img.shape[:2]
+    if max_pixels and h * w > max_pixels:
+        raise BadSampleError(file_name, f"{w}x{h} exceeds INPUT.MAX_IMAGE_PIXELS={max_pixels}")
+    if expected_hw is not None and (h, w) != tuple(expected_hw):
+        hint = " (width and height swapped: EXIF orientation?)" if (w, h) == tuple(expected_hw) else ""
+        raise BadSampleError(
+            file_name,
+            f"decoded size {w}x{h} differs from the annotated {expected_hw[1]}x{expected_hw[0]}{hint}",
+        )
+    return np.ascontiguousarray(img)
+
+
+def resize_shortest_edge_shape(h: int, w: int, short_edge: int, max_size: int) -> Tuple[int, int]:
+    """Output ``(h, w)`` of detectron2's ``ResizeShortestEdge``: short side to
+    ``short_edge``, then everything scaled down if the long side exceeds ``max_size``."""
+    scale = short_edge / min(h, w)
+    newh, neww = (short_edge, scale * w) if h < w else (scale * h, short_edge)
+    if max_size > 0 and max(newh, neww) > max_size:
+        s = max_size / max(newh, neww)
+        newh, neww = newh * s, neww * s
+    return max(1, int(newh + 0.5)), max(1, int(neww + 0.5))
+
+
+class ResizeShortestEdge(A.DualTransform):
+    """Resize keeping the aspect ratio: short side to a size sampled from ``short_edge_length``
+    (``"choice"``: one of the values; ``"range"``: uniform integer in ``[min, max]``), long
+    side capped at ``max_size`` (0 = no cap).
+
+    Boxes are handled by albumentations in normalised coordinates, which a resize does not
+    change, so they scale exactly with the image's new width/height.
+    """
+
+    def __init__(
+        self,
+        short_edge_length: Union[int, Sequence[int]],
+        max_size: int = 0,
+        sample_style: str = "choice",
+        interpolation: int = cv2.INTER_LINEAR,
+        p: float = 1.0,
+    ) -> None:
+        super().__init__(p=p)
+        sizes = (int(short_edge_length),) if isinstance(short_edge_length, (int, np.integer)) else tuple(
+            int(s) for s in short_edge_length
+        )
+        if not sizes or min(sizes) <= 0:
+            raise ValueError(f"ResizeShortestEdge: short_edge_length must be positive sizes, got {short_edge_length!r}")
+        if sample_style not in ("choice", "range"):
+            raise ValueError(f"ResizeShortestEdge: sample_style must be 'choice' or 'range', got {sample_style!r}")
+        if sample_style == "range" and len(sizes) != 2:
+            raise ValueError(f"ResizeShortestEdge: 'range' needs exactly two sizes [min, max], got {sizes}")
+        self.short_edge_length = sizes
+        self.max_size = int(max_size)
+        self.sample_style = sample_style
+        self.interpolation = interpolation
+
+    def get_params_dependent_on_data(self, params: Dict[str, Any], data: Dict[str, Any]) -> Dict[str, Any]:
+        h, w = params["shape"][:2]
+        if self.sample_style == "range":
+            size = self.py_random.randint(self.short_edge_length[0], self.short_edge_length[1])
+        else:
+            size = self.py_random.choice(self.short_edge_length)
+        return {"out_hw": resize_shortest_edge_shape(h, w, size, self.max_size)}
+
+    def apply(self, img: np.ndarray, out_hw: Tuple[int, int] = (0, 0), **params: Any) -> np.ndarray:
+        if img.shape[:2] == tuple(out_hw):
+            return img
+        return cv2.resize(img, (out_hw[1], out_hw[0]), interpolation=self.interpolation)
+
+    def apply_to_mask(self, mask: np.ndarray, out_hw: Tuple[int, int] = (0, 0), **params: Any) -> np.ndarray:
+        if mask.shape[:2] == tuple(out_hw):
+            return mask
+        return cv2.resize(mask, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_NEAREST)
+
+    def apply_to_bboxes(self, bboxes: np.ndarray, **params: Any) -> np.ndarray:
+        return bboxes  # normalised coordinates are invariant to a resize
+
+    def apply_to_keypoints(self, keypoints: np.ndarray, out_hw: Tuple[int, int] = (0, 0), **params: Any) -> np.ndarray:
+        h, w = params["shape"][:2]
+        kp = keypoints.copy()
+        kp[:, 0] *= out_hw[1] / w
+        kp[:, 1] *= out_hw[0] / h
+        return kp
+
+    def get_transform_init_args_names(self) -> Tuple[str, ...]:
+        return ("short_edge_length", "max_size", "sample_style", "interpolation")
+
+
+def build_augmentations(
+    is_train: bool,
+    min_size: Union[int, Sequence[int]],
+    max_size: int,
+    min_size_sampling: str = "choice",
+    random_flip: str = "horizontal",
+    flip_prob: float = 0.5,
+    color_jitter: float = 0.0,
+    hue: float = 0.0,
+    min_visibility: float = 0.0,
+    seed: Optional[int] = None,
+) -> A.Compose:
+    """The albumentations pipeline for training (resize, flip, optional colour jitter) or
+    testing (resize only, none when ``min_size`` is 0; image only). Training boxes are
+    ``pascal_voc`` (``[x1, y1, x2, y2]`` pixels) with their labels in ``labels``.
+
+    Colour jitter comes after the geometric steps so it runs on the (usually smaller)
+    resized image.
+    """
+    sizes = (min_size,) if isinstance(min_size, (int, np.integer)) else tuple(min_size)
+    steps: list = []
+    if is_train or tuple(sizes) != (0,):  # detectron2: MIN_SIZE_TEST = 0 disables test resizing
+        steps.append(ResizeShortestEdge(sizes, max_size, sample_style=min_size_sampling if is_train else "choice"))
+    if is_train:
+        flip = (random_flip or "none").lower()
+        if flip == "horizontal":
+            steps.append(A.HorizontalFlip(p=flip_prob))
+        elif flip == "vertical":
+            steps.append(A.VerticalFlip(p=flip_prob))
+        elif flip != "none":
+            raise ValueError(f"INPUT.RANDOM_FLIP must be 'none', 'horizontal' or 'vertical', got {random_flip!r}")
+        if not 0.0 <= hue <= 0.5:
+            raise ValueError(f"INPUT.AUG.HUE must be in [0, 0.5] (fraction of the hue circle), got {hue}")
+        if color_jitter < 0:
+            raise ValueError(f"INPUT.AUG.COLOR_JITTER must be >= 0, got {color_jitter}")
+        if color_jitter > 0 or hue > 0:
+            steps.append(
+                A.ColorJitter(
+                    brightness=(max(0.0, 1 - color_jitter), 1 + color_jitter),
+                    contrast=(max(0.0, 1 - color_jitter), 1 + color_jitter),
+                    saturation=(max(0.0, 1 - color_jitter), 1 + color_jitter),
+                    hue=(-hue, hue),
+                    p=1.0,
+                )
+            )
+    bbox_params = A.BboxParams(
+        format="pascal_voc",
+        label_fields=["labels"],
+        min_visibility=float(min_visibility),
+        clip=True,
+        filter_invalid_bboxes=True,
+    )
+    # Test time needs no boxes: predictions are mapped back to the original image instead.
+    return A.Compose(steps, bbox_params=bbox_params if is_train else None, seed=seed)

@@ -1,0 +1,96 @@
+"""Process-group helpers that also work in a plain single-process run.
+
+Everything here answers sensibly when ``torch.distributed`` is unavailable or was never
+initialised (rank 0 of a world of 1), so callers can always write
+``if comm.is_main_process(): ...`` for "only rank 0 writes files". A torchrun launch
+(``init_process_group`` from the environment) plugs in without changing callers.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List
+
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "is_dist_initialized",
+    "get_world_size",
+    "get_rank",
+    "get_local_rank",
+    "is_main_process",
+    "synchronize",
+    "all_gather",
+    "reduce_dict",
+    "init_distributed_from_env",
+]
+
+
+def is_dist_initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_dist_initialized() else 1
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_dist_initialized() else 0
+
+
+def get_local_rank() -> int:
+    """Rank within this machine (torchrun sets ``LOCAL_RANK``); 0 when not distributed."""
+    if not is_dist_initialized():
+        return 0
+    return int(os.environ.get("LOCAL_RANK", 0))
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def synchronize() -> None:
+    """Barrier across all processes; a no-op in a single-process run."""
+    if get_world_size() <= 1:
+        return
+    if dist.get_backend() == dist.Backend.NCCL and torch.cuda.is_available():
+        dist.barrier(device_ids=[torch.cuda.current_device()])
+    else:
+        dist.barrier()
+
+
+def all_gather(obj: Any) -> List[Any]:
+    """Gather a picklable object from every rank (``[obj]`` when not distributed)."""
+    if get_world_size() <= 1:
+        return [obj]
+    out: List[Any] = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def reduce_dict(values: Dict[str, torch.Tensor], average: bool = True) -> Dict[str, torch.Tensor]:
+    """Sum (or average) a dict of scalar tensors over all ranks; identity when not distributed."""
+    world = get_world_size()
+    if world <= 1 or not values:
+        return values
+    with torch.no_grad():
+        names = sorted(values)
+        stacked = torch.stack([values[k].detach() for k in names])
+        dist.all_reduce(stacked)
+        if average:
+            stacked /= world
+        return dict(zip(names, stacked))
+
+
+def init_distributed_from_env() -> bool:
+    """Join the process group torchrun describes (``WORLD_SIZE`` > 1); returns whether
+    running distributed. NCCL with one GPU per process on CUDA machines, gloo otherwise."""
+    if is_dist_initialized():
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    return True

@@ -1,0 +1,302 @@
+"""Command-line and run setup shared by the tools: argument parser, logging, seeding,
+library settings (`configure_libraries`) and registry-aware config checks (`check_config`).
+
+Mirrors detectron2's ``default_argument_parser`` / ``default_setup``. Multi-process runs
+use torchrun (one process per GPU), so there is no ``--num-gpus`` flag.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+
+from . import comm
+
+__all__ = [
+    "default_argument_parser",
+    "default_setup",
+    "setup_logger",
+    "seed_all_rng",
+    "collect_env_info",
+    "check_config",
+    "configure_libraries",
+]
+
+
+def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
+    """``--config-file``, ``--resume``, ``--eval-only`` and trailing ``KEY VALUE`` overrides."""
+    if epilog is None:
+        epilog = (
+            "Examples:\n"
+            "  Train:        python tools/train_net.py --config-file configs/quickstart/lighthead_shufflenet_v2_shapes.yaml\n"
+            "  Resume:       python tools/train_net.py --config-file cfg.yaml --resume\n"
+            "  Evaluate:     python tools/train_net.py --config-file cfg.yaml --eval-only MODEL.WEIGHTS out/model_final.pth\n"
+            "  Override:     ... SOLVER.BASE_LR 0.01 SOLVER.IMS_PER_BATCH 8 MODEL.DEVICE cuda\n"
+            "  Multi-GPU:    torchrun --nproc_per_node=8 tools/train_net.py --config-file cfg.yaml"
+        )
+    parser = argparse.ArgumentParser(epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="", metavar="FILE", help="path to the config YAML")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the last checkpoint in OUTPUT_DIR (last_checkpoint); "
+        "without it MODEL.WEIGHTS is loaded and training starts at iteration 0",
+    )
+    parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS on DATASETS.TEST, no training")
+    parser.add_argument(
+        "opts",
+        default=None,
+        nargs=argparse.REMAINDER,
+        metavar="KEY VALUE",
+        help="config overrides as KEY VALUE pairs at the end of the command, e.g. SOLVER.MAX_ITER 1000",
+    )
+    return parser
+
+
+# ------------------------------------------------------------------------------ logging
+class _TqdmAwareHandler(logging.StreamHandler):
+    """Console handler that prints through ``tqdm.write`` so progress bars stay intact."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+            self.flush()
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+class _ColorFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.ERROR:
+            return "\x1b[31m" + text + "\x1b[0m"
+        if record.levelno >= logging.WARNING:
+            return "\x1b[33m" + text + "\x1b[0m"
+        return text
+
+
+_LOGGER_NAMES = ("detection", "backbones", "fvcore", "__main__")
+
+
+@functools.lru_cache(maxsize=None)
+def _open_log_file(path: str):
+    return open(path, "a", encoding="utf-8", buffering=1)
+
+
+def setup_logger(output: Optional[str] = None, distributed_rank: int = 0, names=_LOGGER_NAMES) -> logging.Logger:
+    """Console (rank 0 only) + ``output/log.txt`` (``log.txt.rankN`` on other ranks).
+
+    Idempotent: calling it again replaces the handlers it installed before.
+    """
+    fmt = "[%(asctime)s %(name)s]: %(message)s"
+    datefmt = "%m/%d %H:%M:%S"
+    handlers = []
+    if distributed_rank == 0:
+        console = _TqdmAwareHandler(stream=sys.stdout)
+        color = sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
+        console.setFormatter((_ColorFormatter if color else logging.Formatter)(fmt, datefmt=datefmt))
+        handlers.append(console)
+    if output:
+        path = output if output.endswith((".txt", ".log")) else os.path.join(output, "log.txt")
+        if distributed_rank > 0:
+            path = f"{path}.rank{distributed_rank}"
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fh = logging.StreamHandler(_open_log_file(os.path.abspath(path)))
+        fh.setFormatter(logging.Formatter("[%(asctime)s] %(name)s %(levelname)s: %(message)s", datefmt=datefmt))
+        handlers.append(fh)
+    for name in names:
+        log = logging.getLogger(name)
+        for h in list(log.handlers):
+            if getattr(h, "_litedet", False):
+                log.removeHandler(h)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        for h in handlers:
+            h._litedet = True  # type: ignore[attr-defined]
+            log.addHandler(h)
+    return logging.getLogger("detection")
+
+
+# ------------------------------------------------------------------------------ seeding
+def seed_all_rng(seed: Optional[int] = None) -> int:
+    """Seed Python, NumPy and torch (all devices). ``None``/negative draws a random seed,
+    which is returned (and should be logged) so the run can be reproduced."""
+    if seed is None or seed < 0:
+        seed = (os.getpid() + int(time.time() * 1e6) + int.from_bytes(os.urandom(2), "big")) % (2**31)
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    return seed
+
+
+# ------------------------------------------------------------------------------ environment
+def _git_commit() -> str:
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        out = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or "unknown"
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def collect_env_info() -> str:
+    rows = [("sys.platform", sys.platform), ("Python", sys.version.replace("\n", " ")), ("platform", platform.platform())]
+    rows.append(("litedet commit", _git_commit()))
+    rows.append(("numpy", np.__version__))
+    rows.append(("torch", f"{torch.__version__} @ {os.path.dirname(torch.__file__)}"))
+    rows.append(("torch CUDA build", str(torch.version.cuda)))
+    for mod in ("torchvision", "fvcore", "cv2", "tensorboard"):
+        try:
+            rows.append((mod, getattr(__import__(mod), "__version__", "?")))
+        except Exception:  # noqa: BLE001
+            rows.append((mod, "not available"))
+    cuda = torch.cuda.is_available()
+    rows.append(("CUDA available", str(cuda)))
+    if cuda:
+        for i in range(torch.cuda.device_count()):
+            rows.append((f"GPU {i}", torch.cuda.get_device_name(i)))
+        rows.append(("cuDNN", str(torch.backends.cudnn.version())))
+    rows.append(("CPU threads", str(torch.get_num_threads())))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def configure_libraries() -> None:
+    """Process-wide library settings for training with forked data-loader workers.
+
+    OpenCV's own thread pool does not survive ``fork``: once the parent process has used
+    it (e.g. generating litedet_shapes on first use, or any cv2 call on a large image),
+    data-loader workers that call cv2 can block forever on a copied lock. Single-threaded
+    OpenCV (each worker is already a process) avoids that, as mmcv / detectron2 setups do.
+    OpenCL is disabled too (it interacts badly with CUDA and forked workers).
+    """
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - opencv is a dependency
+        return
+    cv2.setNumThreads(0)
+    try:
+        cv2.ocl.setUseOpenCL(False)
+    except AttributeError:  # pragma: no cover
+        pass
+
+
+def default_setup(cfg, args=None) -> int:
+    """Create OUTPUT_DIR, set up logging (console + OUTPUT_DIR/log.txt), log the
+    environment, the command line and the merged config, save it to
+    OUTPUT_DIR/config.yaml, and seed every RNG. Returns the seed used."""
+    configure_libraries()
+    output_dir = cfg.OUTPUT_DIR
+    rank = comm.get_rank()
+    if comm.is_main_process() and output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+    comm.synchronize()
+    logger = setup_logger(output_dir, distributed_rank=rank)
+
+    logger.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
+    logger.info("Environment info:\n%s", collect_env_info())
+    logger.info("Command line: %s", " ".join(sys.argv))
+    if args is not None:
+        logger.info("Command line arguments: %s", args)
+        cfg_file = getattr(args, "config_file", "")
+        if cfg_file and os.path.isfile(cfg_file):
+            with open(cfg_file, encoding="utf-8") as f:
+                logger.info("Contents of config file %s:\n%s", cfg_file, f.read())
+    logger.info("Running with full config:\n%s", cfg.dump())
+    if comm.is_main_process() and output_dir:
+        path = os.path.join(output_dir, "config.yaml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(cfg.dump())
+        logger.info("Full config saved to %s", os.path.abspath(path))
+
+    requested = int(cfg.SEED)
+    seed = seed_all_rng(None if requested < 0 else requested + rank)
+    logger.info("Using seed %d%s", seed, " (random, SEED < 0)" if requested < 0 else "")
+
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
+    return seed
+
+
+# ------------------------------------------------------------------------------ validation
+def check_config(cfg, *, train: bool = True, test: bool = True) -> None:
+    """Checks that need the registries (not just the key schema), raised as one
+    `ConfigError` line: backbone and meta-architecture names, device availability,
+    DATASETS.REGISTER_* entries, dataset names and NUM_CLASSES vs the dataset's classes.
+    Registers DATASETS.REGISTER_* datasets as a side effect."""
+    import difflib
+
+    import backbones
+
+    from detection.config import ConfigError
+
+    name = cfg.MODEL.BACKBONE.NAME
+    if name not in backbones.list_backbones():
+        close = difflib.get_close_matches(name, backbones.list_backbones(), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else " (see `python tools/analyze_model.py --list`)"
+        raise ConfigError(f"MODEL.BACKBONE.NAME: no backbone named {name!r}{hint}")
+    try:
+        from detection.modeling import META_ARCH_REGISTRY
+    except ImportError:
+        META_ARCH_REGISTRY = None
+    if META_ARCH_REGISTRY is not None:
+        archs = [k for k, _ in META_ARCH_REGISTRY]
+        if cfg.MODEL.META_ARCHITECTURE not in archs:
+            raise ConfigError(
+                f"MODEL.META_ARCHITECTURE: unknown {cfg.MODEL.META_ARCHITECTURE!r}; expected one of {sorted(archs)}"
+            )
+    try:
+        device = torch.device(cfg.MODEL.DEVICE)
+    except RuntimeError as err:
+        raise ConfigError(f"MODEL.DEVICE: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but CUDA is not available here; use MODEL.DEVICE cpu")
+
+    if train:  # schedule / solver keys: build them on a dummy parameter
+        from .solver import build_lr_scheduler
+
+        if cfg.SOLVER.MAX_ITER <= 0 or cfg.SOLVER.IMS_PER_BATCH <= 0:
+            raise ConfigError("SOLVER.MAX_ITER and SOLVER.IMS_PER_BATCH must be positive")
+        dummy = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.SOLVER.BASE_LR)
+        build_lr_scheduler(cfg, dummy)
+        cc = cfg.SOLVER.CLIP_GRADIENTS
+        if cc.ENABLED and cc.CLIP_TYPE not in ("value", "norm"):
+            raise ConfigError(f"SOLVER.CLIP_GRADIENTS.CLIP_TYPE must be 'value' or 'norm', got {cc.CLIP_TYPE!r}")
+
+    from detection.data import DatasetCatalog, MetadataCatalog, register_from_cfg
+
+    try:
+        register_from_cfg(cfg)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+    wanted = ([("DATASETS.TRAIN", n) for n in cfg.DATASETS.TRAIN] if train else []) + (
+        [("DATASETS.TEST", n) for n in cfg.DATASETS.TEST] if test else []
+    )
+    if train and not cfg.DATASETS.TRAIN:
+        raise ConfigError("DATASETS.TRAIN is empty")
+    for key, ds in wanted:
+        if ds not in DatasetCatalog:
+            close = difflib.get_close_matches(ds, DatasetCatalog.list(), n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(close)}?" if close else f"; registered: {', '.join(DatasetCatalog.list())}"
+            raise ConfigError(f"{key}: dataset {ds!r} is not registered{hint}")
+        classes = getattr(MetadataCatalog.get(ds), "thing_classes", None)
+        if classes and len(classes) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
+            raise ConfigError(
+                f"MODEL.ROI_HEADS.NUM_CLASSES is {cfg.MODEL.ROI_HEADS.NUM_CLASSES} but {key} dataset {ds!r} "
+                f"has {len(classes)} classes"
+            )

@@ -1,0 +1,234 @@
+"""Evaluator interface and the inference loop that feeds it (detectron2's UX).
+
+An evaluator sees the model's inputs/outputs batch by batch (``process``) and turns what it
+collected into metrics at the end (``evaluate``). Keeping the loop separate from the metric
+lets one pass over the data feed several evaluators at once, and lets the same evaluator
+be driven by a training hook or by a standalone ``tools/test`` script.
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections import OrderedDict
+from contextlib import ExitStack, contextmanager
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+__all__ = [
+    "DatasetEvaluator",
+    "DatasetEvaluators",
+    "inference_on_dataset",
+    "inference_context",
+    "get_rank",
+    "get_world_size",
+    "is_main_process",
+    "gather_to_main",
+]
+
+logger = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- distributed helpers
+def get_world_size() -> int:
+    """Number of processes in the default group (1 when not running distributed)."""
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return 1
+    return torch.distributed.get_world_size()
+
+
+def get_rank() -> int:
+    """Rank of this process (0 when not running distributed)."""
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return 0
+    return torch.distributed.get_rank()
+
+
+def is_main_process() -> bool:
+    """True on the process that computes and reports the metrics."""
+    return get_rank() == 0
+
+
+def gather_to_main(obj: Any) -> Optional[List[Any]]:
+    """Collect ``obj`` from every rank; returns the per-rank list on rank 0, ``None`` elsewhere.
+
+    Uses ``all_gather_object`` (not ``gather_object``) because it works on every backend,
+    NCCL included, without the caller having to pick a device for the pickled payload; the
+    extra copies on non-main ranks are discarded immediately. Without an initialized process
+    group this is simply ``[obj]``.
+    """
+    world = get_world_size()
+    if world == 1:
+        return [obj]
+    out: List[Any] = [None] * world
+    torch.distributed.all_gather_object(out, obj)
+    if get_rank() != 0:
+        return None
+    return out
+
+
+# ----------------------------------------------------------------------------- evaluator API
+class DatasetEvaluator:
+    """Base class: accumulate model outputs over a dataset, then compute metrics.
+
+    Subclasses override ``reset`` (start a new pass), ``process`` (one batch) and
+    ``evaluate`` (returns ``{task: {metric: value}}`` on the main process and ``{}`` elsewhere
+    when running distributed, because only rank 0 holds the gathered predictions).
+    """
+
+    def reset(self) -> None:
+        """Forget everything seen so far; called by ``inference_on_dataset`` before a pass."""
+
+    def process(self, inputs: Sequence[Mapping[str, Any]], outputs: Sequence[Mapping[str, Any]]) -> None:
+        """Record one batch: ``inputs[i]`` is the dataset dict the model saw, ``outputs[i]`` its prediction."""
+
+    def evaluate(self) -> Optional[dict]:
+        """Compute the metrics from everything processed since the last ``reset``."""
+        return None
+
+
+class DatasetEvaluators(DatasetEvaluator):
+    """Several evaluators driven by one pass; their result dicts are merged.
+
+    Two evaluators reporting the same task key would silently overwrite each other, so that is
+    an error.
+    """
+
+    def __init__(self, evaluators: Iterable[DatasetEvaluator]) -> None:
+        super().__init__()
+        self._evaluators = list(evaluators)
+
+    def reset(self) -> None:
+        for evaluator in self._evaluators:
+            evaluator.reset()
+
+    def process(self, inputs: Sequence[Mapping[str, Any]], outputs: Sequence[Mapping[str, Any]]) -> None:
+        for evaluator in self._evaluators:
+            evaluator.process(inputs, outputs)
+
+    def evaluate(self) -> dict:
+        results: "OrderedDict[str, Any]" = OrderedDict()
+        for evaluator in self._evaluators:
+            result = evaluator.evaluate()
+            if is_main_process() and result is not None:
+                for k, v in result.items():
+                    if k in results:
+                        raise KeyError(f"different evaluators produce results with the same key {k!r}")
+                    results[k] = v
+        return results
+
+
+@contextmanager
+def inference_context(model: nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode for the block and restore its previous training flag.
+
+    Restoring matters when evaluation runs as a periodic hook in the middle of training.
+    """
+    training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(training)
+
+
+def _batch_size(inputs: Any) -> int:
+    try:
+        return len(inputs)
+    except TypeError:
+        return 1
+
+
+def inference_on_dataset(
+    model: Union[nn.Module, Any],
+    data_loader: Iterable[Sequence[Mapping[str, Any]]],
+    evaluator: Union[DatasetEvaluator, Sequence[DatasetEvaluator], None],
+    *,
+    progress: bool = True,
+    num_warmup: int = 5,
+) -> dict:
+    """Run ``model`` over ``data_loader`` in eval/inference mode, feed ``evaluator``, return its metrics.
+
+    ``data_loader`` yields lists of dataset dicts (each with at least "image_id"); the model
+    returns one output dict per input. A list of evaluators is wrapped in ``DatasetEvaluators``;
+    ``None`` runs inference only (useful for timing). The reported speed is pure model time
+    per image averaged after the first ``num_warmup`` batches (cudnn autotuning, allocator
+    growth and lazy initialisation make the first iterations unrepresentative); CUDA is
+    synchronised around each call so the number is real GPU time, not launch time.
+
+    On non-main ranks the return value is ``{}`` (metrics live on rank 0).
+    """
+    if evaluator is None:
+        evaluator = DatasetEvaluators([])
+    elif isinstance(evaluator, (list, tuple)):
+        evaluator = DatasetEvaluators(evaluator)
+    evaluator.reset()
+
+    try:
+        total = len(data_loader)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    num_devices = get_world_size()
+    if total is not None:
+        num_warmup = min(num_warmup, max(total - 1, 0))
+    logger.info("Start inference on %s batches", total if total is not None else "an unknown number of")
+
+    iterable: Iterable = data_loader
+    if progress and is_main_process():
+        from tqdm import tqdm
+
+        iterable = tqdm(data_loader, total=total, desc="inference", dynamic_ncols=True, leave=False)
+
+    def _sync() -> None:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+    start_time = time.perf_counter()
+    compute_time = 0.0
+    timed_images = 0
+    seen_images = 0
+    num_batches = 0
+    with ExitStack() as stack:
+        if isinstance(model, nn.Module):
+            stack.enter_context(inference_context(model))
+        stack.enter_context(torch.inference_mode())
+        for idx, inputs in enumerate(iterable):
+            if idx == num_warmup:
+                start_time = time.perf_counter()
+                compute_time = 0.0
+                timed_images = 0
+            _sync()
+            t0 = time.perf_counter()
+            outputs = model(inputs)
+            _sync()
+            compute_time += time.perf_counter() - t0
+            n = _batch_size(inputs)
+            timed_images += n
+            seen_images += n
+            num_batches += 1
+            evaluator.process(inputs, outputs)
+
+    total_time = time.perf_counter() - start_time
+    if num_batches > num_warmup and timed_images > 0:
+        logger.info(
+            "Total inference time: %s (%.6f s / img per device, on %d devices)",
+            datetime.timedelta(seconds=int(total_time)),
+            total_time / timed_images,
+            num_devices,
+        )
+        logger.info(
+            "Total inference pure compute time: %s (%.6f s / img per device, on %d devices)",
+            datetime.timedelta(seconds=int(compute_time)),
+            compute_time / timed_images,
+            num_devices,
+        )
+    else:
+        logger.info("Inference done on %d images (too few batches to time after %d warm-up)", seen_images, num_warmup)
+
+    results = evaluator.evaluate()
+    # An evaluator may return None (e.g. inference-only); callers always get a dict.
+    if results is None:
+        results = {}
+    return results

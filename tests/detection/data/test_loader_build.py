@@ -1,0 +1,182 @@
+"""Samplers, aspect-ratio grouping, and the train/test loaders built from a config."""
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+
+import cv2
+import numpy as np
+import pytest
+
+from detection.config import get_cfg
+from detection.data import (
+    AspectRatioGroupedBatchSampler,
+    BadSampleError,
+    DatasetCatalog,
+    InferenceSampler,
+    MetadataCatalog,
+    TrainingSampler,
+    build_detection_test_loader,
+    build_detection_train_loader,
+)
+
+
+@pytest.fixture
+def tiny_coco(tmp_path):
+    """8 images: 5 landscape (40x60), 3 portrait (60x40); image 4 has no boxes.
+
+    Registered through DATASETS.REGISTER_COCO, so the config path is exercised too.
+    """
+    images, anns = [], []
+    for i in range(8):
+        h, w = (60, 40) if i in (1, 5, 6) else (40, 60)
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((h, w, 3), 10 * i, np.uint8))
+        images.append({"id": i, "file_name": f"{i}.png", "height": h, "width": w})
+        if i != 4:
+            anns.append({"id": i + 1, "image_id": i, "category_id": 1 + i % 2, "bbox": [2, 3, 10, 12], "iscrowd": 0})
+    data = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    name = f"loader_test_{uuid.uuid4().hex[:8]}"
+    cfg = get_cfg()
+    cfg.DATASETS.REGISTER_COCO = [[name, str(tmp_path / "ann.json"), str(tmp_path)]]
+    cfg.DATASETS.TRAIN = (name,)
+    cfg.DATASETS.TEST = (name,)
+    cfg.SOLVER.IMS_PER_BATCH = 2
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.INPUT.MIN_SIZE_TRAIN = (40,)
+    cfg.INPUT.MAX_SIZE_TRAIN = 100
+    cfg.INPUT.MIN_SIZE_TEST = 40
+    cfg.INPUT.MAX_SIZE_TEST = 100
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 2
+    cfg.SEED = 1
+    yield cfg, name, tmp_path
+    if name in DatasetCatalog:
+        DatasetCatalog.remove(name)
+    MetadataCatalog.remove(name)
+
+
+def _orientation(item):
+    return item["image"].shape[2] > item["image"].shape[1]  # landscape
+
+
+def test_training_sampler_shards_are_disjoint_and_complete():
+    size = 10
+    shards = [list(itertools.islice(TrainingSampler(size, seed=3, rank=r, world_size=2), size // 2)) for r in (0, 1)]
+    assert not set(shards[0]) & set(shards[1])
+    assert sorted(shards[0] + shards[1]) == list(range(size))
+    # next epoch is a different permutation, still complete
+    s = TrainingSampler(size, seed=3, rank=0, world_size=1)
+    first, second = list(itertools.islice(s, size)), list(itertools.islice(s, size))
+    assert sorted(second) == list(range(size)) and first != second
+
+
+def test_training_sampler_state_roundtrip():
+    s = TrainingSampler(7, seed=5, rank=1, world_size=2)
+    it = iter(s)
+    for _ in range(9):
+        next(it)
+    state = s.state_dict()
+    assert state["num_yielded"] == 9
+    tail = [next(it) for _ in range(6)]
+    restored = TrainingSampler(7, seed=5, rank=1, world_size=2)
+    restored.load_state_dict(state)
+    assert list(itertools.islice(restored, 6)) == tail
+    with pytest.raises(ValueError, match="seed"):
+        TrainingSampler(7, seed=6, rank=1, world_size=2).load_state_dict(state)
+
+
+@pytest.mark.parametrize("size,world", [(10, 2), (7, 3), (2, 4)])
+def test_inference_sampler_contiguous_disjoint_complete(size, world):
+    chunks = [list(InferenceSampler(size, rank=r, world_size=world)) for r in range(world)]
+    assert list(itertools.chain(*chunks)) == list(range(size))
+    for c in chunks:
+        assert c == list(range(c[0], c[0] + len(c))) if c else True
+    assert max(map(len, chunks)) - min(map(len, chunks)) <= 1
+
+
+def test_aspect_grouped_batches_are_homogeneous():
+    flags = np.array([0, 1, 0, 0, 1, 1, 0, 1, 0])
+    batches = list(itertools.islice(AspectRatioGroupedBatchSampler(TrainingSampler(9, seed=0, rank=0, world_size=1), 3, flags), 12))
+    assert all(len(b) == 3 and len({int(flags[i]) for i in b}) == 1 for b in batches)
+
+
+def test_train_loader_batches_and_grouping(tiny_coco):
+    cfg, _, _ = tiny_coco
+    loader = build_detection_train_loader(cfg)
+    batches = list(itertools.islice(loader, 12))
+    assert all(len(b) == 2 for b in batches)
+    for b in batches:
+        assert len({_orientation(x) for x in b}) == 1
+        for x in b:
+            assert x["instances"]["boxes"].shape[1] == 4
+    seen = {x["image_id"] for b in batches for x in b}
+    assert seen == set(range(8))  # 24 samples cover all 8 images, incl. the empty one
+
+
+def test_train_loader_resume_replays_the_same_batches(tiny_coco):
+    cfg, _, _ = tiny_coco
+    loader = build_detection_train_loader(cfg)
+    for _ in range(5):
+        next(loader)
+    state = loader.state_dict()
+    rest = [[x["image_id"] for x in b] for b in itertools.islice(loader, 4)]
+    resumed = build_detection_train_loader(cfg)
+    resumed.load_state_dict(state)
+    assert [[x["image_id"] for x in b] for b in itertools.islice(resumed, 4)] == rest
+
+
+def test_train_loader_with_workers(tiny_coco):
+    cfg, _, _ = tiny_coco
+    cfg.DATALOADER.NUM_WORKERS = 2
+    cfg.DATALOADER.ASPECT_RATIO_GROUPING = False
+    cfg.SOLVER.IMS_PER_BATCH = 3
+    loader = build_detection_train_loader(cfg)
+    batches = list(itertools.islice(loader, 4))
+    loader.close()
+    assert [len(b) for b in batches] == [3, 3, 3, 3]
+
+
+def test_filter_empty_annotations(tiny_coco):
+    cfg, _, _ = tiny_coco
+    cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS = True
+    loader = build_detection_train_loader(cfg)
+    assert len(loader.dataset) == 7
+    seen = {x["image_id"] for b in itertools.islice(loader, 12) for x in b}
+    assert 4 not in seen
+
+
+def test_batch_size_and_class_checks(tiny_coco):
+    cfg, _, _ = tiny_coco
+    cfg.SOLVER.IMS_PER_BATCH = 0
+    with pytest.raises(ValueError, match="IMS_PER_BATCH"):
+        build_detection_train_loader(cfg)
+    cfg.SOLVER.IMS_PER_BATCH = 2
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 1
+    with pytest.raises(ValueError, match="NUM_CLASSES"):
+        build_detection_train_loader(cfg)
+
+
+def test_bad_samples_fail_or_are_skipped(tiny_coco):
+    cfg, _, root = tiny_coco
+    (root / "3.png").write_bytes(b"corrupt")
+    loader = build_detection_train_loader(cfg)
+    with pytest.raises(BadSampleError, match="3.png"):
+        list(itertools.islice(loader, 12))
+    cfg.DATALOADER.SKIP_BAD_SAMPLES = True
+    loader = build_detection_train_loader(cfg)
+    batches = list(itertools.islice(loader, 12))
+    assert all(len(b) == 2 for b in batches)
+    assert 3 not in {x["image_id"] for b in batches for x in b}
+    test_batches = list(build_detection_test_loader(cfg, cfg.DATASETS.TEST[0]))
+    assert sum(1 for b in test_batches if not b) == 1 and len(test_batches) == 8
+
+
+def test_test_loader(tiny_coco):
+    cfg, name, _ = tiny_coco
+    loader = build_detection_test_loader(cfg, name)
+    batches = list(loader)
+    assert len(batches) == 8 and all(isinstance(b, list) and len(b) == 1 for b in batches)
+    assert [b[0]["image_id"] for b in batches] == list(range(8))
+    first = batches[0][0]
+    assert tuple(first["image"].shape) == (3, 40, 60) and "instances" not in first

@@ -1,0 +1,243 @@
+"""COCO evaluator: known APs, crowd handling, and equality with raw pycocotools."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+import pytest
+import torch
+
+from detection.evaluation import COCOEvaluator, convert_to_coco_dict
+
+CLASSES = ["person", "car", "dog"]
+BACKENDS = ["faster", "pycocotools"]
+
+
+def rec(image_id: Any, anns: Sequence[tuple], h: int = 480, w: int = 640) -> dict:
+    """Record from (xyxy, category_id[, iscrowd]) tuples."""
+    return {
+        "file_name": f"{image_id}.jpg",
+        "image_id": image_id,
+        "height": h,
+        "width": w,
+        "annotations": [
+            {
+                "bbox": [float(v) for v in a[0]],
+                "category_id": a[1],
+                "iscrowd": a[2] if len(a) > 2 else 0,
+                "difficult": 0,
+            }
+            for a in anns
+        ],
+    }
+
+
+def out(boxes: Sequence[Sequence[float]], scores: Sequence[float], labels: Sequence[int]) -> dict:
+    return {
+        "boxes": torch.tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)),
+        "scores": torch.tensor(np.asarray(scores, dtype=np.float32)),
+        "labels": torch.tensor(np.asarray(labels, dtype=np.int64)),
+    }
+
+
+def evaluate(records: List[dict], outputs: Dict[Any, dict], **kw) -> Dict[str, float]:
+    kw.setdefault("thing_classes", CLASSES)
+    ev = COCOEvaluator(dataset_dicts=records if "json_file" not in kw else None, **kw)
+    ev.reset()
+    for r in records:
+        if r["image_id"] in outputs:
+            ev.process([r], [outputs[r["image_id"]]])
+    res = ev.evaluate()["bbox"]
+    res["_stats"] = ev.stats  # type: ignore[assignment]
+    return res
+
+
+A = (10.0, 10.0, 110.0, 90.0)  # 100 x 80: medium
+B = (200.0, 50.0, 420.0, 300.0)  # large
+C = (300.0, 300.0, 320.0, 315.0)  # small
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_perfect_detections_score_100(backend: str) -> None:
+    records = [rec(1, [(A, 0), (B, 1)]), rec(2, [(C, 2), (A, 0)])]
+    outputs = {
+        1: out([A, B], [0.9, 0.8], [0, 1]),
+        2: out([C, A], [0.7, 0.95], [2, 0]),
+    }
+    res = evaluate(records, outputs, backend=backend)
+    for key in ("AP", "AP50", "AP75", "AP-person", "AP-car", "AP-dog", "APs", "APm", "APl"):
+        assert res[key] == pytest.approx(100.0, abs=1e-9), key
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_crowd_regions_absorb_detections_and_are_not_misses(backend: str) -> None:
+    crowd = (300.0, 200.0, 600.0, 450.0)
+    inside = (320.0, 220.0, 380.0, 300.0)  # small IoU with the crowd box, but inside it
+    records = [rec(1, [(A, 0), (crowd, 0, 1)])]
+    # A crowd GT found by nobody is not a miss; a detection inside it is not a false positive,
+    # even when it outranks the true positive.
+    res = evaluate(records, {1: out([A, inside], [0.5, 0.9], [0, 0])}, backend=backend)
+    assert res["AP-person"] == pytest.approx(100.0, abs=1e-9)
+    # Same boxes without the crowd flag: the crowd box is a missed object and `inside` a FP.
+    plain = [rec(1, [(A, 0), (crowd, 0, 0)])]
+    res_plain = evaluate(plain, {1: out([A, inside], [0.5, 0.9], [0, 0])}, backend=backend)
+    assert res_plain["AP-person"] < 50.0
+
+
+def test_convert_to_coco_dict_keeps_crowd_and_box_area() -> None:
+    records = [rec(5, [(A, 0), (B, 2, 1)])]
+    d = convert_to_coco_dict(records, CLASSES, contiguous_to_dataset_id={0: 1, 1: 3, 2: 18})
+    assert [c["id"] for c in d["categories"]] == [1, 3, 18]
+    a0, a1 = d["annotations"]
+    assert a0["bbox"] == [10.0, 10.0, 100.0, 80.0] and a0["area"] == 8000.0 and a0["iscrowd"] == 0
+    assert a1["category_id"] == 18 and a1["iscrowd"] == 1 and a1["area"] == 220.0 * 250.0
+    assert a0["id"] == 1 and a1["id"] == 2  # ids start at 1 (pycocotools treats 0 as "no match")
+    assert d["images"][0]["id"] == 5
+
+
+# ----------------------------------------------------------------------------- against raw pycocotools
+def random_set(seed: int, n_images: int = 12):
+    """Random GT (all three size ranges, some crowd) and noisy detections as float32 tensors."""
+    rng = np.random.default_rng(seed)
+    records, outputs = [], {}
+    for i in range(n_images):
+        image_id = 100 + 7 * i
+        anns = []
+        for _ in range(int(rng.integers(0, 7))):
+            w, h = rng.choice([rng.uniform(4, 30), rng.uniform(35, 90), rng.uniform(100, 300)], 2)
+            x1, y1 = rng.uniform(0, 300, 2)
+            anns.append(((x1, y1, x1 + w, y1 + h), int(rng.integers(0, 3)), int(rng.random() < 0.1)))
+        r = rec(image_id, anns)
+        records.append(r)
+        boxes, scores, labels = [], [], []
+        for a in r["annotations"]:
+            if rng.random() < 0.8:
+                b = np.asarray(a["bbox"])
+                size = np.array([b[2] - b[0], b[3] - b[1]] * 2)
+                boxes.append(b + rng.normal(0, 0.08, 4) * size)
+                scores.append(rng.random())
+                labels.append(a["category_id"] if rng.random() < 0.85 else int(rng.integers(0, 3)))
+        for _ in range(int(rng.integers(0, 5))):
+            x1, y1 = rng.uniform(0, 400, 2)
+            w, h = rng.uniform(5, 200, 2)
+            boxes.append([x1, y1, x1 + w, y1 + h])
+            scores.append(rng.random())
+            labels.append(int(rng.integers(0, 3)))
+        if boxes or rng.random() < 0.5:  # some images are processed with no detections at all
+            outputs[image_id] = out(boxes, scores, labels)
+    return records, outputs
+
+
+def raw_pycocotools(records: List[dict], outputs: Dict[Any, dict], tmp_path, dataset_ids: Sequence[int]):
+    """Reference: GT json written independently, pycocotools run exactly as its README says."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images, anns = [], []
+    for r in records:
+        images.append({"id": r["image_id"], "width": r["width"], "height": r["height"], "file_name": r["file_name"]})
+        for a in r["annotations"]:
+            x1, y1, x2, y2 = a["bbox"]
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": r["image_id"],
+                    "category_id": dataset_ids[a["category_id"]],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": a["iscrowd"],
+                }
+            )
+    categories = [{"id": c, "name": n} for c, n in zip(dataset_ids, CLASSES)]
+    gt = {"images": images, "annotations": anns, "categories": categories}
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(gt))
+    dets = []
+    for image_id, o in outputs.items():
+        for b, s, l in zip(o["boxes"].tolist(), o["scores"].tolist(), o["labels"].tolist()):
+            xywh = [b[0], b[1], b[2] - b[0], b[3] - b[1]]
+            dets.append({"image_id": image_id, "category_id": dataset_ids[l], "bbox": xywh, "score": s})
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(gt_path))
+        coco_dt = coco_gt.loadRes(dets)
+        e = COCOeval(coco_gt, coco_dt, "bbox")
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    per_class = {}
+    for k, cat in enumerate(e.params.catIds):
+        p = e.eval["precision"][:, :, k, 0, -1]
+        p = p[p > -1]
+        per_class[CLASSES[dataset_ids.index(cat)]] = float(np.mean(p)) * 100 if p.size else float("nan")
+    return np.asarray(e.stats), per_class, gt_path
+
+
+def assert_matches(res: Dict[str, Any], stats: np.ndarray, per_class: Dict[str, float]) -> None:
+    np.testing.assert_allclose(res["_stats"], stats, atol=1e-6, rtol=0)
+    for i, name in enumerate(["AP", "AP50", "AP75", "APs", "APm", "APl"]):
+        expected = stats[i] * 100 if stats[i] >= 0 else float("nan")
+        assert res[name] == pytest.approx(expected, abs=1e-6, nan_ok=True), name
+    for name, ap in per_class.items():
+        assert res[f"AP-{name}"] == pytest.approx(ap, abs=1e-6, nan_ok=True), name
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_equals_raw_pycocotools_and_backends_agree(seed: int, tmp_path) -> None:
+    records, outputs = random_set(seed)
+    stats, per_class, _ = raw_pycocotools(records, outputs, tmp_path, [0, 1, 2])
+    assert 0.05 < stats[0] < 0.95  # a non-trivial case
+    results = {b: evaluate(records, outputs, backend=b) for b in BACKENDS}
+    for b in BACKENDS:
+        assert_matches(results[b], stats, per_class)
+    np.testing.assert_allclose(results["faster"]["_stats"], results["pycocotools"]["_stats"], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_json_ground_truth_with_dataset_category_ids(backend: str, tmp_path) -> None:
+    dataset_ids = [1, 5, 9]  # non-contiguous, as in COCO; contiguous i = i-th smallest id
+    records, outputs = random_set(7)
+    stats, per_class, gt_path = raw_pycocotools(records, outputs, tmp_path, dataset_ids)
+    res = evaluate(records, outputs, backend=backend, json_file=str(gt_path), output_dir=str(tmp_path / "out"))
+    assert_matches(res, stats, per_class)
+    written = json.loads((tmp_path / "out" / "coco_instances_results.json").read_text())
+    assert written and set(written[0]) == {"image_id", "category_id", "bbox", "score"}
+    assert {d["category_id"] for d in written} <= set(dataset_ids)
+    # Standard result format: XYWH.
+    first_id = written[0]["image_id"]
+    b = outputs[first_id]["boxes"][0].tolist()
+    assert written[0]["bbox"] == pytest.approx([b[0], b[1], b[2] - b[0], b[3] - b[1]])
+
+
+def test_string_image_ids_are_remapped() -> None:
+    records = [rec("2007_000001", [(A, 0)]), rec("2007_000002", [(B, 1)])]
+    outputs = {"2007_000001": out([A], [0.9], [0]), "2007_000002": out([A], [0.9], [1])}
+    res = evaluate(records, outputs, backend="faster")
+    assert res["AP-person"] == pytest.approx(100.0)
+    assert res["AP-car"] == 0.0
+    assert math.isnan(res["AP-dog"])  # no ground truth for that class
+
+
+def test_no_predictions_gives_zeros_and_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    records = [rec(1, [(A, 0)])]
+    res = evaluate(records, {1: out([], [], [])}, backend="pycocotools")
+    assert {k: v for k, v in res.items() if k != "_stats"} == {
+        "AP": 0.0, "AP50": 0.0, "AP75": 0.0, "APs": 0.0, "APm": 0.0, "APl": 0.0,
+        "AP-person": 0.0, "AP-car": 0.0, "AP-dog": 0.0,
+    }
+    assert "No predictions" in caplog.text
+
+
+def test_rejects_unknown_backend() -> None:
+    with pytest.raises(ValueError, match="backend"):
+        COCOEvaluator(dataset_dicts=[], thing_classes=CLASSES, backend="detectron")
+
+
+def test_library_output_is_not_printed(capsys: pytest.CaptureFixture) -> None:
+    records, outputs = random_set(3, n_images=3)
+    for b in BACKENDS:
+        evaluate(records, outputs, backend=b)
+    assert capsys.readouterr().out == ""

@@ -1,0 +1,134 @@
+"""tools/demo.py writes annotated images; the tools' config errors are one line + exit 2."""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("detection.modeling")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+SMALL = ["MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x", "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "200"]
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(f"litedet_tool_{name}", os.path.join(ROOT, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A (randomly initialised) detector checkpoint for the quickstart config."""
+    from detection.checkpoint import DetectionCheckpointer
+    from detection.config import load_config
+    from detection.modeling import build_model
+
+    cfg = load_config(CONFIG, SMALL)
+    out = tmp_path_factory.mktemp("weights")
+    DetectionCheckpointer(build_model(cfg), str(out)).save("model_final", iteration=0)
+    return str(out / "model_final.pth")
+
+
+def test_demo_writes_annotated_image(tmp_path, weights):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (120, 150, 3), dtype=np.uint8)
+    cv2.rectangle(img, (30, 30), (90, 100), (255, 255, 255), -1)
+    src = tmp_path / "in" / "one.jpg"
+    src.parent.mkdir()
+    cv2.imwrite(str(src), img)
+    out = tmp_path / "out"
+    res = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "demo.py"), "--config-file", CONFIG,
+         "--input", str(tmp_path / "in" / "*.jpg"), "--output", str(out), "--confidence-threshold", "0.0",
+         *SMALL, "MODEL.WEIGHTS", weights],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"),
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "fps" in res.stdout and str(out) in res.stdout
+    written = cv2.imread(str(out / "one.jpg"))
+    assert written is not None and written.shape == img.shape
+
+
+def test_visualizer_draws_labels_inside_image():
+    from detection.utils.visualizer import Visualizer, class_color
+
+    img = np.zeros((100, 120, 3), np.uint8)
+    vis = Visualizer(["circle", "square"], score_threshold=0.5)
+    preds = {"boxes": np.array([[0, 0, 50, 40], [60, 50, 110, 95], [5, 5, 20, 20]]),
+             "scores": np.array([0.9, 0.8, 0.1]), "labels": np.array([0, 1, 0])}
+    preds["boxes"][2] = [5, 55, 40, 90]
+    out = vis.draw(img, preds)
+    assert out is not img and not img.any()  # input untouched
+    assert vis.count(preds) == 2
+    b, g, r = (int(x) for x in out[0, 1])  # box at the top edge: label drawn inside, filled
+    assert (r, g, b) == class_color(0)
+    assert out[50:96, 60:111].any() and not out[50:96, 0:45].any()  # low score not drawn
+    assert vis.draw(img, {"boxes": np.zeros((0, 4))}).shape == img.shape
+
+
+def test_train_net_config_errors_exit_2(tmp_path, capsys):
+    train_net = _load_tool("train_net")
+    assert train_net.main(["--config-file", CONFIG, "SOLVER.BASE_LRR", "0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "SOLVER.BASE_LRR" in err and "did you mean SOLVER.BASE_LR" in err
+    assert "Traceback" not in err
+
+    assert train_net.main(["--config-file", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+    assert train_net.main(["--config-file", CONFIG, "DATASETS.TEST", "('litedet_shapes_vall',)"]) == 2
+    assert "is not registered; did you mean litedet_shapes_val" in capsys.readouterr().err
+
+    assert train_net.main(["--config-file", CONFIG, "MODEL.BACKBONE.NAME", "shufflenet_v2_1.0"]) == 2
+    assert "did you mean shufflenet_v2_1.0x" in capsys.readouterr().err
+
+    assert train_net.main(["--config-file", CONFIG, "SOLVER.MAX_ITER"]) == 2  # odd number of overrides
+    assert "KEY VALUE" in capsys.readouterr().err
+
+
+def test_train_net_missing_weights_exit_2(tmp_path, capsys):
+    train_net = _load_tool("train_net")
+    rc = train_net.main(["--config-file", CONFIG, "--eval-only", "MODEL.WEIGHTS", str(tmp_path / "nope.pth"),
+                         "OUTPUT_DIR", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "checkpoint file not found" in err and "nope.pth" in err and "\n" not in err
+
+
+def test_demo_config_error_exit_2(tmp_path, capsys):
+    demo = _load_tool("demo")
+    rc = demo.main(["--config-file", CONFIG, "--input", str(tmp_path), "--output", str(tmp_path / "o"),
+                    "MODEL.BOGUS", "1"])
+    assert rc == 2 and "MODEL.BOGUS" in capsys.readouterr().err
+
+
+def test_default_predictor_returns_boxes_in_original_coordinates(weights):
+    from detection.config import load_config
+    from detection.engine import DefaultPredictor
+
+    cfg = load_config(CONFIG, ["MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x", "INPUT.MIN_SIZE_TEST", "256",
+                               "INPUT.MAX_SIZE_TEST", "400", "MODEL.WEIGHTS", weights,
+                               "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"])
+    predictor = DefaultPredictor(cfg)
+    assert predictor.class_names == ["circle", "square", "triangle", "star", "cross"]
+    img = np.random.default_rng(1).integers(0, 255, (90, 130, 3), dtype=np.uint8)
+    inp = predictor.preprocess(img)
+    assert tuple(inp["image"].shape) == (3, 256, 370) and (inp["height"], inp["width"]) == (90, 130)
+    out = predictor(img)
+    assert set(out) >= {"boxes", "scores", "labels"} and out["boxes"].device.type == "cpu"
+    if len(out["boxes"]):
+        assert float(out["boxes"][:, 0::2].max()) <= 130 and float(out["boxes"][:, 1::2].max()) <= 90
+    # RGB input gives the same result as the equivalent BGR input
+    same = predictor(np.ascontiguousarray(img[:, :, ::-1]), format="RGB")
+    assert torch_equal(out["boxes"], same["boxes"])
+
+
+def torch_equal(a, b):
+    import torch
+
+    return a.shape == b.shape and torch.allclose(a, b)

@@ -1,0 +1,164 @@
+#!/usr/bin/env python
+"""Train a detector, or evaluate one, from a config (detectron2's tools/train_net.py UX).
+
+    python tools/train_net.py --config-file configs/quickstart/lighthead_shufflenet_v2_shapes.yaml
+    python tools/train_net.py --config-file CFG --resume                 # continue in OUTPUT_DIR
+    python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS out/model_final.pth
+    python tools/train_net.py --config-file CFG SOLVER.BASE_LR 0.01 OUTPUT_DIR out/run2
+    torchrun --nproc_per_node=8 tools/train_net.py --config-file CFG      # multi-GPU
+
+OUTPUT_DIR receives config.yaml, log.txt, metrics.json (one line per logging period),
+TensorBoard events, model_XXXXXXX.pth / model_final.pth / last_checkpoint, evaluator
+files under inference/, and metrics_final.json with the final evaluation results.
+
+Exit status: 0 success; 2 invalid config / command line / unusable MODEL.WEIGHTS (one
+line on stderr, no traceback); 1 training diverged (non-finite loss).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from detection.checkpoint import CheckpointError, DetectionCheckpointer  # noqa: E402
+from detection.config import ConfigError, load_config  # noqa: E402
+from detection.engine import Trainer, check_config, comm, default_argument_parser, default_setup  # noqa: E402
+
+logger = logging.getLogger("detection.tools.train_net")
+
+RESULTS_FILE = "metrics_final.json"
+
+
+def setup(args):
+    """Merged, validated config (raises ConfigError)."""
+    cfg = load_config(args.config_file, args.opts or [])
+    check_config(cfg, train=not args.eval_only, test=True)
+    weights = cfg.MODEL.WEIGHTS
+    resuming = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
+    if weights and not resuming and not os.path.isfile(weights):
+        raise ConfigError(f"MODEL.WEIGHTS: checkpoint file not found: {weights}")
+    return cfg
+
+
+def write_results(cfg, results, *, weights: str, iteration, eval_only: bool) -> str:
+    path = os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE)
+    if comm.is_main_process():
+        record = {
+            "eval_only": eval_only,
+            "weights": weights,
+            "iteration": iteration,
+            "datasets": list(cfg.DATASETS.TEST),
+            "results": _finite(results),
+        }
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=2, default=_jsonable, allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return path
+
+
+def _finite(obj):
+    """NaN / inf -> None so the file is strict JSON (readable by jq, JavaScript, ...)."""
+    if getattr(obj, "ndim", None) == 0 and hasattr(obj, "item"):  # numpy / torch scalar
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _jsonable(obj):
+    if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays
+        return obj.tolist()
+    return str(obj)
+
+
+def _print_results(results) -> None:
+    try:
+        from detection.evaluation import print_csv_format
+    except ImportError:
+        return
+    if results and all(isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()) for v in results.values()):
+        for name, res in results.items():  # several test sets: {name: {task: {...}}}
+            logger.info("Results on %s:", name)
+            print_csv_format(res)
+    elif results:
+        print_csv_format(results)
+
+
+def evaluate(cfg, args) -> str:
+    model = Trainer.build_model(cfg)
+    checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+    extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+    weights = checkpointer.get_checkpoint_file() if args.resume and checkpointer.has_checkpoint() else cfg.MODEL.WEIGHTS
+    if not weights:
+        logger.warning("--eval-only without MODEL.WEIGHTS: evaluating an untrained model")
+    results = Trainer.test(cfg, model)
+    _print_results(results)
+    return write_results(cfg, results, weights=weights, iteration=extra.get("iteration"), eval_only=True)
+
+
+def train(cfg, args) -> str:
+    if cfg.MODEL.BACKBONE.NORM == "FrozenBN" and not cfg.MODEL.BACKBONE.WEIGHTS and not cfg.MODEL.WEIGHTS:
+        logger.warning(
+            "MODEL.BACKBONE.NORM is FrozenBN but neither MODEL.BACKBONE.WEIGHTS nor MODEL.WEIGHTS is set: "
+            "the backbone trains from scratch with frozen, untrained BatchNorm statistics"
+        )
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    results = trainer.train()
+    _print_results(results)
+    final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
+    return write_results(cfg, results, weights=final, iteration=trainer.iter, eval_only=False)
+
+
+def main(argv=None) -> int:
+    args = default_argument_parser().parse_args(argv)
+    prog = os.path.basename(sys.argv[0]) or "train_net.py"
+    comm.init_distributed_from_env()
+    try:
+        cfg = setup(args)
+    except ConfigError as err:
+        print(f"{prog}: config error: {err}", file=sys.stderr)
+        return 2
+    default_setup(cfg, args)
+    try:
+        path = evaluate(cfg, args) if args.eval_only else train(cfg, args)
+    except ConfigError as err:
+        logger.error("%s", err)
+        print(f"{prog}: config error: {err}", file=sys.stderr)
+        return 2
+    except CheckpointError as err:
+        logger.error("%s", err)
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except FloatingPointError as err:
+        logger.error("Training stopped: %s", err)
+        print(f"{prog}: training diverged: {err}", file=sys.stderr)
+        return 1
+    if comm.is_main_process():
+        out = os.path.abspath(cfg.OUTPUT_DIR)
+        lines = [f"Results written to {os.path.abspath(path)}"]
+        if not args.eval_only:
+            lines += [
+                f"Final weights: {os.path.join(out, 'model_final.pth')}",
+                f"Training metrics: {os.path.join(out, 'metrics.json')} (TensorBoard: tensorboard --logdir {out})",
+            ]
+        lines.append(f"Log: {os.path.join(out, 'log.txt')}")
+        print("\n".join(lines), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
