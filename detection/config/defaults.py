@@ -113,6 +113,7 @@ _C.DATALOADER.SKIP_BAD_SAMPLES = False  # True: log and skip unreadable images i
 # ---------------------------------------------------------------------------- solver
 _C.SOLVER = CN()
 _C.SOLVER.IMS_PER_BATCH = 16  # total over all processes
+_C.SOLVER.OPTIMIZER = "SGD"  # or "AdamW" (short from-scratch runs)
 _C.SOLVER.BASE_LR = 0.02
 _C.SOLVER.MOMENTUM = 0.9
 _C.SOLVER.NESTEROV = False

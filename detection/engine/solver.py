@@ -73,11 +73,17 @@ def get_default_param_groups(
 
 
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD with momentum / Nesterov; ``SOLVER.WEIGHT_DECAY_NORM`` for norm params and biases."""
+    """SGD with momentum / Nesterov (or AdamW); ``SOLVER.WEIGHT_DECAY_NORM`` for norm params and biases."""
     s = cfg.SOLVER
     groups = get_default_param_groups(model, s.WEIGHT_DECAY, s.WEIGHT_DECAY_NORM)
     if not groups:
         raise ValueError("the model has no trainable parameters (is every stage frozen?)")
+    name = s.OPTIMIZER.upper()
+    if name == "ADAMW":
+        # For short from-scratch runs (the CPU quickstart); the papers' recipes use SGD.
+        return torch.optim.AdamW(groups, lr=s.BASE_LR)
+    if name != "SGD":
+        raise ConfigError(f"SOLVER.OPTIMIZER must be 'SGD' or 'AdamW', got {s.OPTIMIZER!r}")
     if s.NESTEROV and s.MOMENTUM <= 0:
         raise ConfigError("SOLVER.NESTEROV needs SOLVER.MOMENTUM > 0")
     return torch.optim.SGD(groups, lr=s.BASE_LR, momentum=s.MOMENTUM, nesterov=s.NESTEROV)
