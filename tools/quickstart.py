@@ -36,9 +36,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run(cmd: List[str]) -> None:
+def run(cmd: List[str], single_thread: bool = False) -> None:
     print("+", " ".join(cmd), flush=True)
-    result = subprocess.run(cmd, cwd=ROOT)
+    env = dict(os.environ)
+    if single_thread:
+        # One torch thread per process: on a 2-core machine, 2 threads plus a loader
+        # worker oversubscribe the cores and every iteration waits on thread barriers.
+        env["OMP_NUM_THREADS"] = "1"
+    result = subprocess.run(cmd, cwd=ROOT, env=env)
     if result.returncode != 0:
         sys.exit(f"quickstart: step failed with exit code {result.returncode}: {' '.join(cmd)}")
 
@@ -105,7 +110,7 @@ def main(argv: Sequence[str]) -> int:
     # 2. train + evaluate (train_net evaluates every DATASETS.TEST entry at the end)
     opts = schedule_overrides(args.config_file, args.max_iter) + list(args.opts)
     t_train = time.time()
-    run([py, "tools/train_net.py", "--config-file", args.config_file, "OUTPUT_DIR", out, *opts])
+    run([py, "tools/train_net.py", "--config-file", args.config_file, "OUTPUT_DIR", out, *opts], single_thread=True)
     train_s = time.time() - t_train
     weights = os.path.join(out, "model_final.pth")
     with open(os.path.join(out, "metrics_final.json"), encoding="utf-8") as f:
