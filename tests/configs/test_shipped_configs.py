@@ -58,8 +58,11 @@ def test_quickstart_configs(name):
 
     cfg = load_config(os.path.join(ROOT, "configs", "quickstart", f"{name}.yaml"))
     assert cfg.MODEL.DEVICE == "cpu" and cfg.MODEL.ROI_HEADS.NUM_CLASSES == len(SHAPES_CLASSES)
-    assert cfg.DATASETS.TRAIN == ("litedet_shapes_train",) and cfg.DATASETS.TEST == ("litedet_shapes_val",)
+    assert cfg.DATASETS.TRAIN == ("litedet_shapes_train",)
+    # Both protocols on the same validation images: COCO (json) and VOC (xml).
+    assert cfg.DATASETS.TEST == ("litedet_shapes_val", "litedet_shapes_voc_val")
     assert cfg.MODEL.BACKBONE.NAME.startswith("shufflenet_v2_") and cfg.SOLVER.IMS_PER_BATCH == 8
+    assert cfg.SOLVER.OPTIMIZER == "AdamW" and cfg.SOLVER.LR_SCHEDULER_NAME == "WarmupCosineLR"
 
 
 def test_unknown_key_message(tmp_path):

@@ -62,11 +62,16 @@ def test_train_then_eval_only(data_root, tmp_path):
     assert last["iteration"] == 4
     assert last["total_loss"] > 0 and last["lr"] > 0 and last["time"] > 0
     assert any(k.startswith("loss_") for k in last)
-    assert "bbox/AP" in last  # final evaluation lands in the same line
+    # final evaluation of both test sets lands in the same line
+    assert "litedet_shapes_val/bbox/AP" in last and "litedet_shapes_voc_val/bbox/AP50_07" in last
     final = json.loads((out / "metrics_final.json").read_text())
-    assert final["eval_only"] is False and final["datasets"] == ["litedet_shapes_val"]
-    ap = final["results"]["bbox"]["AP"]
-    assert ap is None or 0.0 <= ap <= 100.0
+    assert final["eval_only"] is False and final["datasets"] == ["litedet_shapes_val", "litedet_shapes_voc_val"]
+    coco = final["results"]["litedet_shapes_val"]["bbox"]
+    voc = final["results"]["litedet_shapes_voc_val"]["bbox"]
+    assert {"AP", "AP50", "AP75", "APs", "APm", "APl"} <= set(coco)
+    assert {"AP50", "AP50_07"} <= set(voc) and all(f"AP50-{c}" in voc for c in ("circle", "cross"))
+    for ap in (coco["AP"], voc["AP50"], voc["AP50_07"]):
+        assert ap is None or 0.0 <= ap <= 100.0
 
     # --eval-only from the trained weights
     ev = tmp_path / "eval"
