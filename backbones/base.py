@@ -10,7 +10,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence
 
-import torch
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 

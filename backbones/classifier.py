@@ -6,7 +6,7 @@ backbone itself, so the classifier only adds what every network shares.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from torch import Tensor, nn
 

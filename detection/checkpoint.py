@@ -23,6 +23,8 @@ from typing import Any, Dict, Iterable, List, Optional
 import torch
 from torch import nn
 
+from .utils.comm import is_main_process
+
 __all__ = ["CheckpointError", "CheckpointNotFoundError", "DetectionCheckpointer", "atomic_torch_save"]
 
 logger = logging.getLogger(__name__)
@@ -101,8 +103,6 @@ class DetectionCheckpointer:
         **checkpointables: Any,
     ) -> None:
         if save_to_disk is None:
-            from detection.engine.comm import is_main_process  # lazy: engine imports this module
-
             save_to_disk = is_main_process()
         self.model = _unwrap(model)
         self.save_dir = save_dir

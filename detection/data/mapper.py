@@ -10,7 +10,7 @@ the dataset's own annotations by the evaluator, in original-image coordinates.
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch

@@ -1,5 +1,5 @@
 """Training / inference entry points (detectron2's ``detectron2.engine`` counterpart)."""
-from . import comm
+from ..utils import comm
 from .defaults import (
     check_config,
     collect_env_info,

@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from . import comm
+from ..utils import comm
 
 __all__ = [
     "default_argument_parser",

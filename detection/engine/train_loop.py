@@ -36,7 +36,7 @@ from torch import nn
 
 from detection.checkpoint import DetectionCheckpointer
 
-from . import comm
+from ..utils import comm
 from .events import JSONWriter, MetricsHistory, TensorboardWriter, flatten_results
 from .solver import build_lr_scheduler, build_optimizer, clip_gradients
 

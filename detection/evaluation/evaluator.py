@@ -12,10 +12,12 @@ import logging
 import time
 from collections import OrderedDict
 from contextlib import ExitStack, contextmanager
-from typing import Any, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
+
+from ..utils.comm import gather_to_main, get_rank, get_world_size, is_main_process
 
 __all__ = [
     "DatasetEvaluator",
@@ -29,44 +31,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------- distributed helpers
-def get_world_size() -> int:
-    """Number of processes in the default group (1 when not running distributed)."""
-    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
-        return 1
-    return torch.distributed.get_world_size()
-
-
-def get_rank() -> int:
-    """Rank of this process (0 when not running distributed)."""
-    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
-        return 0
-    return torch.distributed.get_rank()
-
-
-def is_main_process() -> bool:
-    """True on the process that computes and reports the metrics."""
-    return get_rank() == 0
-
-
-def gather_to_main(obj: Any) -> Optional[List[Any]]:
-    """Collect ``obj`` from every rank; returns the per-rank list on rank 0, ``None`` elsewhere.
-
-    Uses ``all_gather_object`` (not ``gather_object``) because it works on every backend,
-    NCCL included, without the caller having to pick a device for the pickled payload; the
-    extra copies on non-main ranks are discarded immediately. Without an initialized process
-    group this is simply ``[obj]``.
-    """
-    world = get_world_size()
-    if world == 1:
-        return [obj]
-    out: List[Any] = [None] * world
-    torch.distributed.all_gather_object(out, obj)
-    if get_rank() != 0:
-        return None
-    return out
 
 
 # ----------------------------------------------------------------------------- evaluator API

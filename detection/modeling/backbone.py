@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import logging
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from torch import nn
-from torchvision.ops import FrozenBatchNorm2d
 
 import backbones
 from backbones import Backbone
@@ -81,12 +80,3 @@ def build_backbone(cfg, out_features: Optional[Sequence[str]] = None) -> Backbon
         backbone.set_out_features(out_features)
     backbone.freeze(bcfg.FREEZE_AT)
     return backbone
-
-
-def stage_names_after(backbone: Backbone, name: str) -> List[str]:
-    names = backbone.stage_names
-    return names[names.index(name) + 1 :]
-
-
-def is_frozen_bn(module: nn.Module) -> bool:
-    return isinstance(module, FrozenBatchNorm2d)

@@ -15,7 +15,7 @@ from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
-from backbones import Backbone
+from backbones import Backbone, ShapeSpec
 from backbones.registry import ReimportSafeRegistry
 
 from .backbone import build_backbone, convert_norm, resolve_stage, stage_with_stride
@@ -165,8 +165,6 @@ def FasterRCNN(cfg) -> RCNN:
         out_ch = cfg.MODEL.FPN.OUT_CHANNELS
         neck = FPNNeck(in_features, [shapes[f].channels for f in in_features], out_ch)
         rpn_features = in_features + ["pool"]
-        from backbones import ShapeSpec
-
         rpn = build_rpn(cfg, {f: ShapeSpec(channels=out_ch) for f in rpn_features}, rpn_features)
         res = 7
         pooler = MultiScaleRoIAlign(in_features, output_size=res, sampling_ratio=bh.POOLER_SAMPLING_RATIO or 2)

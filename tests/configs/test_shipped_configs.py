@@ -100,7 +100,6 @@ def test_paper_config_builds(path):
     modeling.build_model(load_config(os.path.join(ROOT, path)))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("path", [c for c in LEAVES if c not in PAPER])
 def test_misc_config_builds(path):
     modeling = pytest.importorskip("detection.modeling")

@@ -1,6 +1,5 @@
 """default_argument_parser, default_setup and the single-process comm helpers."""
 import logging
-import os
 
 import pytest
 import torch

@@ -8,12 +8,13 @@ initialised (rank 0 of a world of 1), so callers can always write
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 import torch.distributed as dist
 
 __all__ = [
+    "gather_to_main",
     "is_dist_initialized",
     "get_world_size",
     "get_rank",
@@ -94,3 +95,17 @@ def init_distributed_from_env() -> bool:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend="nccl" if cuda else "gloo")
     return True
+
+
+def gather_to_main(obj: Any) -> Optional[List[Any]]:
+    """Collect ``obj`` from every rank: the per-rank list on rank 0, ``None`` elsewhere.
+
+    Uses ``all_gather_object`` (not ``gather_object``) because it works on every backend,
+    NCCL included, without choosing a device for the pickled payload. Without an
+    initialized process group this is ``[obj]``.
+    """
+    world = get_world_size()
+    if world == 1:
+        return [obj]
+    out: List[Any] = all_gather(obj)
+    return out if get_rank() == 0 else None
