@@ -19,9 +19,8 @@ from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
-import torch
 
-from .evaluator import DatasetEvaluator, gather_to_main
+from .evaluator import DatasetEvaluator, gather_to_main, prediction_arrays
 from .metrics import create_small_table
 
 __all__ = ["COCOEvaluator", "convert_to_coco_dict", "COCO_METRIC_NAMES", "COCO_STAT_NAMES"]
@@ -174,13 +173,7 @@ class COCOEvaluator(DatasetEvaluator):
         for inp, out in zip(inputs, outputs):
             image_id = inp["image_id"]
             self._processed_ids.append(image_id)
-            boxes = _to_numpy(out["boxes"]).astype(np.float64).reshape(-1, 4)
-            scores = _to_numpy(out["scores"]).astype(np.float64).reshape(-1)
-            labels = _to_numpy(out["labels"]).astype(np.int64).reshape(-1)
-            if not (len(boxes) == len(scores) == len(labels)):
-                raise ValueError(
-                    f"image {image_id!r}: output has {len(boxes)} boxes, {len(scores)} scores, {len(labels)} labels"
-                )
+            boxes, scores, labels = prediction_arrays(image_id, out)
             wh = boxes[:, 2:] - boxes[:, :2]
             for b, w, s, l in zip(boxes.tolist(), wh.tolist(), scores.tolist(), labels.tolist()):
                 self._predictions.append(
@@ -395,9 +388,3 @@ def _fresh_copy(gt: dict) -> dict:
         if key in gt:
             out[key] = [dict(x) for x in gt[key]]
     return out
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)

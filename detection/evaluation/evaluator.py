@@ -12,8 +12,9 @@ import logging
 import time
 from collections import OrderedDict
 from contextlib import ExitStack, contextmanager
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,9 +29,27 @@ __all__ = [
     "get_world_size",
     "is_main_process",
     "gather_to_main",
+    "prediction_arrays",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def prediction_arrays(image_id: Any, output: Mapping[str, Any]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One model output as numpy: boxes ``(N, 4)`` float64 XYXY, scores ``(N,)`` float64,
+    labels ``(N,)`` int64; mismatched lengths are an error naming the image."""
+
+    def to_numpy(x: Any) -> np.ndarray:
+        return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+    boxes = to_numpy(output["boxes"]).astype(np.float64).reshape(-1, 4)
+    scores = to_numpy(output["scores"]).astype(np.float64).reshape(-1)
+    labels = to_numpy(output["labels"]).astype(np.int64).reshape(-1)
+    if not (len(boxes) == len(scores) == len(labels)):
+        raise ValueError(
+            f"image {image_id!r}: output has {len(boxes)} boxes, {len(scores)} scores, {len(labels)} labels"
+        )
+    return boxes, scores, labels
 
 
 # ----------------------------------------------------------------------------- evaluator API

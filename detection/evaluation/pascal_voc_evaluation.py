@@ -23,9 +23,8 @@ from collections import OrderedDict, defaultdict
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
-from .evaluator import DatasetEvaluator, gather_to_main
+from .evaluator import DatasetEvaluator, gather_to_main, prediction_arrays
 from .metrics import VOCClassResult, per_class_table, voc_eval_class
 
 __all__ = ["PascalVOCDetectionEvaluator"]
@@ -85,13 +84,7 @@ class PascalVOCDetectionEvaluator(DatasetEvaluator):
         """Bucket detections per class as (image_id, score, xyxy box)."""
         for inp, out in zip(inputs, outputs):
             image_id = inp["image_id"]
-            boxes = _to_numpy(out["boxes"]).astype(np.float64).reshape(-1, 4)
-            scores = _to_numpy(out["scores"]).astype(np.float64).reshape(-1)
-            labels = _to_numpy(out["labels"]).astype(np.int64).reshape(-1)
-            if not (len(boxes) == len(scores) == len(labels)):
-                raise ValueError(
-                    f"image {image_id!r}: output has {len(boxes)} boxes, {len(scores)} scores, {len(labels)} labels"
-                )
+            boxes, scores, labels = prediction_arrays(image_id, out)
             for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
                 self._predictions[int(label)].append((image_id, score, box))
 
@@ -233,9 +226,3 @@ class PascalVOCDetectionEvaluator(DatasetEvaluator):
 def _json_float(v: float) -> Optional[float]:
     """JSON has no NaN; undefined APs are written as null."""
     return float(v) if np.isfinite(v) else None
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
