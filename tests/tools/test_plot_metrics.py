@@ -1,0 +1,54 @@
+"""tools/plot_metrics.py: curves from metrics.json, corrupt lines skipped, clear errors."""
+import importlib.util
+import json
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def plot_metrics():
+    spec = importlib.util.spec_from_file_location("litedet_plot_metrics", os.path.join(ROOT, "tools", "plot_metrics.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_run(tmp_path):
+    lines = [
+        json.dumps({"iteration": i, "loss_classifier": 1.0 / (i + 1), "total_loss": 2.0 / (i + 1), "lr": 0.01})
+        for i in range(0, 100, 20)
+    ]
+    lines.append(json.dumps({"iteration": 99, "total_loss": 0.1, "lr": 0.001,
+                             "val/bbox/AP": 41.0, "val/bbox/AP-circle": 40.0, "voc/bbox/AP50_07": 60.0}))
+    lines.append('{"iteration": 100, "total_l')  # a run killed mid-write
+    (tmp_path / "metrics.json").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_series_split(plot_metrics, tmp_path, capsys):
+    records = plot_metrics.read_metrics(str(write_run(tmp_path) / "metrics.json"))
+    assert len(records) == 6
+    assert "metrics.json:7: skipped" in capsys.readouterr().err
+    losses, lr, evals = plot_metrics.split_series(records)
+    assert set(losses) == {"loss_classifier", "total_loss"} and len(losses["total_loss"]) == 6
+    assert lr["lr"][-1] == (99, 0.001)
+    # per-class APs stay out of the curve panel
+    assert set(evals) == {"val/bbox/AP", "voc/bbox/AP50_07"}
+
+
+def test_png_written(plot_metrics, tmp_path):
+    run = write_run(tmp_path)
+    assert plot_metrics.main([str(run)]) == 0
+    png = run / "curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_missing_and_empty(plot_metrics, tmp_path, capsys):
+    assert plot_metrics.main([str(tmp_path / "nope")]) == 2
+    assert "no metrics file" in capsys.readouterr().err
+    (tmp_path / "metrics.json").write_text("")
+    assert plot_metrics.main([str(tmp_path)]) == 2
+    assert "holds no metrics records" in capsys.readouterr().err
