@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
@@ -176,6 +176,3 @@ class Backbone(nn.Module):
         if not self._out_features:
             self._out_features = [name]
         return tail
-
-    def stage_modules(self, names: Iterable[str]) -> List[nn.Module]:
-        return [self.stages[n] for n in names]

@@ -6,7 +6,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-__all__ = ["channel_shuffle", "ChannelShuffle", "conv_bn", "SqueezeExcite", "make_divisible"]
+__all__ = ["channel_shuffle", "conv_bn", "SqueezeExcite", "make_divisible"]
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -15,18 +15,6 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     if c % groups:
         raise ValueError(f"channel_shuffle: {c} channels not divisible by {groups} groups")
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
-
-
-class ChannelShuffle(nn.Module):
-    def __init__(self, groups: int) -> None:
-        super().__init__()
-        self.groups = groups
-
-    def forward(self, x: Tensor) -> Tensor:
-        return channel_shuffle(x, self.groups)
-
-    def extra_repr(self) -> str:
-        return f"groups={self.groups}"
 
 
 def conv_bn(

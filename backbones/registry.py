@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from fvcore.common.registry import Registry
 
@@ -138,11 +138,6 @@ def list_backbones(family: Optional[str] = None, include_aliases: bool = True) -
             continue
         names.append(name)
     return sorted(names)
-
-
-def iter_variants() -> Iterator[BackboneVariant]:
-    for _, variant in sorted(BACKBONE_REGISTRY, key=lambda kv: kv[0]):
-        yield variant
 
 
 @functools.lru_cache(maxsize=None)

@@ -375,6 +375,12 @@ def convert_shufflenet_series_shufflenet_v2(state_dict: StateDict) -> StateDict:
         for s, t in bn.items():
             out[f"{prefix}.{s}"] = t if index is None or s == "num_batches_tracked" else _take(t, 0, index)
 
+    def move_unpermuted_main(src: str, dst: str) -> None:
+        # BN after the first pw, the dw conv and its BN keep their channel order.
+        for i in (1, 3, 4):
+            for key in [k for k in sd if k.startswith(f"{src}.branch_main.{i}.")]:
+                out[f"{dst}.branch2.{i}." + key.split(".", 4)[4]] = sd.pop(key)
+
     def need(key: str) -> Tensor:
         if key not in sd:
             raise CheckpointError(f"ShuffleNet-Series v2 checkpoint lacks {key!r}")
@@ -461,9 +467,7 @@ def convert_shufflenet_series_shufflenet_v2(state_dict: StateDict) -> StateDict:
         out[f"{dst}.branch1.2.weight"] = _take(w, 0, proj_rows)
         put_bn(f"{dst}.branch1.3", pop_bn(f"{src}.branch_proj.3"), proj_rows)
         out[f"{dst}.branch2.0.weight"] = _take(need(f"{src}.branch_main.0.weight"), 1, perm_in)  # pw
-        for i in (1, 3, 4):
-            for key in [k for k in sd if k.startswith(f"{src}.branch_main.{i}.")]:
-                out[f"{dst}.branch2.{i}." + key.split(".", 4)[4]] = sd.pop(key)
+        move_unpermuted_main(src, dst)
         out[f"{dst}.branch2.5.weight"] = _take(need(f"{src}.branch_main.5.weight"), 0, main_rows)  # pw-linear
         put_bn(f"{dst}.branch2.6", pop_bn(f"{src}.branch_main.6"), main_rows)
 
@@ -473,9 +477,7 @@ def convert_shufflenet_series_shufflenet_v2(state_dict: StateDict) -> StateDict:
             cols = [of_consume[sigma[lbl]][1] for lbl in our_x2[b]]
             rows = [sigma[("M", b, j)][2] for j in range(half)]
             out[f"{dst}.branch2.0.weight"] = _take(need(f"{src}.branch_main.0.weight"), 1, cols)  # pw
-            for i in (1, 3, 4):
-                for key in [k for k in sd if k.startswith(f"{src}.branch_main.{i}.")]:
-                    out[f"{dst}.branch2.{i}." + key.split(".", 4)[4]] = sd.pop(key)
+            move_unpermuted_main(src, dst)
             out[f"{dst}.branch2.5.weight"] = _take(need(f"{src}.branch_main.5.weight"), 0, rows)  # pw-linear
             put_bn(f"{dst}.branch2.6", pop_bn(f"{src}.branch_main.6"), rows)
         perm_in = [of_pos[sigma[lbl]] for lbl in order]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional, Sequence
 
 from torch import nn
 
@@ -63,11 +62,11 @@ def _freeze_bn_only(module: nn.Module) -> nn.Module:
     return module
 
 
-def build_backbone(cfg, out_features: Optional[Sequence[str]] = None) -> Backbone:
+def build_backbone(cfg) -> Backbone:
     """Build ``cfg.MODEL.BACKBONE.NAME`` and load its ImageNet weights if configured.
 
-    ``out_features`` is chosen by the meta-architecture (it knows which strides it needs);
-    the caller then restricts outputs with `Backbone.split_after` / out_features.
+    All stages are built; the meta-architecture then picks its outputs
+    (`Backbone.set_out_features`) and drops unused stages (`Backbone.split_after`).
     """
     bcfg = cfg.MODEL.BACKBONE
     backbone = backbones.build_backbone(bcfg.NAME, out_features=None, freeze_at=0)
@@ -76,7 +75,5 @@ def build_backbone(cfg, out_features: Optional[Sequence[str]] = None) -> Backbon
 
         report = load_checkpoint(backbone, bcfg.WEIGHTS, layout=bcfg.WEIGHTS_LAYOUT)
         logger.info("backbone weights %s: %s", bcfg.WEIGHTS, report)
-    if out_features is not None:
-        backbone.set_out_features(out_features)
     backbone.freeze(bcfg.FREEZE_AT)
     return backbone
