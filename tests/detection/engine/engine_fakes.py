@@ -1,5 +1,6 @@
 """Tiny stand-ins for the detector and its loader, shared by the engine tests and the
 DDP worker script (tests/detection/engine/ddp_train_worker.py)."""
+import numpy as np
 import torch
 from torch import nn
 
@@ -59,3 +60,51 @@ def make_cfg(tmp_path, **solver):
     for k, v in solver.items():
         setattr(cfg.SOLVER, k, v)
     return cfg
+
+
+class LinearFake(nn.Module):
+    """Least squares on 4 features per image: the loss is a mean over images, so
+    averaging per-rank gradients (DDP) equals the gradient of the whole batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 1)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.tensor([[0.5, -0.25, 1.0, 0.0]]))
+            self.linear.bias.fill_(0.1)
+
+    def forward(self, batched_inputs):
+        x = torch.stack([b["x"] for b in batched_inputs])
+        y = torch.stack([b["y"] for b in batched_inputs])
+        err = self.linear(x).squeeze(1) - y
+        return {"loss_fit": (err**2).mean(), "loss_l1": 0.1 * err.abs().mean()}
+
+
+class NoisyMapper:
+    """A "mapper" with random augmentation (noise) driven by ``set_random_seed``."""
+
+    def __init__(self):
+        self.rng = np.random.default_rng(0)
+
+    def set_random_seed(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, record):
+        x = np.asarray(record["x"], dtype=np.float32) + self.rng.normal(0, 0.1, 4).astype(np.float32)
+        return {"x": torch.from_numpy(x), "y": torch.tensor(record["y"], dtype=torch.float32)}
+
+
+def linear_train_loader(total_batch, rank=None, world_size=None, seed=0, num_images=10):
+    """The real sharded TrainingSampler + TrainLoader over a synthetic dataset."""
+    from detection.data.build import MapDataset, TrainingSampler, TrainLoader
+
+    g = np.random.default_rng(123)
+    records = [
+        {"width": 8, "height": 8, "x": g.normal(size=4).tolist(), "y": float(g.normal())} for _ in range(num_images)
+    ]
+    sampler = TrainingSampler(len(records), shuffle=True, seed=seed, rank=rank, world_size=world_size)
+    world = sampler.state_dict()["world_size"]
+    return TrainLoader(
+        MapDataset(records, NoisyMapper()), sampler, batch_size=total_batch // world,
+        aspect_ratio_grouping=False, num_workers=0, seed=seed,
+    )
