@@ -189,8 +189,10 @@ def _main(args, prog: str) -> int:
         print(f"{prog}: training diverged: {err}", file=sys.stderr)
         return EXIT_DIVERGED
     except (CheckpointWriteError, OSError) as err:
-        logger.error("%s", err)
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        # our own write errors carry the path in strerror; others name it in filename
+        text = str(err) if err.filename or not err.strerror else err.strerror
+        logger.error("%s", text)
+        print(f"{prog}: error: {text}", file=sys.stderr)
         return EXIT_WRITE_ERROR
     except _Interrupted as stop:
         if comm.is_main_process():

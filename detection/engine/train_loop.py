@@ -71,8 +71,8 @@ def _cfg_get(cfg, key: str, default: Any) -> Any:
     return node
 
 
-def capture_rng_state() -> Dict[str, Any]:
-    """Python, NumPy, torch CPU (and current CUDA device) RNG states, as plain tensors so
+def capture_rng_state(device: Optional[torch.device] = None) -> Dict[str, Any]:
+    """Python, NumPy, torch CPU (and ``device``'s CUDA) RNG states, as plain tensors so
     that ``torch.load(weights_only=True)`` reads them back."""
     version, py_state, gauss = random.getstate()
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
@@ -87,20 +87,20 @@ def capture_rng_state() -> Dict[str, Any]:
         },
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng_state(state: Mapping[str, Any]) -> None:
+def restore_rng_state(state: Mapping[str, Any], device: Optional[torch.device] = None) -> None:
     """Inverse of `capture_rng_state`."""
     py = state["python"]
     random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
     n = state["numpy"]
     np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
+    if "cuda" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 _AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -272,7 +272,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _capture_resume_state(self) -> Dict[str, Any]:
         """This rank's RNG states and the train loader's position, as of now."""
-        state: Dict[str, Any] = {"rng": capture_rng_state()}
+        state: Dict[str, Any] = {"rng": capture_rng_state(self.device)}
         loader = self._data_loader
         if loader is not None and callable(getattr(loader, "state_dict", None)):
             state["data_loader"] = loader.state_dict()
@@ -300,7 +300,7 @@ class Trainer:
                 "so the resumed run is not bit-exact", len(rng_states), world,
             )
         else:
-            restore_rng_state(rng_states[rank])
+            restore_rng_state(rng_states[rank], self.device)
         state = checkpoint.get("data_loader")
         if state is None:
             return
@@ -495,7 +495,10 @@ class Trainer:
             bad_text = ", ".join(f"{k}={values[k]}" for k in bad)
         good_iter = self.iter - 1
         if good_iter < self.start_iter or self._last_saved_iter == good_iter:
-            path = self.checkpointer.get_checkpoint_file() if self._last_saved_iter is not None else ""
+            if good_iter < self.start_iter:  # diverged at the first iteration of this run
+                path = self.checkpointer.resumed_from or ""
+            else:
+                path = self.checkpointer.get_checkpoint_file()
             saved = f"Last good checkpoint: {path}." if path else "No checkpoint was saved (it diverged at once)."
         else:
             path = self.save_checkpoint(

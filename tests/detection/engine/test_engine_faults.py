@@ -257,3 +257,14 @@ def test_compile_option_is_wired(tmp_path, monkeypatch):
     compiled.clear()
     Trainer(cfg, model=FakeDetector(), data_loader=fake_loader())
     assert compiled == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA RNG state needs a CUDA device")
+def test_cuda_rng_state_round_trip():
+    device = torch.device("cuda", torch.cuda.current_device())
+    torch.cuda.manual_seed(4)
+    state = capture_rng_state(device)
+    expected = torch.rand(3, device=device)
+    torch.cuda.manual_seed(5)
+    restore_rng_state(state, device)
+    assert torch.equal(torch.rand(3, device=device), expected)
