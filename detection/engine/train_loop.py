@@ -242,8 +242,10 @@ class Trainer:
 
         ``broadcast_buffers=False``: BN statistics stay per rank (frozen BN has none to
         sync, SyncBN syncs them itself), saving a broadcast per forward.
-        ``find_unused_parameters`` is left off: litedet's detectors drop the backbone
-        stages they do not use, so every parameter gets a gradient each step.
+        ``find_unused_parameters`` is left off (it costs a graph walk per step): litedet's
+        detectors drop the backbone stages they do not use and keep every head output in
+        the loss graph (zero-weighted when e.g. an image has no positive RoI), so every
+        trainable parameter gets a gradient on every rank at every step.
         """
         if comm.get_world_size() <= 1:
             return model

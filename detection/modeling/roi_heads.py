@@ -39,6 +39,11 @@ def fast_rcnn_losses(
             box_regression[pos, labels_t[pos]], targets_t[pos], beta=1 / 9, reduction="none"
         ).sum(dim=1)
         box_loss = box_loss.index_put((pos,), per_pos.float())
+    else:
+        # No positive RoI (e.g. an image without objects): keep the box branch in the
+        # graph with a zero loss, so DistributedDataParallel sees a gradient for every
+        # parameter on every rank (otherwise the ranks' gradient all-reduces mismatch).
+        box_loss = box_loss + 0.0 * box_regression.sum()
     if ohem_topk > 0:
         with torch.no_grad():
             total = cls_loss + box_loss_weight * box_loss
