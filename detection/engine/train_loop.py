@@ -333,7 +333,7 @@ class Trainer:
         """Save ``name.pth`` (main process) with the state after ``iteration`` (default:
         the current one). Collective under DDP: every rank must call it."""
         iteration = self.iter if iteration is None else iteration
-        extra = self._extra_checkpoint_state(resume_state)
+        extra = self._extra_checkpoint_state() if resume_state is None else self._extra_checkpoint_state(resume_state)
         path = self.checkpointer.save(name, iteration=iteration, **extra)
         self._last_saved_iter = iteration
         return path
