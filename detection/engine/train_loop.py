@@ -326,6 +326,14 @@ class Trainer:
             logger.info("Resumed; training continues at iteration %d", self.start_iter)
         else:
             self.start_iter = 0
+        starts = comm.all_gather(self.start_iter)
+        if len(set(starts)) > 1:  # e.g. multi-node with OUTPUT_DIR not on a shared file system
+            from detection.checkpoint import CheckpointError
+
+            raise CheckpointError(
+                f"ranks would start at different iterations {starts}: OUTPUT_DIR {self.cfg.OUTPUT_DIR!r} must be "
+                "the same (shared) folder for every process to --resume"
+            )
 
     def save_checkpoint(
         self, name: str, *, iteration: Optional[int] = None, resume_state: Optional[Dict[str, Any]] = None
