@@ -9,7 +9,12 @@ import backbones
 from detection.config import ConfigError, get_cfg, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+# configs/ImageNet holds classification recipes (their own schema; tests/detection/classification).
+CONFIGS = sorted(
+    os.path.relpath(p, ROOT)
+    for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
+    if not os.path.relpath(p, ROOT).startswith(os.path.join("configs", "ImageNet"))
+)
 LEAVES = [c for c in CONFIGS if not os.path.basename(c).startswith("Base-")]
 PAPER = [c for c in LEAVES if not c.startswith(os.path.join("configs", "Misc"))]
 
