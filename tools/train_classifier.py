@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -161,8 +162,7 @@ def _one_line(err: BaseException) -> str:
     """DataLoader workers re-raise with the worker traceback in the message: keep the last line."""
     lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
     text = lines[-1] if lines else type(err).__name__
-    prefix = f"{type(err).__name__}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return re.sub(r"^[\w.]*Error: ", "", text)  # "pkg.mod.ImageFolderError: msg" -> "msg"
 
 
 def main(argv=None) -> int:

@@ -42,7 +42,6 @@ _C.MODEL.LABEL_SMOOTHING = 0.0  # cross-entropy label smoothing epsilon
 
 # ---------------------------------------------------------------------------- input
 _C.INPUT = CN()
-_C.INPUT.FORMAT = "RGB"  # the only format the loader produces
 # Training: random-resized crop (area fraction CROP_SCALE, aspect ratio CROP_RATIO) to
 # TRAIN_CROP_SIZE x TRAIN_CROP_SIZE, then flip and optional colour jitter.
 _C.INPUT.TRAIN_CROP_SIZE = 224

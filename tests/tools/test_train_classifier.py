@@ -148,3 +148,9 @@ def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, data_root, c
     assert rc == 2
     assert err.count("\n") == 1 and message.format(**fill) in err, err
     assert not (tmp_path / "o").exists()  # nothing written before the config is valid
+
+
+def test_help_names_every_flag():
+    text = _tool_module().build_parser().format_help()
+    for flag in ("--config-file", "--resume", "--eval-only", "--export-backbone", "KEY VALUE", "docs/classification.md"):
+        assert flag in text

@@ -100,3 +100,15 @@ def test_resolve_config_fills_data_dependent_keys(toy_root):
 def test_resolve_config_errors(toy_root, overrides, error, message):
     with pytest.raises(error, match=message):
         resolve_config(_cfg(toy_root, **overrides))
+
+
+def test_unreadable_image_names_the_file(tmp_path):
+    from detection.classification import ImageFolderDataset
+    from detection.classification.data import build_test_transform
+
+    bad = tmp_path / "cat" / "broken.png"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not an image")
+    ds = ImageFolderDataset([(str(bad), 0)], build_test_transform(get_classification_cfg()), ["cat"])
+    with pytest.raises(ImageFolderError, match=f"cannot read image {bad}"):
+        ds[0]
