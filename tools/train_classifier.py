@@ -130,6 +130,15 @@ def _print_results(results) -> None:
                     print(f"{name} {sub}: top1 {r['top1']:.2f}%  top5 {r.get('top5', float('nan')):.2f}%", flush=True)
 
 
+def _check_input_format(model) -> None:
+    fmt = getattr(getattr(model, "backbone", None), "input_format", "RGB")
+    if fmt != "RGB":
+        logger.warning(
+            "MODEL.WEIGHTS expect %s input, but this tool feeds RGB normalised with MODEL.PIXEL_MEAN/STD: "
+            "accuracy will be off until the network adapts (fine-tuning) - convert or retrain the weights", fmt,
+        )
+
+
 def evaluate(cfg, args):
     model = ClassificationTrainer.build_model(cfg)
     model.to(cfg.MODEL.DEVICE)
@@ -138,6 +147,7 @@ def evaluate(cfg, args):
     weights = checkpointer.get_checkpoint_file() if args.resume and checkpointer.has_checkpoint() else cfg.MODEL.WEIGHTS
     if not weights:
         logger.warning("--eval-only without MODEL.WEIGHTS: evaluating an untrained model")
+    _check_input_format(model)
     results = ClassificationTrainer.test(cfg, model) if len(cfg.DATASETS.TEST) else {}
     _print_results(results)
     exported = _export(cfg, model, args.export_backbone, extra.get("iteration")) if args.export_backbone else ""
@@ -149,6 +159,7 @@ def evaluate(cfg, args):
 def train(cfg, args):
     trainer = ClassificationTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
+    _check_input_format(trainer.unwrapped_model)
     results = trainer.train()
     _print_results(results)
     exported = _export(cfg, trainer.unwrapped_model, args.export_backbone or os.path.join(cfg.OUTPUT_DIR, BACKBONE_FILE),

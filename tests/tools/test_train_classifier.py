@@ -154,3 +154,30 @@ def test_help_names_every_flag():
     text = _tool_module().build_parser().format_help()
     for flag in ("--config-file", "--resume", "--eval-only", "--export-backbone", "KEY VALUE", "docs/classification.md"):
         assert flag in text
+
+
+@pytest.mark.slow
+def test_two_process_ddp_gathers_every_image(data_root, tmp_path):
+    """torchrun, 2 CPU processes (gloo): training runs under DDP and the evaluator sums the
+    two ranks' shards (12 validation images in all)."""
+    import signal
+
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", TOOL,
+         "--config-file", CONFIG, "DATASETS.ROOT", str(data_root), *TINY, "SOLVER.MAX_ITER", "2",
+         "TEST.IMS_PER_BATCH", "5", "OUTPUT_DIR", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path),
+        start_new_session=True,  # so a timeout can stop the workers too
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    log = (out / "log.txt").read_text()
+    assert "World size: 2" in log and "Accuracy on 12 images of val" in log
+    assert (out / "backbone_final.pth").is_file() and (out / "log.txt.rank1").is_file()
