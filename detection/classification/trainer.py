@@ -6,6 +6,7 @@ its ``build_*`` class methods. Plus the start-up resolution of data-dependent ke
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from typing import Any, Mapping, Optional, Sequence
@@ -13,6 +14,7 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
+import backbones
 from backbones.weights import save_backbone_checkpoint
 from detection.config import ConfigError
 from detection.engine import Trainer
@@ -64,18 +66,17 @@ def resolve_config(cfg, *, train: bool = True):
     copy: ``MODEL.NUM_CLASSES`` (0 -> number of training classes), ``SOLVER.ITERS_PER_EPOCH``
     (0 -> ceil(training images / IMS_PER_BATCH)) and, with ``SOLVER.MAX_EPOCHS`` > 0,
     ``SOLVER.MAX_ITER``. Raises `ConfigError` / `ImageFolderError` naming the key or path."""
-    import backbones
-
     cfg = cfg.clone()
     cfg.defrost()
     name = cfg.MODEL.BACKBONE.NAME
     if name not in backbones.list_backbones():
-        import difflib
-
         close = difflib.get_close_matches(name, backbones.list_backbones(), n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(close)}?" if close else " (see `python tools/analyze_model.py --list`)"
         raise ConfigError(f"MODEL.BACKBONE.NAME: no backbone named {name!r}{hint}")
-    device = torch.device(cfg.MODEL.DEVICE)
+    try:
+        device = torch.device(cfg.MODEL.DEVICE)
+    except RuntimeError as err:
+        raise ConfigError(f"MODEL.DEVICE: {err}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but CUDA is not available here; use MODEL.DEVICE cpu")
     s = cfg.SOLVER

@@ -93,6 +93,8 @@ def test_resolve_config_fills_data_dependent_keys(toy_root):
     [
         ({"MODEL.NUM_CLASSES": "5"}, ConfigError, "MODEL.NUM_CLASSES is 5 but .*train has 3 class folders"),
         ({"MODEL.BACKBONE.NAME": "shufflenet_v2_1.1x"}, ConfigError, "did you mean"),
+        ({"MODEL.DEVICE": "gpu0"}, ConfigError, "MODEL.DEVICE"),
+        ({"SOLVER.MAX_EPOCHS": "0", "SOLVER.MAX_ITER": "0"}, ConfigError, "SOLVER.MAX_ITER must be positive"),
         ({"DATASETS.TEST": "('nosplit',)"}, ImageFolderError, "image folder not found: .*nosplit"),
         ({"DATASETS.ROOT": "/does/not/exist"}, ImageFolderError, "/does/not/exist/train"),
     ],
