@@ -244,7 +244,9 @@ def check_config(cfg, *, train: bool = True, test: bool = True) -> None:
     import backbones
 
     from detection.config import ConfigError
+    from detection.config.validate import validate_config
 
+    validate_config(cfg)  # names (listing the registered ones), values, model build on "meta"
     name = cfg.MODEL.BACKBONE.NAME
     if name not in backbones.list_backbones():
         close = difflib.get_close_matches(name, backbones.list_backbones(), n=3, cutoff=0.6)
