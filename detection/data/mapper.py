@@ -15,7 +15,9 @@ from typing import Any, Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .transforms import build_augmentations, read_image
+from .errors import BadSampleError
+from .images import read_image
+from .transforms import build_augmentations
 
 __all__ = ["DatasetMapper"]
 
@@ -132,7 +134,7 @@ class DatasetMapper:
             else:  # test time: the evaluator compares in original coordinates, no boxes needed
                 out = self.augmentations(image=image)
         except ValueError as err:  # albumentations' bbox checks: say which image
-            raise ValueError(f"{file_name}: augmentation failed: {err}") from err
+            raise BadSampleError(file_name, f"augmentation failed: {err}") from err
 
         img = out["image"]
         if self.image_format == "BGR":
