@@ -146,12 +146,14 @@ def load_coco_json(
 
     # images
     records_by_id: Dict[Any, Dict[str, Any]] = {}
+    rejected: set = set()  # ids of image entries in error (check mode): their boxes are not re-reported
     for i, img in enumerate(images):
         where = f"{json_file}: images[{i}]"
         if not isinstance(img, dict) or not _is_id(img.get("id")):
             log.error("bad_image_entry", where, f"needs an integer 'id', got {_short(img)}")
             continue
         img_id = img["id"]
+        rejected.add(img_id)  # until the entry is accepted below
         where = f"{json_file}: image id {img_id!r}"
         fname, height, width = img.get("file_name"), img.get("height"), img.get("width")
         if not isinstance(fname, str) or not fname.strip():
@@ -162,6 +164,7 @@ def load_coco_json(
             log.error("bad_image_entry", where, f"'height'/'width' must be positive integers, got {height!r}/{width!r}")
             continue
         if img_id in records_by_id:
+            rejected.discard(img_id)
             log.error("duplicate_image_id", where, "image id appears more than once in 'images'")
             continue
         try:
@@ -169,6 +172,7 @@ def load_coco_json(
         except ValueError as err:
             log.error("path_outside_root", where, str(err))
             continue
+        rejected.discard(img_id)
         records_by_id[img_id] = {
             "file_name": path,
             "image_id": img_id,
@@ -191,6 +195,8 @@ def load_coco_json(
             elif _is_id(ann["id"]):
                 ann_ids.add(ann["id"])
         img_id = ann.get("image_id")
+        if _is_id(img_id) and img_id in rejected:
+            continue
         if not _is_id(img_id) or img_id not in records_by_id:
             log.error("annotation_unknown_image", where, f"image_id {img_id!r} is not in 'images'")
             continue
