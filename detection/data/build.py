@@ -204,7 +204,9 @@ class MapDataset(Dataset):
                 if not self.skip_bad_samples:
                     raise
                 skipped.append(str(err))
-                logger.warning("Skipping bad sample (DATALOADER.BAD_SAMPLE_POLICY skip): %s", err)
+                # Replacements are logged with the running count by the main process
+                # (BadSampleCounter); a left-out test image is only reported here.
+                logger.log(logging.DEBUG if self.replace else logging.WARNING, "Skipping bad sample: %s", err)
                 if not self.replace:
                     return None
                 pool = self._groups[int(self.aspect_flags[idx])]
