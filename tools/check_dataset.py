@@ -262,9 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for flag in ("--json", "--quiet", "--no-images"):  # given after the overrides: still a flag
+        if flag in (args.opts or []):
+            args.opts.remove(flag)
+            setattr(args, flag[2:].replace("-", "_"), True)
     # The loaders' own warnings duplicate what the report lists.
     logging.getLogger("detection").setLevel(logging.ERROR)
-    prog = os.path.basename(sys.argv[0]) or "check_dataset.py"
+    prog = "check_dataset.py"
     max_pixels = args.max_image_pixels
     try:
         if args.config_file:

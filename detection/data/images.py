@@ -94,7 +94,7 @@ def read_image_with_info(file_name: str, max_pixels: Optional[int] = None) -> Tu
         except Image.DecompressionBombError as err:
             raise BadSampleError(file_name, f"image too large ({err})") from None
         except Exception as err:  # noqa: BLE001 - malformed headers raise many types in Pillow
-            raise BadSampleError(file_name, f"corrupt image header ({type(err).__name__}: {err})") from None
+            raise BadSampleError(file_name, f"corrupt or truncated image header ({type(err).__name__}: {err})") from None
         width, height = im.size
         if width <= 0 or height <= 0:
             raise BadSampleError(file_name, f"image has zero size {width}x{height}")
