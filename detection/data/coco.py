@@ -66,6 +66,11 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _is_size(v: Any) -> bool:
+    """A positive integral number (JSON may write 640 as 640.0)."""
+    return _is_number(v) and math.isfinite(v) and v > 0 and v == int(v)
+
+
 def _is_id(v: Any) -> bool:
     return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, str)
 
@@ -159,8 +164,7 @@ def load_coco_json(
         if not isinstance(fname, str) or not fname.strip():
             log.error("bad_image_entry", where, f"'file_name' must be a non-empty string, got {fname!r}")
             continue
-        if not (_is_number(height) and _is_number(width) and height == int(height) and width == int(width)
-                and height > 0 and width > 0):
+        if not (_is_size(height) and _is_size(width)):
             log.error("bad_image_entry", where, f"'height'/'width' must be positive integers, got {height!r}/{width!r}")
             continue
         if img_id in records_by_id:
