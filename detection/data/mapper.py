@@ -115,6 +115,19 @@ class DatasetMapper:
         self.augmentations.set_random_seed(seed)
 
     def __call__(self, record: Dict[str, Any]) -> Dict[str, Any]:
+        try:
+            return self._map(record)
+        except BadSampleError:
+            raise
+        except Exception as err:
+            # Unexpected errors keep their type and traceback (they are bugs, not bad
+            # data) but say which sample triggered them, also from DataLoader workers,
+            # whose re-raised traceback text includes the note.
+            if hasattr(err, "add_note"):
+                err.add_note(f"while mapping sample {record.get('file_name')!r} (image_id {record.get('image_id')!r})")
+            raise
+
+    def _map(self, record: Dict[str, Any]) -> Dict[str, Any]:
         file_name = record["file_name"]
         height, width = int(record["height"]), int(record["width"])
         image = read_image(file_name, self.max_image_pixels or None, expected_hw=(height, width))

@@ -93,3 +93,15 @@ def test_worker_exception_names_the_file(broken_coco):
     assert "2.png" in str(info.value)  # torch re-raises with the worker's traceback text
     line = describe_error(info.value)
     assert "\n" not in line and line.endswith("img/2.png: corrupt or truncated PNG data (image file is truncated)")
+
+
+def test_unexpected_mapper_errors_keep_their_type_and_name_the_sample(tmp_path, corpus):
+    from detection.data import DatasetMapper
+
+    corpus.save_rgb(tmp_path / "x.png", corpus.noise(8, 8))
+    record = {"file_name": str(tmp_path / "x.png"), "image_id": 7, "height": 8, "width": 8,
+              "annotations": [{"bbox": [1, 1, 4, 4], "category_id": "cat", "iscrowd": 0}]}  # not an int id
+    with pytest.raises(ValueError) as info:
+        DatasetMapper(is_train=True, min_size=(8,), max_size=16)(record)
+    assert not isinstance(info.value, BadSampleError)
+    assert any("x.png" in note and "image_id 7" in note for note in getattr(info.value, "__notes__", []))
