@@ -1,0 +1,54 @@
+"""detectron2 stays optional: litedet never imports it on its own, and detection.d2 says
+what to install when it is missing. Runs with or without detectron2 installed."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_litedet_packages_do_not_import_detectron2():
+    # every module of backbones/ and detection/ except detection.d2 itself
+    code = """
+import importlib, pkgutil, sys
+import backbones, detection
+names = []
+for pkg in (backbones, detection):
+    for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+        if info.name == "detection.d2" or info.name.startswith("detection.d2."):
+            continue
+        importlib.import_module(info.name)
+        names.append(info.name)
+assert len(names) > 20, names
+leaked = sorted(m for m in sys.modules if m == "detectron2" or m.startswith("detectron2."))
+print("LEAKED", leaked)
+"""
+    result = _run(code)
+    assert result.returncode == 0, result.stderr
+    assert "LEAKED []" in result.stdout, result.stdout
+
+
+def test_d2_without_detectron2_names_what_to_install():
+    # sys.modules[name] = None makes `import name` raise ImportError, as if not installed
+    code = """
+import sys
+sys.modules["detectron2"] = None
+try:
+    import detection.d2
+except ImportError as e:
+    print("MESSAGE", e)
+else:
+    raise SystemExit("import detection.d2 succeeded without detectron2")
+"""
+    result = _run(code)
+    assert result.returncode == 0, result.stderr + result.stdout
+    message = result.stdout.split("MESSAGE", 1)[1]
+    assert "detectron2" in message and "pip install --no-build-isolation" in message
+    assert "docs/detectron2.md" in message
