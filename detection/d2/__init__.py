@@ -20,7 +20,7 @@ except ImportError as e:  # pragma: no cover - exercised by tests/detection/d2/t
     raise ImportError(
         "detection.d2 needs detectron2, which is not installed. detectron2 has no working "
         "pip release: build it from source (git clone https://github.com/facebookresearch/detectron2 "
-        "&& pip install --no-build-isolation -e detectron2), as docs/detectron2.md explains."
+        "&& pip install --no-build-isolation --use-pep517 -e detectron2), as docs/detectron2.md explains."
     ) from e
 
 from .backbone import LitedetBackbone, build_litedet_backbone, build_litedet_fpn_backbone, build_litedet_network

@@ -271,6 +271,25 @@ def test_backbone_weights_reach_backbone_and_c4_head(tmp_path):
         assert torch.equal(got[key], expected[key]), key
 
 
+def test_checkpoint_input_format_mismatch_is_logged(tmp_path, caplog):
+    from backbones.weights import save_backbone_checkpoint
+
+    checkpoint = save_backbone_checkpoint(backbones.build_backbone("shufflenet_v2_0.5x"), tmp_path / "snv2.pth")
+    cfg = get_cfg()  # detectron2's defaults: BGR, PIXEL_STD 1 (BGR 0-255), unlike litedet's weights
+    add_litedet_config(cfg)
+    cfg.MODEL.LITEDET.BACKBONE = "shufflenet_v2_0.5x"
+    cfg.MODEL.LITEDET.WEIGHTS = str(checkpoint)
+    with caplog.at_level("WARNING", logger="detection.d2"):
+        build_litedet_backbone(cfg, ShapeSpec(channels=3))
+    assert "expects normalised RGB input" in caplog.text and "INPUT.FORMAT=BGR" in caplog.text
+    caplog.clear()
+    cfg.INPUT.FORMAT = "RGB"
+    cfg.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
+    with caplog.at_level("WARNING", logger="detection.d2"):
+        build_litedet_backbone(cfg, ShapeSpec(channels=3))
+    assert "expects" not in caplog.text
+
+
 # ---------------------------------------------------------------------------- OHEM
 def _predictor(num_classes: int = 3) -> FastRCNNOutputLayers:
     cfg = get_cfg()
@@ -300,7 +319,8 @@ def test_ohem_keeps_highest_classification_loss_per_image():
     assert kept_deltas.shape == (6, 12)
     with EventStorage():
         losses = predictor.losses((kept_scores, kept_deltas), kept)
-    assert math.isclose(losses["loss_cls"].item(), torch.nn.functional.cross_entropy(kept_scores, torch.full((6,), 3)).item(), rel_tol=1e-6)
+    expected = torch.nn.functional.cross_entropy(kept_scores, torch.full((6,), 3))
+    assert math.isclose(losses["loss_cls"].item(), expected.item(), rel_tol=1e-6)
 
 
 def test_ohem_counts_the_box_loss_of_foreground_rois():
