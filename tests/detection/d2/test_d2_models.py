@@ -218,6 +218,32 @@ def test_shipped_config_trains_and_predicts(path):
         assert ((inst.pred_classes >= 0) & (inst.pred_classes < cfg.MODEL.ROI_HEADS.NUM_CLASSES)).all()
 
 
+HEAD_CONFIGS = {"light_head": "lighthead_shufflenet_v2_1.0x.yaml", "c4": "fasterrcnn_c4_shufflenet_v2_1.0x.yaml"}
+
+
+@pytest.mark.parametrize("head", sorted(HEAD_CONFIGS))
+@pytest.mark.parametrize("name", ONE_PER_FAMILY)
+def test_every_family_under_light_head_and_c4(head, name):
+    """The heads take their channels from the backbone: another family is only a change of
+    variant and stage names."""
+    cfg = shrink(load_cfg(os.path.join(ROOT, "configs", "detectron2", HEAD_CONFIGS[head])))
+    net = backbones.build_backbone(name)
+    s16, s32 = stage_with_stride(net, 16), stage_with_stride(net, 32)
+    cfg.MODEL.LITEDET.BACKBONE = name
+    cfg.MODEL.LITEDET.OUT_FEATURES = [s16, s32] if head == "light_head" else [s16]
+    cfg.MODEL.RPN.IN_FEATURES = [s16]
+    cfg.MODEL.ROI_HEADS.IN_FEATURES = [s32] if head == "light_head" else [s16]
+    model = build_model(cfg).train()
+    with EventStorage():
+        losses = model(random_inputs(num_images=1))
+    assert all(math.isfinite(v.item()) for v in losses.values())
+    sum(losses.values()).backward()
+    model.eval()
+    with torch.no_grad():
+        (out,) = model([{"image": torch.rand(3, 90, 120) * 255}])
+    assert out["instances"].image_size == (90, 120) and len(out["instances"]) > 0
+
+
 def test_lighthead_yaml_is_the_paper_head():
     cfg = load_cfg(os.path.join(ROOT, "configs", "detectron2", "lighthead_shufflenet_v2_1.0x.yaml"))
     assert (cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN) == ((800,), 1200)
