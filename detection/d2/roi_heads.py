@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
@@ -29,8 +28,6 @@ from detection.modeling.poolers import ps_roi_align_via_roi_align
 
 from .backbone import build_litedet_network
 from .registry import register_once
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["LightHeadROIHeads", "LitedetC4ROIHeads", "select_hard_examples"]
 
@@ -56,9 +53,9 @@ def select_hard_examples(
     """Online hard example mining: keep the ``topk`` sampled RoIs of each image with the
     highest classification + weighted box-regression loss (Light-Head R-CNN's OHEM).
 
-    The ranking loss mirrors the predictor's (cross-entropy, smooth-L1 with its beta on the
-    ground-truth class's deltas); the kept RoIs then go through the predictor's own
-    `losses`, normalised by the number kept.
+    RoIs are ranked by cross-entropy + smooth-L1 (the predictor's beta and box-loss weight,
+    on the ground-truth class's deltas), whatever loss types the predictor trains with;
+    the kept RoIs then go through the predictor's own `losses`, normalised by the number kept.
     """
     scores, deltas = predictions
     with torch.no_grad():
