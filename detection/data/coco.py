@@ -13,7 +13,7 @@ import json
 import logging
 import math
 import os
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import DatasetError, ProblemLog
 from .images import join_under_root
@@ -85,6 +85,89 @@ def _list_field(data: Dict[str, Any], key: str, json_file: str, required: bool =
     return value
 
 
+def _parse_categories(categories: List[Any], json_file: str, log: ProblemLog) -> Dict[Any, str]:
+    """``{category id: name}`` of the valid ``categories`` entries."""
+    names_by_id: Dict[Any, str] = {}
+    for i, cat in enumerate(categories):
+        where = f"{json_file}: categories[{i}]"
+        if not isinstance(cat, dict) or not _is_id(cat.get("id")) or not isinstance(cat.get("name"), str):
+            log.error("bad_category", where, f"needs an integer 'id' and a string 'name', got {_short(cat)}")
+            continue
+        if cat["id"] in names_by_id:
+            log.error("duplicate_category_id", where, f"category id {cat['id']!r} appears more than once")
+            continue
+        names_by_id[cat["id"]] = cat["name"]
+    names = list(names_by_id.values())
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        log.warn("duplicate_category_name", json_file, f"category names {dup} are used by several ids")
+    return names_by_id
+
+
+def _parse_images(
+    images: List[Any], json_file: str, image_root: str, allow_outside_root: bool, log: ProblemLog
+) -> Tuple[Dict[Any, Dict[str, Any]], set]:
+    """Records (without annotations) by image id, and the ids of entries in error (check
+    mode keeps going; their annotations are then not reported a second time)."""
+    records_by_id: Dict[Any, Dict[str, Any]] = {}
+    rejected: set = set()
+    for i, img in enumerate(images):
+        where = f"{json_file}: images[{i}]"
+        if not isinstance(img, dict) or not _is_id(img.get("id")):
+            log.error("bad_image_entry", where, f"needs an integer 'id', got {_short(img)}")
+            continue
+        img_id = img["id"]
+        where = f"{json_file}: image id {img_id!r}"
+        fname, height, width = img.get("file_name"), img.get("height"), img.get("width")
+        problem = None
+        if img_id in records_by_id:
+            problem = ("duplicate_image_id", "image id appears more than once in 'images'")
+        elif not isinstance(fname, str) or not fname.strip():
+            problem = ("bad_image_entry", f"'file_name' must be a non-empty string, got {fname!r}")
+        elif not (_is_size(height) and _is_size(width)):
+            problem = ("bad_image_entry", f"'height'/'width' must be positive integers, got {height!r}/{width!r}")
+        else:
+            try:
+                path = join_under_root(image_root, fname, allow_outside_root)
+            except ValueError as err:
+                problem = ("path_outside_root", str(err))
+        if problem is not None:
+            if img_id not in records_by_id:
+                rejected.add(img_id)
+            log.error(problem[0], where, problem[1])
+            continue
+        rejected.discard(img_id)
+        records_by_id[img_id] = {
+            "file_name": path,
+            "image_id": img_id,
+            "height": int(height),
+            "width": int(width),
+            "annotations": [],
+        }
+    return records_by_id, rejected
+
+
+def _clipped_box(bbox: Sequence[float], width: int, height: int, where: str, log: ProblemLog) -> Optional[List[float]]:
+    """COCO ``[x, y, w, h]`` -> ``[x1, y1, x2, y2]`` clipped to the image, or ``None`` (with
+    a warning recorded) for a box that is non-finite, empty or entirely outside."""
+    x, y, w, h = (float(v) for v in bbox)
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        log.warn("box_not_finite", where, f"bbox {list(bbox)} has NaN/inf; dropped")
+        return None
+    if not (w > 0 and h > 0):
+        log.warn("box_empty", where, f"bbox {list(bbox)} has zero/negative width or height; dropped")
+        return None
+    x1, y1, x2, y2 = x, y, x + w, y + h
+    cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
+    cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
+    if cx2 <= cx1 or cy2 <= cy1:
+        log.warn("box_outside_image", where, f"bbox {list(bbox)} lies outside the {width}x{height} image; dropped")
+        return None
+    if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+        log.warn("box_clipped", where, f"bbox {list(bbox)} reaches outside the {width}x{height} image; clipped")
+    return [cx1, cy1, cx2, cy2]
+
+
 def load_coco_json(
     json_file: PathLike,
     image_root: PathLike,
@@ -123,20 +206,7 @@ def load_coco_json(
     categories = _list_field(data, "categories", json_file)
     anns = _list_field(data, "annotations", json_file, required=False)
 
-    # categories
-    names_by_id: Dict[Any, str] = {}
-    for i, cat in enumerate(categories):
-        where = f"{json_file}: categories[{i}]"
-        if not isinstance(cat, dict) or not _is_id(cat.get("id")) or not isinstance(cat.get("name"), str):
-            log.error("bad_category", where, f"needs an integer 'id' and a string 'name', got {_short(cat)}")
-            continue
-        if cat["id"] in names_by_id:
-            log.error("duplicate_category_id", where, f"category id {cat['id']!r} appears more than once")
-            continue
-        names_by_id[cat["id"]] = cat["name"]
-    if len(set(names_by_id.values())) != len(names_by_id):
-        dup = sorted({n for n in names_by_id.values() if list(names_by_id.values()).count(n) > 1})
-        log.warn("duplicate_category_name", json_file, f"category names {dup} are used by several ids")
+    names_by_id = _parse_categories(categories, json_file, log)
     cat_ids = sorted(names_by_id, key=lambda c: (isinstance(c, str), c))
     thing_classes = [names_by_id[c] for c in cat_ids]
     id_map = {cid: i for i, cid in enumerate(cat_ids)}
@@ -149,43 +219,8 @@ def load_coco_json(
             thing_classes=thing_classes, thing_dataset_id_to_contiguous_id=id_map
         )
 
-    # images
-    records_by_id: Dict[Any, Dict[str, Any]] = {}
-    rejected: set = set()  # ids of image entries in error (check mode): their boxes are not re-reported
-    for i, img in enumerate(images):
-        where = f"{json_file}: images[{i}]"
-        if not isinstance(img, dict) or not _is_id(img.get("id")):
-            log.error("bad_image_entry", where, f"needs an integer 'id', got {_short(img)}")
-            continue
-        img_id = img["id"]
-        rejected.add(img_id)  # until the entry is accepted below
-        where = f"{json_file}: image id {img_id!r}"
-        fname, height, width = img.get("file_name"), img.get("height"), img.get("width")
-        if not isinstance(fname, str) or not fname.strip():
-            log.error("bad_image_entry", where, f"'file_name' must be a non-empty string, got {fname!r}")
-            continue
-        if not (_is_size(height) and _is_size(width)):
-            log.error("bad_image_entry", where, f"'height'/'width' must be positive integers, got {height!r}/{width!r}")
-            continue
-        if img_id in records_by_id:
-            rejected.discard(img_id)
-            log.error("duplicate_image_id", where, "image id appears more than once in 'images'")
-            continue
-        try:
-            path = join_under_root(image_root, fname, allow_outside_root)
-        except ValueError as err:
-            log.error("path_outside_root", where, str(err))
-            continue
-        rejected.discard(img_id)
-        records_by_id[img_id] = {
-            "file_name": path,
-            "image_id": img_id,
-            "height": int(height),
-            "width": int(width),
-            "annotations": [],
-        }
+    records_by_id, rejected = _parse_images(images, json_file, image_root, allow_outside_root, log)
 
-    # annotations
     ann_ids: set = set()
     n_crowd = n_ann = 0
     for i, ann in enumerate(anns):
@@ -215,32 +250,19 @@ def load_coco_json(
             log.error("bad_bbox", where, f"'bbox' must be 4 numbers [x, y, w, h], got {_short(bbox)}")
             continue
         crowd = ann.get("iscrowd", 0)
-        if crowd not in (0, 1) or isinstance(crowd, float) and not crowd.is_integer():
+        if crowd not in (0, 1):  # also refuses 0.5, "1", None
             log.error("bad_iscrowd", where, f"'iscrowd' must be 0 or 1, got {crowd!r}")
             continue
         crowd = int(crowd)
         record = records_by_id[img_id]
-        width, height = record["width"], record["height"]
-        x, y, w, h = (float(v) for v in bbox)
-        if not all(math.isfinite(v) for v in (x, y, w, h)):
-            log.warn("box_not_finite", where, f"bbox {list(bbox)} has NaN/inf; dropped")
+        box = _clipped_box(bbox, record["width"], record["height"], where, log)
+        if box is None:
             continue
-        if not (w > 0 and h > 0):
-            log.warn("box_empty", where, f"bbox {list(bbox)} has zero/negative width or height; dropped")
-            continue
-        x1, y1, x2, y2 = x, y, x + w, y + h
-        cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
-        cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
-        if cx2 <= cx1 or cy2 <= cy1:
-            log.warn("box_outside_image", where, f"bbox {list(bbox)} lies outside the {width}x{height} image; dropped")
-            continue
-        if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
-            log.warn("box_clipped", where, f"bbox {list(bbox)} reaches outside the {width}x{height} image; clipped")
         n_crowd += crowd
         n_ann += 1
         record["annotations"].append(
             {
-                "bbox": [cx1, cy1, cx2, cy2],
+                "bbox": box,
                 "category_id": id_map[cat],
                 "iscrowd": crowd,
                 "difficult": 1 if ann.get("difficult", 0) in (1, True) else 0,
