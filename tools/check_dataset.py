@@ -52,6 +52,7 @@ def check_images(
     problems: ProblemLog,
     max_pixels: Optional[int] = DEFAULT_MAX_IMAGE_PIXELS,
     progress: bool = True,
+    label: str = "images",
 ) -> Counter:
     """Open and decode every record's image; record problems; return image-mode counts."""
     from tqdm import tqdm
@@ -60,7 +61,7 @@ def check_images(
 
     modes: Counter = Counter()
     seen: Dict[str, int] = {}
-    for record in tqdm(records, desc="images", unit="img", disable=not progress, file=sys.stderr):
+    for record in tqdm(records, desc=label, unit="img", disable=not progress, file=sys.stderr):
         path = record["file_name"]
         if path in seen:
             problems.warn("duplicate_file_name", path, f"used by {seen[path] + 1} image entries")
@@ -193,7 +194,9 @@ def check_sources(
         records, classes = load_source(source, problems)
         summary = _summarise_records(records, classes)
         if check_image_files and records:
-            summary["image_modes"] = dict(check_images(records, problems, max_pixels, progress))
+            summary["image_modes"] = dict(
+                check_images(records, problems, max_pixels, progress, label=f"{source.get('label', 'images')} images")
+            )
         report["datasets"].append({"name": source.get("label", "?"), **summary})
     report["problems"] = [
         {

@@ -105,7 +105,7 @@ def test_config_file_mode(tool, corpus, tmp_path, capsys):
         assert tool.main(base + reg + ["INPUT.MAX_IMAGE_PIXELS", "100"]) == 1
         captured = capsys.readouterr()
         assert "image_too_large x2" in captured.out and "32x24 exceeds INPUT.MAX_IMAGE_PIXELS=100" in captured.out
-        assert "images: 100%" in captured.err  # the tqdm bar
+        assert "check_ds_mine images: 100%" in captured.err  # the tqdm bar
         assert tool.main(base + reg + ["--quiet"]) == 0  # flags after the overrides still work
         assert "OK: 0 error(s), 0 warning(s)" in capsys.readouterr().out
         assert tool.main(base + ["DATASETS.TRAIN", "('nope_ds',)"]) == 2
