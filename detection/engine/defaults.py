@@ -294,7 +294,7 @@ def check_config(cfg, *, train: bool = True, test: bool = True) -> None:
     for key, ds in wanted:
         if ds not in DatasetCatalog:
             close = difflib.get_close_matches(ds, DatasetCatalog.list(), n=3, cutoff=0.5)
-            hint = f"; did you mean {' or '.join(close)}?" if close else f"; registered: {', '.join(DatasetCatalog.list())}"
+            hint = (f"; did you mean {' or '.join(close)}?" if close else "") + f" (registered: {', '.join(DatasetCatalog.list())})"
             raise ConfigError(f"{key}: dataset {ds!r} is not registered{hint}")
         classes = getattr(MetadataCatalog.get(ds), "thing_classes", None)
         if classes and len(classes) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:

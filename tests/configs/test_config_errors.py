@@ -161,3 +161,16 @@ def test_valid_configs_pass():
     validate_config(_small())
     validate_config(_small(MODEL__META_ARCHITECTURE="FasterRCNN", MODEL__FPN__ENABLED=True,
                            MODEL__ANCHOR_GENERATOR__SIZES=[[16], [32], [64], [128]]))
+
+
+def test_unknown_dataset_lists_the_registered_ones():
+    from detection.data import DatasetCatalog
+    from detection.engine import check_config
+
+    cfg = _small()
+    cfg.DATASETS.TRAIN = ("litedet_shapes_trian",)
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg)
+    msg = str(info.value)
+    assert msg.startswith("DATASETS.TRAIN: dataset 'litedet_shapes_trian' is not registered; did you mean litedet_shapes_train")
+    assert all(name in msg for name in DatasetCatalog.list()) and "\n" not in msg
