@@ -46,6 +46,7 @@ def _malicious_files(tmp_path: Path):
     return out
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_malicious_pickles_refused_by_backbone_loader(tmp_path):
     net = build_backbone("mobilenet_v2_0.5x")
     for path, marker in _malicious_files(tmp_path):
@@ -57,6 +58,7 @@ def test_malicious_pickles_refused_by_backbone_loader(tmp_path):
         load_checkpoint(net, tmp_path / "evil_zip.pth")
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_malicious_pickles_refused_by_detection_checkpointer(tmp_path):
     from detection.checkpoint import CheckpointError as DetCheckpointError
     from detection.checkpoint import DetectionCheckpointer
