@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from detection.data.errors import BadSampleError, DatasetError, ProblemLog  # noqa: E402
+from detection.data.errors import DatasetError, ProblemLog  # noqa: E402
 
 #: Images smaller than this (either side) are reported: anchors and RoI pooling assume
 #: objects of some size, and such files are often thumbnails or placeholders.
@@ -53,41 +53,57 @@ def check_images(
     max_pixels: Optional[int] = DEFAULT_MAX_IMAGE_PIXELS,
     progress: bool = True,
     label: str = "images",
+    workers: int = 0,
 ) -> Counter:
-    """Open and decode every record's image; record problems; return image-mode counts."""
+    """Open and decode every record's image (in ``workers`` processes when > 0); record
+    problems; return image-mode counts."""
+    import functools
+    import multiprocessing
+
     from tqdm import tqdm
 
-    from detection.data.images import read_image_with_info
+    from detection.data.images import inspect_image
 
-    modes: Counter = Counter()
-    seen: Dict[str, int] = {}
-    for record in tqdm(records, desc=label, unit="img", disable=not progress, file=sys.stderr):
+    unique: Dict[str, Dict[str, Any]] = {}
+    for record in records:
         path = record["file_name"]
-        if path in seen:
-            problems.warn("duplicate_file_name", path, f"used by {seen[path] + 1} image entries")
-            seen[path] += 1
-            continue
-        seen[path] = 1
-        try:
-            img, info = read_image_with_info(path, max_pixels or None)
-        except BadSampleError as err:
-            problems.error(_reason_kind(err.reason), path, err.reason)
-            continue
-        modes[info.mode] += 1
-        h, w = img.shape[:2]
-        want = (int(record["height"]), int(record["width"]))
-        if (h, w) != want:
-            hint = " (width and height swapped: EXIF orientation?)" if (w, h) == want else ""
-            problems.error("size_mismatch", path, f"decoded size {w}x{h} differs from the annotated {want[1]}x{want[0]}{hint}")
-        if info.exif_orientation != 1:
-            problems.warn(
-                "exif_orientation",
-                path,
-                f"EXIF orientation {info.exif_orientation}: litedet rotates the pixels before use, so the boxes "
-                "must be in the rotated (displayed) frame",
-            )
-        if min(h, w) < TINY_IMAGE_SIDE:
-            problems.warn("tiny_image", path, f"only {w}x{h} pixels")
+        if path in unique:
+            problems.warn("duplicate_file_name", path, "used by several image entries")
+        else:
+            unique[path] = record
+    inspect = functools.partial(inspect_image, max_pixels=max_pixels or None)
+    pool = None
+    if workers > 0 and len(unique) > 1:
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+        pool = multiprocessing.get_context(method).Pool(workers)
+        results = pool.imap(inspect, list(unique), chunksize=16)
+    else:
+        results = map(inspect, unique)
+    modes: Counter = Counter()
+    try:
+        bar = tqdm(zip(unique.items(), results), total=len(unique), desc=label, unit="img",
+                   disable=not progress, file=sys.stderr)
+        for (path, record), (reason, info, (h, w)) in bar:
+            if info is None:
+                problems.error(_reason_kind(reason), path, reason)
+                continue
+            modes[info.mode] += 1
+            want = (int(record["height"]), int(record["width"]))
+            if (h, w) != want:
+                hint = " (width and height swapped: EXIF orientation?)" if (w, h) == want else ""
+                problems.error("size_mismatch", path, f"decoded size {w}x{h} differs from the annotated {want[1]}x{want[0]}{hint}")
+            if info.exif_orientation != 1:
+                problems.warn(
+                    "exif_orientation",
+                    path,
+                    f"EXIF orientation {info.exif_orientation}: litedet rotates the pixels before use, so the boxes "
+                    "must be in the rotated (displayed) frame",
+                )
+            if min(h, w) < TINY_IMAGE_SIDE:
+                problems.warn("tiny_image", path, f"only {w}x{h} pixels")
+    finally:
+        if pool is not None:
+            pool.terminate()
     return modes
 
 
@@ -186,6 +202,7 @@ def check_sources(
     check_image_files: bool = True,
     progress: bool = True,
     max_examples: int = 5,
+    workers: int = 0,
 ) -> Dict[str, Any]:
     """The whole check; returns the JSON-able report (``"ok"`` false when errors were found)."""
     report: Dict[str, Any] = {"datasets": []}
@@ -195,7 +212,8 @@ def check_sources(
         summary = _summarise_records(records, classes)
         if check_image_files and records:
             summary["image_modes"] = dict(
-                check_images(records, problems, max_pixels, progress, label=f"{source.get('label', 'images')} images")
+                check_images(records, problems, max_pixels, progress, label=f"{source.get('label', 'images')} images",
+                             workers=workers)
             )
         report["datasets"].append({"name": source.get("label", "?"), **summary})
     report["problems"] = [
@@ -256,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"refuse images above this many pixels (default: INPUT.MAX_IMAGE_PIXELS, {DEFAULT_MAX_IMAGE_PIXELS})")
     p.add_argument("--no-images", action="store_true", help="check the annotations only, do not open the images")
     p.add_argument("--max-examples", type=int, default=5, help="example files shown per problem kind (default 5)")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="processes decoding images (default: min(4, CPU count); 0 = in this process)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ... (with --config-file)")
@@ -304,6 +324,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             check_image_files=not args.no_images,
             progress=not args.quiet,
             max_examples=args.max_examples,
+            workers=max(0, args.workers),
         )
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

@@ -31,7 +31,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadSampleError
 
-__all__ = ["ImageInfo", "read_image", "read_image_with_info", "join_under_root", "EXIF_ORIENTATION_TAG"]
+__all__ = ["ImageInfo", "inspect_image", "read_image", "read_image_with_info", "join_under_root", "EXIF_ORIENTATION_TAG"]
 
 EXIF_ORIENTATION_TAG = 0x0112
 
@@ -166,3 +166,13 @@ def join_under_root(root: str, relative: str, allow_outside: bool = False) -> st
             "(set DATASETS.ALLOW_PATHS_OUTSIDE_ROOT True to allow)"
         )
     return path
+
+
+def inspect_image(file_name: str, max_pixels: Optional[int] = None) -> Tuple[Optional[str], Optional[ImageInfo], Tuple[int, int]]:
+    """Decode ``file_name`` fully and return ``(error_reason, info, (h, w))`` without the
+    pixels: small to send back from a worker process (``tools/check_dataset.py``)."""
+    try:
+        img, info = read_image_with_info(file_name, max_pixels)
+    except BadSampleError as err:
+        return err.reason or str(err), None, (0, 0)
+    return None, info, (int(img.shape[0]), int(img.shape[1]))

@@ -134,3 +134,10 @@ def test_cli_usage_errors_and_help(tool, argv, code, stream, text, capsys):
         tool.main(argv)
     assert info.value.code == code
     assert text in getattr(capsys.readouterr(), stream)
+
+
+def test_worker_processes_give_the_same_report(tool, messy_coco, tmp_path):
+    source = [{"format": "coco", "json": str(messy_coco), "images": str(tmp_path / "img"), "label": "m"}]
+    serial = tool.check_sources(source, progress=False, workers=0)
+    parallel = tool.check_sources(source, progress=False, workers=2)
+    assert parallel == serial and serial["errors"] == 4
