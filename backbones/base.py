@@ -85,6 +85,7 @@ class Backbone(nn.Module):
         self._out_features: List[str] = []
         #: set by `fuse`: BatchNorm folded, channels-last inference path (eval only)
         self.fused = False
+        self.fused_nhwc = True
 
     # ------------------------------------------------------------------ set-up
     def _init_stages(
@@ -142,7 +143,7 @@ class Backbone(nn.Module):
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         if x.dim() != 4:
             raise ValueError(f"{type(self).__name__} expects NCHW input, got shape {tuple(x.shape)}")
-        if self.fused:
+        if self.fused and self.fused_nhwc:
             x = x.contiguous(memory_format=torch.channels_last)
         outputs: Dict[str, Tensor] = OrderedDict()
         remaining = set(self._out_features)
@@ -156,12 +157,13 @@ class Backbone(nn.Module):
         return outputs
 
     # ---------------------------------------------------------------- editing
-    def fuse(self, inplace: bool = False) -> "Backbone":
+    def fuse(self, inplace: bool = False, channels_last: bool = True) -> "Backbone":
         """Inference fast path (eval mode only): BatchNorm folded into the convs, fused
         ShuffleNet v2 units, channels-last weights and activations. Outputs equal the
         unfused model's up to float rounding. Returns a fused copy (``inplace=False``,
-        the default) or fuses this model; see `backbones.fuse.fuse_model`."""
-        return fuse_model(self, inplace=inplace)
+        the default) or fuses this model; ``channels_last=False`` keeps NCHW (for ONNX
+        export). See `backbones.fuse.fuse_model`."""
+        return fuse_model(self, inplace=inplace, channels_last=channels_last)
 
     def train(self, mode: bool = True) -> "Backbone":
         refuse_training_if_fused(self, mode)

@@ -36,9 +36,9 @@ class ImageClassifier(nn.Module):
     def fused(self) -> bool:
         return self.backbone.fused
 
-    def fuse(self, inplace: bool = False) -> "ImageClassifier":
+    def fuse(self, inplace: bool = False, channels_last: bool = True) -> "ImageClassifier":
         """Inference fast path of the whole classifier (see `Backbone.fuse`)."""
-        return fuse_model(self, inplace=inplace)
+        return fuse_model(self, inplace=inplace, channels_last=channels_last)
 
     def train(self, mode: bool = True) -> "ImageClassifier":
         refuse_training_if_fused(self, mode)

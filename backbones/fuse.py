@@ -106,7 +106,8 @@ def fuse_model(model: M, inplace: bool = False, channels_last: bool = True) -> M
     Folds every BatchNorm into its conv, switches the modules that have an inference-only
     forward (attribute ``fused``, e.g. `ShuffleV2Block`) to it, and stores 4-d weights
     channels-last (depthwise and 1x1 convs run faster on NHWC data on CPU; see
-    ``benchmarks/speed_inference.py``). ``model`` must be in eval mode; the result refuses
+    ``benchmarks/speed_inference.py``); ``channels_last=False`` keeps NCHW, the form to
+    export to ONNX (whose convs are NCHW). ``model`` must be in eval mode; the result refuses
     ``train()``. Returns a fused deep copy, or ``model`` itself fused when ``inplace``.
     Idempotent: fusing a fused model changes nothing.
     """
@@ -121,6 +122,8 @@ def fuse_model(model: M, inplace: bool = False, channels_last: bool = True) -> M
     for m in model.modules():
         if hasattr(m, "fused") and not isinstance(getattr(type(m), "fused", None), property):
             m.fused = True
+        if hasattr(m, "fused_nhwc"):
+            m.fused_nhwc = channels_last
     if channels_last:
         model.to(memory_format=torch.channels_last)
     return model

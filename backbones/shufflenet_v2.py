@@ -175,8 +175,10 @@ class ShuffleV2Block(nn.Module):
         ]
         self.branch2 = nn.Sequential(*layers)
         self.se = SqueezeExcite(main_out) if use_se else None
-        #: inference path (set by `backbones.fuse.fuse_model` once BN is folded)
+        #: inference path (set by `backbones.fuse.fuse_model` once BN is folded), on NHWC
+        #: (channels-last) or NCHW data
         self.fused = False
+        self.fused_nhwc = True
 
     def _main(self, x: Tensor) -> Tensor:
         out = self.branch2(x)
@@ -199,13 +201,16 @@ class ShuffleV2Block(nn.Module):
         return channel_shuffle(out, 2)
 
     def _forward_fused(self, x: Tensor) -> Tensor:
-        """Same function on NHWC data, with concat + shuffle + (next unit's) split fused.
+        """Same function with concat + shuffle + (next unit's) split fused.
 
         ``channel_shuffle(cat(a, b), 2)`` puts ``a[i]`` at channel ``2i`` and ``b[i]`` at
-        ``2i + 1``: one interleaving copy (``stack`` on the channel axis) replaces the
-        concat and the shuffle copies, and the next unit's split is a free channel slice
-        that its first 1x1 GEMM reads in place (`_run_nhwc`).
+        ``2i + 1``: one interleaving copy (``stack`` next to the channel axis) replaces the
+        concat and the shuffle copies, and the next unit's split is a free channel slice.
+        On NHWC data that slice is read in place by the first 1x1 GEMM (`_run_nhwc`); the
+        NCHW form (``fused_nhwc=False``) is the one to export (ONNX convs are NCHW).
         """
+        if not self.fused_nhwc:
+            return self._forward_fused_nchw(x)
         xh = _nhwc(x)
         if self.stride == 1:
             half = xh.shape[-1] // 2
@@ -220,6 +225,16 @@ class ShuffleV2Block(nn.Module):
         if self.channel_order is not None:
             return _nchw(torch.cat((short, main), dim=-1).index_select(-1, self.channel_order))
         return _nchw(torch.stack((short, main), dim=-1).flatten(-2))
+
+    def _forward_fused_nchw(self, x: Tensor) -> Tensor:
+        if self.stride == 1:
+            short, main_in = x.chunk(2, dim=1)
+        else:
+            short, main_in = self.branch1(x), x
+        main = self._main(main_in)
+        if self.channel_order is not None:
+            return torch.cat((short, main), dim=1).index_select(1, self.channel_order)
+        return torch.stack((short, main), dim=2).flatten(1, 2)
 
 
 class ShuffleNetV2(Backbone):

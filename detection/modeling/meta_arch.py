@@ -54,13 +54,13 @@ class RCNN(GeneralizedRCNN):
         #: set by `fuse`: inference-only fast path
         self.fused = False
 
-    def fuse(self, inplace: bool = False) -> "RCNN":
+    def fuse(self, inplace: bool = False, channels_last: bool = True) -> "RCNN":
         """Inference fast path (eval mode only): every BatchNorm (backbone and C4 box head)
         folded into its conv, fused ShuffleNet v2 units, channels-last weights and feature
         maps. Detections equal the unfused model's up to float rounding. Returns a fused
         copy, or fuses this model when ``inplace``; the result refuses ``train()``
         (see `backbones.fuse.fuse_model`)."""
-        return fuse_model(self, inplace=inplace)
+        return fuse_model(self, inplace=inplace, channels_last=channels_last)
 
     def train(self, mode: bool = True) -> "RCNN":
         refuse_training_if_fused(self, mode)
