@@ -25,15 +25,19 @@ def nms_topk(boxes: Tensor, scores: Tensor, iou_threshold: float, topk: int, blo
     that the boxes kept so far suppress (one IoU matrix), then runs NMS within itself. The
     kept boxes and their order are exactly torchvision's; the work stops after the
     block that completes ``topk`` (the RPN keeps 1000 of 6000 at test time, and NMS over
-    all 6000 costs O(n^2) IoUs).
+    all 6000 costs O(n^2) IoUs). ``block`` bounds the boxes visited at a time.
     """
     order = scores.sort(descending=True, stable=True).indices
     boxes, scores = boxes[order], scores[order]
     kept: List[Tensor] = []
     kept_boxes = boxes.new_zeros((0, 4))
     count = 0
-    for start in range(0, len(order), block):
-        cand = torch.arange(start, min(start + block, len(order)), device=boxes.device)
+    start = 0
+    while start < len(order):
+        # once most of topk is kept, smaller blocks: the IoU against the kept boxes dominates
+        size = min(block, max(64, 2 * (topk - count)))
+        cand = torch.arange(start, min(start + size, len(order)), device=boxes.device)
+        start += size
         if count:
             cand = cand[(box_iou(boxes[cand], kept_boxes) <= iou_threshold).all(dim=1)]
         if len(cand):
@@ -75,13 +79,29 @@ class RPNHead(nn.Module):
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.constant_(layer.bias, 0)
 
+        #: set by `backbones.fuse.fuse_model`: both 1x1 convs as one GEMM on channels-last maps
+        self.fused = False
+
     def forward(self, features: List[Tensor]):
         logits, deltas = [], []
         for x in features:
             t = torch.relu(self.conv(x))
-            logits.append(self.cls_logits(t))
-            deltas.append(self.bbox_pred(t))
+            if self.fused and not self.training:
+                score, delta = self._pointwise_pair(t)
+            else:
+                score, delta = self.cls_logits(t), self.bbox_pred(t)
+            logits.append(score)
+            deltas.append(delta)
         return logits, deltas
+
+    def _pointwise_pair(self, t: Tensor):
+        """cls_logits and bbox_pred in one GEMM over the (pixels x channels) matrix."""
+        n, c, h, w = t.shape
+        weight = torch.cat([self.cls_logits.weight.flatten(1), self.bbox_pred.weight.flatten(1)])
+        bias = torch.cat([self.cls_logits.bias, self.bbox_pred.bias])
+        out = torch.addmm(bias, t.permute(0, 2, 3, 1).reshape(n * h * w, c), weight.t())
+        out = out.view(n, h, w, -1).permute(0, 3, 1, 2)
+        return out[:, : self.cls_logits.out_channels], out[:, self.cls_logits.out_channels :]
 
 
 class FeatureSelectRPN(RegionProposalNetwork):
