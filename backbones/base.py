@@ -10,7 +10,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-import torch
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
@@ -143,8 +142,8 @@ class Backbone(nn.Module):
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         if x.dim() != 4:
             raise ValueError(f"{type(self).__name__} expects NCHW input, got shape {tuple(x.shape)}")
-        if self.fused and self.fused_nhwc:
-            x = x.contiguous(memory_format=torch.channels_last)
+        # A fused model needs no input conversion: its channels-last stem weights make the
+        # first conv write channels-last output (cheaper than converting a 3-channel image).
         outputs: Dict[str, Tensor] = OrderedDict()
         remaining = set(self._out_features)
         for name, stage in self.stages.items():
