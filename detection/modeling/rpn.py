@@ -123,7 +123,8 @@ class FeatureSelectRPN(RegionProposalNetwork):
         low-score boxes, NMS per level, keep the best ``post_nms_top_n``) with the NMS
         stopped once that many boxes are kept (`batched_nms_topk`). Training and tracing
         (export) use torchvision's own."""
-        if self.training or torchvision._is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        exporting = torchvision._is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+        if self.training or exporting or torch.jit.is_scripting():
             return super().filter_proposals(proposals, objectness, image_shapes, num_anchors_per_level)
         num_images = proposals.shape[0]
         objectness = objectness.detach().reshape(num_images, -1)
