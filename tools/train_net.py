@@ -19,9 +19,10 @@ run stops; ``--resume`` continues it exactly. A second Ctrl-C aborts at once.
 
 Exit status: 0 success, or stopped by SIGTERM after saving a checkpoint; 130 stopped by
 SIGINT (Ctrl-C) after saving a checkpoint; 2 invalid config / command line / unusable
-MODEL.WEIGHTS or checkpoint (one line on stderr, no traceback); 1 training diverged
-(non-finite loss; the last good state is saved); 3 cannot write to OUTPUT_DIR (disk
-full, permissions; the message names the file, earlier checkpoints are intact).
+MODEL.WEIGHTS or checkpoint / bad dataset or sample (one line on stderr naming the
+file, no traceback); 1 training diverged (non-finite loss; the last good state is
+saved); 3 cannot write to OUTPUT_DIR (disk full, permissions; the message names the
+file, earlier checkpoints are intact).
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ if ROOT not in sys.path:
 
 from detection.checkpoint import CheckpointError, CheckpointWriteError, DetectionCheckpointer  # noqa: E402
 from detection.config import ConfigError, load_config  # noqa: E402
+from detection.data.bad_samples import describe_error  # noqa: E402
+from detection.data.errors import BadSampleError, DatasetError  # noqa: E402
 from detection.engine import Trainer, check_config, comm, default_argument_parser, default_setup  # noqa: E402
 
 logger = logging.getLogger("detection.tools.train_net")
@@ -183,6 +186,10 @@ def _main(args, prog: str) -> int:
     except CheckpointError as err:
         logger.error("%s", err)
         print(f"{prog}: error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (DatasetError, BadSampleError, FileNotFoundError) as err:  # bad input data (one line, file named)
+        logger.error("%s", describe_error(err))
+        print(f"{prog}: data error: {describe_error(err)}", file=sys.stderr)
         return EXIT_CONFIG
     except FloatingPointError as err:
         logger.error("Training stopped: %s", err)
