@@ -71,25 +71,33 @@ def _cfg_get(cfg, key: str, default: Any) -> Any:
     return node
 
 
-def capture_rng_state(device: Optional[torch.device] = None) -> Dict[str, Any]:
+def capture_rng_state(device: Optional[torch.device] = None, *, raw: bool = False) -> Dict[str, Any]:
     """Python, NumPy, torch CPU (and ``device``'s CUDA) RNG states, as plain tensors so
-    that ``torch.load(weights_only=True)`` reads them back."""
-    version, py_state, gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state: Dict[str, Any] = {
-        "python": {"version": version, "state": torch.tensor(py_state, dtype=torch.int64), "gauss": gauss},
-        "numpy": {
-            "name": np_name,
-            "keys": torch.from_numpy(np_keys.astype(np.int64)),
-            "pos": int(np_pos),
-            "has_gauss": int(np_has_gauss),
-            "gauss": float(np_gauss),
-        },
-        "torch": torch.get_rng_state(),
-    }
+    that ``torch.load(weights_only=True)`` reads them back. ``raw=True`` skips that
+    conversion (cheap enough to call every iteration; see `rng_state_for_checkpoint`)."""
+    state: Dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if device is not None and device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
+    return state if raw else rng_state_for_checkpoint(state)
+
+
+def rng_state_for_checkpoint(state: Dict[str, Any]) -> Dict[str, Any]:
+    """A raw `capture_rng_state` result as tensors / plain Python values."""
+    py, npy = state["python"], state["numpy"]
+    if isinstance(py, dict):  # already converted
+        return state
+    version, py_state, gauss = py
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = npy
+    out = dict(state)
+    out["python"] = {"version": version, "state": torch.tensor(py_state, dtype=torch.int64), "gauss": gauss}
+    out["numpy"] = {
+        "name": np_name,
+        "keys": torch.from_numpy(np_keys.astype(np.int64)),
+        "pos": int(np_pos),
+        "has_gauss": int(np_has_gauss),
+        "gauss": float(np_gauss),
+    }
+    return out
 
 
 def restore_rng_state(state: Mapping[str, Any], device: Optional[torch.device] = None) -> None:
@@ -274,7 +282,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _capture_resume_state(self) -> Dict[str, Any]:
         """This rank's RNG states and the train loader's position, as of now."""
-        state: Dict[str, Any] = {"rng": capture_rng_state(self.device)}
+        state: Dict[str, Any] = {"rng": capture_rng_state(self.device, raw=True)}
         loader = self._data_loader
         if loader is not None and callable(getattr(loader, "state_dict", None)):
             state["data_loader"] = loader.state_dict()
@@ -285,7 +293,8 @@ class Trainer:
         can report one) and the RNG states of every rank (``rng_states[rank]``).
         Collective under DDP: every rank must call it."""
         mine = resume_state if resume_state is not None else self._capture_resume_state()
-        extra: Dict[str, Any] = {"rng_states": comm.all_gather(mine["rng"]), "world_size": comm.get_world_size()}
+        rng = rng_state_for_checkpoint(mine["rng"])
+        extra: Dict[str, Any] = {"rng_states": comm.all_gather(rng), "world_size": comm.get_world_size()}
         if "data_loader" in mine:
             extra["data_loader"] = mine["data_loader"]
         return extra
