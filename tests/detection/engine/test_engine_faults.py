@@ -1,6 +1,7 @@
 """Trainer fault handling in-process with the tiny fake model: signals, non-finite loss,
 corrupt / unwritable checkpoints, keeping the last K checkpoints, RNG state round trip."""
 import errno
+import gc
 import importlib.util
 import os
 import random
@@ -34,6 +35,13 @@ class SignalAt(FakeDetector):
             for _ in range(self.times):
                 os.kill(os.getpid(), self.sig)
         return super().forward(batched_inputs)
+
+
+@pytest.fixture(autouse=True)
+def _collect_leftover_loaders():
+    """Finalize DataLoader iterators left by earlier tests in this process first: a signal
+    handled while one runs its ``__del__`` would raise there instead of in the trainer."""
+    gc.collect()
 
 
 def _ckpts(path):
