@@ -226,7 +226,7 @@ def make_runner(settings, part: str, model, module, size: str, work_dir: str) ->
         runner = OnnxRuntimeModel(path, threads=threads, device=device)
         xn = x.numpy()
         return (lambda: runner(xn)), None
-    param, bin_path = export_ncnn(module, x, work_dir, "model")
+    param, bin_path = export_ncnn(module, x, work_dir, "model", fp16=fp16)
     runner = NcnnModel(param, bin_path, threads=threads or 1, fp16=fp16)
     xn = np.ascontiguousarray(x.numpy())
     return (lambda: runner(xn)), None

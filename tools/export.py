@@ -46,6 +46,7 @@ def get_parser() -> argparse.ArgumentParser:
     part.add_argument("--backbone-only", action="store_true", help="export the backbone's feature maps only")
     part.add_argument("--dense", action="store_true", help="export backbone + neck + RPN head (no NMS / RoIAlign)")
     parser.add_argument("--sample-image", default="", metavar="IMG", help="image for the parity check (default: synthetic)")
+    parser.add_argument("--fp16", action="store_true", help="ncnn: store weights in fp16 (half the size; check at 1e-2)")
     parser.add_argument("--no-check", action="store_true", help="skip the parity check")
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
@@ -111,7 +112,7 @@ def main(argv=None) -> int:
     torch.set_grad_enabled(False)
     start = time.perf_counter()
     try:
-        paths = export_module(module, example, args.format, args.output, part, output_names)
+        paths = export_module(module, example, args.format, args.output, part, output_names, fp16=args.fp16)
     except ExportError as err:
         return fail(str(err), 1)
     print(f"Exported {part} ({cfg.MODEL.META_ARCHITECTURE}, {cfg.MODEL.BACKBONE.NAME}, input 1x3x{height}x{width}) "
@@ -119,7 +120,8 @@ def main(argv=None) -> int:
     check = None
     if not args.no_check:
         runner = load_runtime(args.format, paths, threads=1)
-        check = check_export(part, module, example, runner)
+        tol = 1e-2 if args.fp16 else 1e-3
+        check = check_export(part, module, example, runner, rtol=tol, atol=tol)
         print(f"Check {args.format} vs PyTorch on the same 1x3x{height}x{width} input: {check.message}")
 
     class_names = None

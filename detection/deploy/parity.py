@@ -4,7 +4,8 @@ Detections are compared as sets (order and tiny score differences may change whi
 two near-equal boxes survives NMS or the top-k cut): each reference detection must find
 an unmatched exported one with the same label, IoU >= ``iou_thresh`` and a score within
 ``score_tol``. Detections left unmatched are tolerated only at the cut-off, i.e. when
-their score is within ``score_tol`` of the lowest score the other side kept.
+their score is within ``score_tol`` of the lowest score the other side kept (a top-k cut
+between near-equal scores).
 """
 from __future__ import annotations
 
@@ -77,8 +78,9 @@ def match_detections(
         diffs.append(abs(exp_scores[j] - ref_scores[i]))
 
     def at_cutoff(scores: np.ndarray, other_kept: np.ndarray) -> np.ndarray:
-        floor = other_kept.min() if other_kept.size else np.inf
-        return scores <= floor + score_tol
+        if not other_kept.size:
+            return np.zeros(scores.shape, dtype=bool)
+        return np.abs(scores - other_kept.min()) <= score_tol
 
     unmatched_ref = ref_scores[~matched_ref]
     unmatched_exp = exp_scores[~used]
@@ -98,7 +100,10 @@ def match_detections(
 def compare_tensors(
     reference: Sequence, exported: Sequence, rtol: float = 1e-3, atol: float = 1e-4
 ) -> Tuple[bool, float]:
-    """``allclose`` over paired outputs (same count and shapes); returns (ok, max |diff|)."""
+    """``allclose`` over paired outputs (same count and shapes); returns (ok, max |diff|).
+
+    ``atol`` is relative to each output's largest magnitude (when above 1): feature maps
+    have arbitrary scale, and fp32 kernels reorder sums differently."""
     if len(reference) != len(exported):
         return False, float("inf")
     ok, worst = True, 0.0
@@ -107,5 +112,6 @@ def compare_tensors(
         if r.shape != e.shape:
             return False, float("inf")
         worst = max(worst, float(np.abs(r - e).max()) if r.size else 0.0)
-        ok &= bool(np.allclose(e, r, rtol=rtol, atol=atol))
+        scale = max(1.0, float(np.abs(r).max())) if r.size else 1.0
+        ok &= bool(np.allclose(e, r, rtol=rtol, atol=atol * scale))
     return ok, worst

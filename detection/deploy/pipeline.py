@@ -30,15 +30,17 @@ class CheckResult:
 
 
 def export_module(
-    module: nn.Module, example: Tensor, fmt: str, output_dir: str, name: str, output_names: Sequence[str] = ()
+    module: nn.Module, example: Tensor, fmt: str, output_dir: str, name: str, output_names: Sequence[str] = (),
+    fp16: bool = False,
 ) -> List[str]:
-    """Write ``module`` in ``fmt`` under ``output_dir``; returns the written file(s)."""
+    """Write ``module`` in ``fmt`` under ``output_dir``; returns the written file(s).
+    ``fp16``: half-precision weights (ncnn only)."""
     if fmt == "onnx":
         return [export_onnx(module, example, os.path.join(output_dir, f"{name}.onnx"), output_names=output_names)]
     if fmt == "torchscript":
         return [export_torchscript(module, example, os.path.join(output_dir, f"{name}.ts.pt"))]
     if fmt == "ncnn":
-        return list(export_ncnn(module, example, output_dir, name))
+        return list(export_ncnn(module, example, output_dir, name, fp16=fp16))
     raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
 
 
