@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Measure inference latency on this machine: warm-up, then fixed iterations; median,
+r"""Measure inference latency on this machine: warm-up, then fixed iterations; median,
 p10/p90 and images/s, with the CPU/GPU and library versions recorded beside them.
 
     # detector, PyTorch on CPU, 2 threads

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run a trained detector on images, videos or a webcam and write annotated copies
+r"""Run a trained detector on images, videos or a webcam and write annotated copies
 (detectron2's demo UX).
 
     python tools/demo.py --config-file configs/quickstart/lighthead_shufflenet_v2_shapes.yaml \

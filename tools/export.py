@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Export a detector (or its backbone / dense part) to ONNX, TorchScript or ncnn, and
+r"""Export a detector (or its backbone / dense part) to ONNX, TorchScript or ncnn, and
 check the export against PyTorch on the same input.
 
     python tools/export.py --config-file configs/quickstart/lighthead_shufflenet_v2_shapes.yaml \

@@ -26,11 +26,11 @@ __all__ = [
 # The papers' timing protocols. Keys are tools/benchmark.py option names; explicit
 # command-line options override them.
 PRESETS: Dict[str, Dict[str, Any]] = {
-    # ShuffleNet v2, detection on COCO: GPU, batch 4, 800x1200, images per second
+    # ShuffleNet v2 (Table 7), detection on COCO: GPU, batch 4, 800x1200, images per second
     "gpu-detector": {"device": "cuda", "batch": 4, "input": "800x1200", "backend": "torch", "part": "detector"},
-    # ShuffleNet v2, classification: GPU, batch 8, 224x224
+    # ShuffleNet v2 (Table 8), classification: GPU batch 8 at 224x224 (its ARM column: batch 1, = arm-224)
     "gpu-classification": {"device": "cuda", "batch": 8, "input": "224x224", "backend": "torch", "part": "classifier"},
-    # ShuffleNet v1 (Table 8): one ARM core, batch 1, three input sizes; ncnn as on the board
+    # ShuffleNet v1 (Table 8): one ARM core (Snapdragon 820), batch 1, three input sizes; ncnn as on the board
     "arm-224": {"device": "cpu", "threads": 1, "batch": 1, "input": "224x224", "backend": "ncnn", "part": "classifier"},
     "arm-480x640": {"device": "cpu", "threads": 1, "batch": 1, "input": "480x640", "backend": "ncnn", "part": "classifier"},
     "arm-720x1280": {"device": "cpu", "threads": 1, "batch": 1, "input": "720x1280", "backend": "ncnn", "part": "classifier"},
