@@ -201,19 +201,22 @@ def make_runner(settings, part: str, model, module, size: str, work_dir: str) ->
         dev = torch.device(device)
         target = (model if part == "detector" else module).to(dev)
         xd = x.to(dev)
-        if fp16:
-            target, xd = target.half(), xd.half()
-            if part == "detector":
-                target.transform.float()  # normalises in fp32 then casts via the batch dtype
         if backend == "compile":
             if part == "detector":
-                target.backbone = torch.compile(target.backbone)
+                target.backbone = torch.compile(target.backbone)  # RPN / RoI heads are too dynamic
             else:
                 target = torch.compile(target)
         if part == "detector":
             images = [xd[i] for i in range(batch)]
-            return (lambda: target([{"image": im} for im in images])), sync
-        return (lambda: target(xd)), sync
+            call = lambda: target([{"image": im} for im in images])  # noqa: E731
+        else:
+            call = lambda: target(xd)  # noqa: E731
+        if fp16:  # autocast: half-precision convs/matmuls, the box arithmetic stays fp32
+            plain = call
+            call = lambda: _autocast_call(plain, device)  # noqa: E731
+        return call, sync
+    if backend == "torchscript" and fp16 and part == "detector":
+        raise UsageError("--fp16 with --backend torchscript covers --backbone-only / --dense / --classifier")
     if backend == "torchscript":
         path = export_torchscript(module, x, os.path.join(work_dir, "model.ts.pt"))
         runner = TorchScriptModel(path, device=device)
@@ -230,6 +233,13 @@ def make_runner(settings, part: str, model, module, size: str, work_dir: str) ->
     runner = NcnnModel(param, bin_path, threads=threads or 1, fp16=fp16)
     xn = np.ascontiguousarray(x.numpy())
     return (lambda: runner(xn)), None
+
+
+def _autocast_call(fn: Callable[[], Any], device: str) -> Any:
+    import torch
+
+    with torch.autocast(device_type=device, dtype=torch.float16):
+        return fn()
 
 
 def benchmark_one(args, settings, config_file: str, opts: List[str], name: str = "") -> Dict[str, Any]:
@@ -345,7 +355,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.part = args.part if args.part is not None else None
     prog = os.path.basename(sys.argv[0]) or "benchmark.py"
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from detection.engine import setup_logger
+
+    setup_logger()  # project console format on stdout; errors stay one line on stderr
     settings_args = argparse.Namespace(**vars(args))
     try:
         settings = resolve_settings(settings_args)

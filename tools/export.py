@@ -63,7 +63,9 @@ def main(argv=None) -> int:
         print(f"{prog}: error: {message}", file=sys.stderr)
         return code
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from detection.engine import setup_logger
+
+    setup_logger()  # project console format on stdout; errors stay one line on stderr
     if not os.path.isfile(args.config_file):
         return fail(f"--config-file {args.config_file} does not exist")
     try:
