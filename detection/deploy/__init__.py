@@ -20,7 +20,7 @@ from .builders import (
 from .exporters import ExportError, export_ncnn, export_onnx, export_torchscript
 from .pipeline import FORMATS, CheckResult, check_export, export_module, load_runtime
 from .parity import DetectionMatch, compare_tensors, match_detections
-from .runtime import NcnnModel, OnnxRuntimeModel, TorchScriptModel, runtime_versions
+from .runtime import ExportedDetector, NcnnModel, OnnxRuntimeModel, TorchScriptModel, runtime_versions
 from .wrappers import BackboneFeatures, TracingDetector, detector_input
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "DetectionMatch",
     "match_detections",
     "compare_tensors",
+    "ExportedDetector",
     "OnnxRuntimeModel",
     "NcnnModel",
     "TorchScriptModel",

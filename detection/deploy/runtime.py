@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-__all__ = ["OnnxRuntimeModel", "NcnnModel", "TorchScriptModel", "runtime_versions"]
+__all__ = ["OnnxRuntimeModel", "NcnnModel", "TorchScriptModel", "ExportedDetector", "runtime_versions"]
 
 
 class OnnxRuntimeModel:
@@ -135,3 +135,52 @@ def runtime_versions() -> Dict[str, Optional[str]]:
         except ImportError:
             versions[name] = None
     return versions
+
+
+class ExportedDetector:
+    """An exported whole detector used like `DefaultPredictor`: BGR image of any size in,
+    ``{"boxes", "scores", "labels"}`` numpy arrays in that image's pixels out.
+
+    The image is resized to the exported ``height x width`` (aspect ratio not kept, as
+    at export) and the boxes are scaled back.
+
+        det = ExportedDetector.from_export_dir("export/")        # reads export/detector.json
+        out = det(cv2.imread("photo.jpg"))
+    """
+
+    def __init__(
+        self, path: str, height: int, width: int, channel_order: str = "RGB",
+        class_names: Optional[List[str]] = None, threads: int = 0, device: str = "cpu",
+    ) -> None:
+        if path.endswith(".onnx"):
+            self.runner = OnnxRuntimeModel(path, threads=threads, device=device)
+        else:
+            self.runner = TorchScriptModel(path, device=device)
+        self.height, self.width = int(height), int(width)
+        self.channel_order = channel_order
+        self.class_names = class_names
+
+    @classmethod
+    def from_export_dir(cls, export_dir: str, threads: int = 0, device: str = "cpu") -> "ExportedDetector":
+        import json
+
+        info_path = os.path.join(export_dir, "detector.json")
+        if not os.path.isfile(info_path):
+            raise FileNotFoundError(f"{info_path} does not exist (write it with tools/export.py)")
+        with open(info_path) as f:
+            info = json.load(f)
+        _, _, height, width = info["input"]["shape"]
+        return cls(os.path.join(export_dir, info["files"][0]), height, width, info["input"]["channel_order"],
+                   info.get("class_names"), threads=threads, device=device)
+
+    def __call__(self, image_bgr: np.ndarray) -> Dict[str, np.ndarray]:
+        from .wrappers import detector_input
+
+        h, w = image_bgr.shape[:2]
+        x = detector_input(image_bgr, self.height, self.width, self.channel_order).numpy()
+        boxes, scores, labels = self.runner(x)
+        scale = np.array([w / self.width, h / self.height] * 2, dtype=np.float32)
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) * scale
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        return {"boxes": boxes, "scores": np.asarray(scores), "labels": np.asarray(labels).astype(np.int64)}

@@ -2,13 +2,14 @@
 Faster R-CNN, tiny), ncnn and TorchScript backbones, the dense part in ncnn."""
 import os
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from detection.config import load_config
 from detection.deploy import (
-    check_export, deployable, example_tensor, export_module, load_runtime, match_detections, sample_image,
+    ExportedDetector, check_export, deployable, example_tensor, export_module, load_runtime, match_detections, sample_image,
 )
 from detection.modeling import build_model
 
@@ -56,6 +57,14 @@ def test_onnx_detector_matches_pytorch(arch, tmp_path):
     # and it is the model's own output: TracingDetector == model(list of dicts) on the same tensor
     direct = model([{"image": other[0]}])[0]
     assert match_detections(reference, (direct["boxes"], direct["scores"], direct["labels"])).ok
+
+    # ExportedDetector: any-size BGR image in, boxes in that image's pixels out
+    photo = cv2.resize(sample_image(H, W, seed=3), (2 * W, 3 * H // 2))
+    deployed = ExportedDetector(paths[0], H, W, cfg.INPUT.FORMAT, threads=1)(photo)
+    ref = module(example_tensor(photo, H, W, cfg.INPUT.FORMAT))
+    scaled = ref[0] * torch.tensor([2.0, 1.5, 2.0, 1.5])
+    assert match_detections((scaled, ref[1], ref[2]), (deployed["boxes"], deployed["scores"], deployed["labels"])).ok
+    assert deployed["boxes"][:, 2].max() <= 2 * W and deployed["boxes"][:, 3].max() <= 3 * H // 2
 
 
 @pytest.mark.parametrize("fmt,part", [("ncnn", "backbone"), ("torchscript", "dense")])
