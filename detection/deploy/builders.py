@@ -15,7 +15,6 @@ import math
 from typing import List, Tuple
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from .wrappers import BackboneFeatures, TracingDetector
