@@ -274,7 +274,12 @@ def benchmark_one(args, settings, config_file: str, opts: List[str], name: str =
         "preset": args.preset,
     }
     row.update(summarize(times, settings["batch"]))
-    row.update(machine_info(settings["device"], settings["threads"]))
+    threads = settings["threads"]
+    if not threads and settings["backend"] == "ncnn":
+        threads = 1  # NcnnModel's default
+    elif not threads and settings["backend"] == "onnxruntime":
+        threads = os.cpu_count() or 1  # ONNX Runtime's default: one intra-op thread per core
+    row.update(machine_info(settings["device"], threads))
     return row
 
 
