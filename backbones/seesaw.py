@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Backbone, Stage
+from .fuse import BatchNorm, bn_scale_shift, fuse_conv_affine
 from .layers import channel_shuffle, conv_bn, make_divisible
 from .registry import PaperFigures, register_variant
 
@@ -100,6 +101,15 @@ class _GroupedPointwise(nn.Module):
         parts = torch.split(x, list(self.in_split), dim=1)
         outs = [conv(p) for conv, p in zip(self.convs, parts)]
         return torch.cat([outs[i] for i in self.out_order], dim=1)
+
+    def fold_bn(self, bn: BatchNorm) -> None:
+        """Fold the BN applied to this module's concatenated output into its convs."""
+        scale, shift = bn_scale_shift(bn)
+        start = 0
+        for i in self.out_order:
+            n = self.convs[i].out_channels
+            self.convs[i] = fuse_conv_affine(self.convs[i], scale[start : start + n], shift[start : start + n])
+            start += n
 
     def extra_repr(self) -> str:
         return f"in_split={self.in_split}, out_order={self.out_order}"
@@ -163,6 +173,9 @@ class SeesawBlock(nn.Module):
         self.dw = conv_bn(hidden, hidden, 3, stride=stride, groups=hidden, activation=nn.ReLU6)  # dw
         self.project = _GroupedPointwise(proj_in, proj_out, order)  # pw-linear (uneven groups)
         self.project_bn = nn.BatchNorm2d(out_channels)
+
+    #: conv -> BN pairs that `backbones.fuse.fold_batchnorms` folds for inference
+    conv_bn_pairs = (("expand", "expand_bn"), ("project", "project_bn"))
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.expand_bn(self.expand(x))

@@ -54,6 +54,45 @@ def release_channel_order(channels: int) -> List[int]:
     return deinterleave(order)
 
 
+def _nhwc(x: Tensor) -> Tensor:
+    """NCHW-indexed tensor -> NHWC-indexed view (a contiguous one if ``x`` is channels-last)."""
+    return x.permute(0, 2, 3, 1)
+
+
+def _nchw(x: Tensor) -> Tensor:
+    return x.permute(0, 3, 1, 2)
+
+
+def _pointwise(x: Tensor, conv: nn.Conv2d) -> Tensor:
+    """1x1 conv of NHWC ``x`` as one GEMM (+ bias in the same call)."""
+    n, h, w, c = x.shape
+    rows = x.reshape(n * h * w, c)  # a view for channel slices of a contiguous NHWC tensor
+    weight = conv.weight.flatten(1).t()
+    out = torch.mm(rows, weight) if conv.bias is None else torch.addmm(conv.bias, rows, weight)
+    return out.view(n, h, w, -1)
+
+
+def _run_nhwc(layers: nn.Sequential, x: Tensor) -> Tensor:
+    """Run a BN-folded conv / ReLU sequence on NHWC data.
+
+    A 1x1 stride-1 dense conv is one GEMM over the (pixels x channels) matrix, which reads
+    a channel slice of a wider tensor in place (row stride = full width): the unit's split
+    costs no copy. Other convs run as channels-last convolutions.
+    """
+    fresh = False  # never modify the caller's tensor in place
+    for layer in layers:
+        if isinstance(layer, nn.Identity):
+            continue
+        if isinstance(layer, nn.ReLU):
+            x = torch.relu_(x) if fresh else torch.relu(x)
+        elif isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.stride == (1, 1) and layer.groups == 1:
+            x = _pointwise(x, layer)
+        else:
+            x = _nhwc(layer(_nchw(x)))
+        fresh = True
+    return x
+
+
 class ShuffleV2Block(nn.Module):
     """One ShuffleNet v2 unit.
 
@@ -136,6 +175,10 @@ class ShuffleV2Block(nn.Module):
         ]
         self.branch2 = nn.Sequential(*layers)
         self.se = SqueezeExcite(main_out) if use_se else None
+        #: inference path (set by `backbones.fuse.fuse_model` once BN is folded), on NHWC
+        #: (channels-last) or NCHW data
+        self.fused = False
+        self.fused_nhwc = True
 
     def _main(self, x: Tensor) -> Tensor:
         out = self.branch2(x)
@@ -146,6 +189,8 @@ class ShuffleV2Block(nn.Module):
         return out
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.fused and not self.training:
+            return self._forward_fused(x)
         if self.stride == 1:
             x1, x2 = x.chunk(2, dim=1)
             out = torch.cat((x1, self._main(x2)), dim=1)
@@ -154,6 +199,42 @@ class ShuffleV2Block(nn.Module):
             if self.channel_order is not None:
                 return out.index_select(1, self.channel_order)
         return channel_shuffle(out, 2)
+
+    def _forward_fused(self, x: Tensor) -> Tensor:
+        """Same function with concat + shuffle + (next unit's) split fused.
+
+        ``channel_shuffle(cat(a, b), 2)`` puts ``a[i]`` at channel ``2i`` and ``b[i]`` at
+        ``2i + 1``: one interleaving copy (``stack`` next to the channel axis) replaces the
+        concat and the shuffle copies, and the next unit's split is a free channel slice.
+        On NHWC data that slice is read in place by the first 1x1 GEMM (`_run_nhwc`); the
+        NCHW form (``fused_nhwc=False``) is the one to export (ONNX convs are NCHW).
+        """
+        if not self.fused_nhwc:
+            return self._forward_fused_nchw(x)
+        xh = _nhwc(x)
+        if self.stride == 1:
+            half = xh.shape[-1] // 2
+            short, main_in = xh[..., :half], xh[..., half:]
+        else:
+            short, main_in = _run_nhwc(self.branch1, xh), xh
+        main = _run_nhwc(self.branch2, main_in)
+        if self.se is not None:
+            main = _nhwc(self.se(_nchw(main)))
+        if self.residual:
+            main = main + main_in
+        if self.channel_order is not None:
+            return _nchw(torch.cat((short, main), dim=-1).index_select(-1, self.channel_order))
+        return _nchw(torch.stack((short, main), dim=-1).flatten(-2))
+
+    def _forward_fused_nchw(self, x: Tensor) -> Tensor:
+        if self.stride == 1:
+            short, main_in = x.chunk(2, dim=1)
+        else:
+            short, main_in = self.branch1(x), x
+        main = self._main(main_in)
+        if self.channel_order is not None:
+            return torch.cat((short, main), dim=1).index_select(1, self.channel_order)
+        return torch.stack((short, main), dim=2).flatten(1, 2)
 
 
 class ShuffleNetV2(Backbone):

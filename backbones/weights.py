@@ -143,8 +143,12 @@ def read_state_dict(path: Union[str, os.PathLike]) -> Tuple[StateDict, Dict[str,
     prefixes (DataParallel) are stripped.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: empty file (0 bytes; interrupted download?)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -21,7 +21,7 @@ from typing import Dict, List, Sequence, Tuple
 Series = Dict[str, List[Tuple[int, float]]]
 
 # Evaluation keys worth a curve; per-class APs would crowd the panel.
-EVAL_SUFFIXES = ("/AP", "/AP50", "/AP75", "/AP50_07")
+EVAL_SUFFIXES = ("/AP", "/AP50", "/AP75", "/AP50_07", "/top1", "/top5")
 
 
 def read_metrics(path: str) -> List[dict]:

@@ -11,8 +11,9 @@ OUTPUT_DIR receives config.yaml, log.txt, metrics.json (one line per logging per
 TensorBoard events, model_XXXXXXX.pth / model_final.pth / last_checkpoint, evaluator
 files under inference/, and metrics_final.json with the final evaluation results.
 
-Exit status: 0 success; 2 invalid config / command line / unusable MODEL.WEIGHTS (one
-line on stderr, no traceback); 1 training diverged (non-finite loss).
+Exit status: 0 success; 2 invalid config / command line / unusable MODEL.WEIGHTS / bad
+dataset or sample (one line on stderr naming the file, no traceback); 1 training
+diverged (non-finite loss).
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ if ROOT not in sys.path:
 
 from detection.checkpoint import CheckpointError, DetectionCheckpointer  # noqa: E402
 from detection.config import ConfigError, load_config  # noqa: E402
+from detection.data.bad_samples import describe_error  # noqa: E402
+from detection.data.errors import BadSampleError, DatasetError  # noqa: E402
 from detection.engine import Trainer, check_config, comm, default_argument_parser, default_setup  # noqa: E402
 
 logger = logging.getLogger("detection.tools.train_net")
@@ -142,6 +145,10 @@ def main(argv=None) -> int:
     except CheckpointError as err:
         logger.error("%s", err)
         print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except (DatasetError, BadSampleError, FileNotFoundError) as err:  # bad input data (one line, file named)
+        logger.error("%s", describe_error(err))
+        print(f"{prog}: data error: {describe_error(err)}", file=sys.stderr)
         return 2
     except FloatingPointError as err:
         logger.error("Training stopped: %s", err)

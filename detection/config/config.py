@@ -1,14 +1,20 @@
 """Configuration access: `get_cfg()` and the detectron2-style merge helpers.
 
-fvcore's `CfgNode` provides ``_BASE_`` YAML inheritance and safe YAML loading; this
-module adds error messages that name the offending key and its closest valid spelling.
+fvcore's `CfgNode` provides the key schema and the merge logic; this module adds error
+messages that name the offending key and its closest valid spelling, and replaces the
+YAML reading: always ``yaml.safe_load`` (``!!python/...`` tags are refused whatever the
+caller asks), ``_BASE_`` only names local files (fvcore would also fetch ``http(s)://``
+URLs), inheritance cycles and non-mapping files are reported instead of recursing or
+failing deep inside fvcore.
 """
 from __future__ import annotations
 
 import difflib
 import os
-from typing import List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
+import yaml
+from fvcore.common.config import BASE_KEY
 from fvcore.common.config import CfgNode as _FvCfgNode
 
 from .defaults import _C
@@ -30,8 +36,80 @@ def _all_keys(node: _FvCfgNode, prefix: str = "") -> List[str]:
     return keys
 
 
+def _merge_dicts(src: Dict[str, Any], dst: Dict[str, Any], where: str) -> None:
+    """Merge ``src`` into ``dst`` recursively (``src`` wins)."""
+    for key, value in src.items():
+        if isinstance(value, dict) and key in dst:
+            if not isinstance(dst[key], dict):
+                raise ConfigError(f"{where}: {key!r} is a section here but a value in its _BASE_")
+            _merge_dicts(value, dst[key], where)
+        else:
+            dst[key] = value
+
+
+def _read_yaml_mapping(filename: str) -> Dict[str, Any]:
+    if not os.path.isfile(filename):
+        raise ConfigError(f"config file not found: {filename}")
+    try:
+        with open(filename, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.constructor.ConstructorError as err:
+        mark = err.problem_mark
+        pos = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"{filename}{pos}: refused YAML tag ({err.problem}); configs are plain data, "
+            "python object tags are never loaded"
+        ) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        pos = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{filename}{pos}: invalid YAML: {problem}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{filename}: not UTF-8 text (byte {err.start})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{filename}: a config must be a mapping of KEY: value, got a {type(data).__name__}")
+    return data
+
+
+def load_yaml_with_base(filename: str, _chain: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    """``yaml.safe_load`` of ``filename`` merged over its ``_BASE_`` file(s), which are
+    local paths relative to ``filename`` (or absolute, or ``~``-prefixed)."""
+    real = os.path.realpath(filename)
+    if real in _chain:
+        raise ConfigError(f"{filename}: _BASE_ inheritance cycle: {' -> '.join(_chain + (real,))}")
+    cfg = _read_yaml_mapping(filename)
+    bases = cfg.pop(BASE_KEY, None)
+    if bases is None:
+        return cfg
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{filename}: {BASE_KEY} must be a file name or a list of file names, got {bases!r}")
+    merged: Dict[str, Any] = {}
+    for base in bases:
+        if "://" in base:
+            raise ConfigError(f"{filename}: {BASE_KEY} {base!r} is a URL; only local files are read")
+        path = os.path.expanduser(base)
+        if not os.path.isabs(path):
+            path = os.path.join(os.path.dirname(filename), path)
+        if not os.path.isfile(path):
+            raise ConfigError(f"{filename}: {BASE_KEY} file not found: {path}")
+        _merge_dicts(load_yaml_with_base(path, _chain + (real,)), merged, filename)
+    _merge_dicts(cfg, merged, filename)
+    return merged
+
+
 class CfgNode(_FvCfgNode):
-    """fvcore CfgNode whose merge errors name the key and suggest close matches."""
+    """fvcore CfgNode whose merge errors name the key and suggest close matches, and
+    whose YAML loading is always safe (see the module docstring)."""
+
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict[str, Any]:  # noqa: ARG003
+        # ``allow_unsafe`` is accepted for fvcore compatibility and ignored on purpose.
+        return load_yaml_with_base(os.fspath(filename))
 
     def _explain(self, err: Exception, source: str) -> ConfigError:
         msg = str(err)
@@ -49,6 +127,8 @@ class CfgNode(_FvCfgNode):
             raise ConfigError(f"config file not found: {cfg_filename}")
         try:
             super().merge_from_file(cfg_filename, allow_unsafe=False)
+        except ConfigError:
+            raise
         except (KeyError, AssertionError) as err:
             raise self._explain(err, cfg_filename) from None
         except ValueError as err:  # type mismatch

@@ -103,12 +103,21 @@ _C.DATASETS.TEST = ("coco_2017_val",)
 #   REGISTER_VOC:  [[name, voc_root, split, "class1,class2,..."], ...]  (classes optional)
 _C.DATASETS.REGISTER_COCO = []
 _C.DATASETS.REGISTER_VOC = []
+# Image paths in annotation files (COCO file_name, VOC ids) must stay under the dataset's
+# image root; True allows absolute paths and "../" (only for annotation files you trust).
+_C.DATASETS.ALLOW_PATHS_OUTSIDE_ROOT = False
 
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 2
 _C.DATALOADER.ASPECT_RATIO_GROUPING = True
 _C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = False  # False keeps images without objects as negatives
-_C.DATALOADER.SKIP_BAD_SAMPLES = False  # True: log and skip unreadable images instead of failing
+# What a sample that cannot be used (missing/corrupt/oversized image, ...) does to a run:
+# "error" stops it naming the file; "skip" logs and counts it and uses another sample,
+# until more than MAX_BAD_SAMPLE_FRACTION of the samples drawn were bad (the fraction is
+# taken over at least 100 draws, so early on up to 100 * fraction skips are allowed).
+_C.DATALOADER.BAD_SAMPLE_POLICY = "error"
+_C.DATALOADER.MAX_BAD_SAMPLE_FRACTION = 0.05
+_C.DATALOADER.SKIP_BAD_SAMPLES = False  # deprecated alias: True means BAD_SAMPLE_POLICY "skip"
 
 # ---------------------------------------------------------------------------- solver
 _C.SOLVER = CN()

@@ -32,6 +32,7 @@ from .catalog import (
     register_pascal_voc,
 )
 from .coco import COCO_CATEGORIES, load_coco_json
+from .errors import DatasetError, ProblemLog
 from .mapper import DatasetMapper
 from .shapes import SHAPES_CLASSES, ensure_shapes_dataset, generate_shapes_dataset
 from .transforms import BadSampleError, ResizeShortestEdge, build_augmentations, read_image
@@ -42,11 +43,13 @@ __all__ = [
     "BadSampleError",
     "COCO_CATEGORIES",
     "DatasetCatalog",
+    "DatasetError",
     "DatasetMapper",
     "InferenceSampler",
     "MapDataset",
     "Metadata",
     "MetadataCatalog",
+    "ProblemLog",
     "ResizeShortestEdge",
     "SHAPES_CLASSES",
     "TrainLoader",

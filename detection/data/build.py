@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .bad_samples import SKIPPED_KEY, BadSampleCounter, bad_sample_policy
 from .catalog import DatasetCatalog, MetadataCatalog, register_from_cfg
 from .mapper import DatasetMapper
 from .transforms import BadSampleError
@@ -66,7 +67,7 @@ def _shared_seed(seed: int) -> int:
 def trivial_batch_collator(batch: List[Any]) -> List[Any]:
     """Keep a batch as a list of dicts (images differ in size; the model pads them).
 
-    ``None`` entries — samples skipped under ``DATALOADER.SKIP_BAD_SAMPLES`` — are dropped.
+    ``None`` entries — samples skipped under ``DATALOADER.BAD_SAMPLE_POLICY skip`` — are dropped.
     """
     return [b for b in batch if b is not None]
 
@@ -192,20 +193,25 @@ class MapDataset(Dataset):
         return len(self._records)
 
     def __getitem__(self, idx: int) -> Optional[Dict[str, Any]]:
-        last: Optional[BadSampleError] = None
+        skipped: List[str] = []  # counted by BadSampleCounter in the main process
         for _ in range(10):
             try:
-                return self.mapper(self._records[idx])
+                result = self.mapper(self._records[idx])
+                if skipped:
+                    result[SKIPPED_KEY] = skipped
+                return result
             except BadSampleError as err:
                 if not self.skip_bad_samples:
                     raise
-                last = err
-                logger.warning("Skipping bad sample (DATALOADER.SKIP_BAD_SAMPLES): %s", err)
+                skipped.append(str(err))
+                # Replacements are logged with the running count by the main process
+                # (BadSampleCounter); a left-out test image is only reported here.
+                logger.log(logging.DEBUG if self.replace else logging.WARNING, "Skipping bad sample: %s", err)
                 if not self.replace:
                     return None
                 pool = self._groups[int(self.aspect_flags[idx])]
                 idx = pool[self._rng.randrange(len(pool))]
-        raise RuntimeError(f"10 bad samples in a row (last: {last}); is the dataset readable at all?")
+        raise BadSampleError(skipped[-1], "10 bad samples in a row; is the dataset readable at all? (tools/check_dataset.py)")
 
 
 # ---------------------------------------------------------------------------- samplers
@@ -398,8 +404,10 @@ class TrainLoader:
         aspect_ratio_grouping: bool = True,
         num_workers: int = 0,
         seed: int = 0,
+        max_bad_sample_fraction: float = 0.05,
     ) -> None:
         self.dataset = dataset
+        self.bad_samples = BadSampleCounter(max_bad_sample_fraction)
         self.sampler = sampler
         self.batch_size = int(batch_size)
         self.aspect_ratio_grouping = bool(aspect_ratio_grouping)
@@ -442,7 +450,7 @@ class TrainLoader:
         if self._iter is None:
             self._start()
         assert self._iter is not None
-        batch = next(self._iter)
+        batch = self.bad_samples.update(next(self._iter))
         self._num_batches += 1
         return batch
 
@@ -514,10 +522,11 @@ def build_detection_train_loader(
     _check_num_classes(cfg, names, records)
     seed = _shared_seed(int(cfg.SEED))
     sampler = TrainingSampler(len(records), shuffle=True, seed=seed, rank=rank, world_size=world)
+    skip_bad, max_bad_fraction = bad_sample_policy(cfg)
     dataset = MapDataset(
         records,
         mapper if mapper is not None else DatasetMapper(cfg, is_train=True),
-        skip_bad_samples=bool(cfg.DATALOADER.SKIP_BAD_SAMPLES),
+        skip_bad_samples=skip_bad,
         replace=True,
         seed=seed + rank,
     )
@@ -528,6 +537,7 @@ def build_detection_train_loader(
         aspect_ratio_grouping=bool(cfg.DATALOADER.ASPECT_RATIO_GROUPING),
         num_workers=int(cfg.DATALOADER.NUM_WORKERS),
         seed=seed,
+        max_bad_sample_fraction=max_bad_fraction,
     )
 
 
@@ -540,7 +550,7 @@ def build_detection_test_loader(
     """A loader over ``dataset_name`` once, batch size 1, yielding lists of mapped dicts;
     each rank gets a contiguous chunk (`InferenceSampler`).
 
-    With ``DATALOADER.SKIP_BAD_SAMPLES`` an unreadable image is logged and its batch is an
+    With ``DATALOADER.BAD_SAMPLE_POLICY skip`` an unreadable image is logged and its batch is an
     empty list, so evaluation loops should skip empty batches.
     """
     register_from_cfg(cfg)
@@ -548,7 +558,7 @@ def build_detection_test_loader(
     dataset = MapDataset(
         records,
         mapper if mapper is not None else DatasetMapper(cfg, is_train=False),
-        skip_bad_samples=bool(cfg.DATALOADER.SKIP_BAD_SAMPLES),
+        skip_bad_samples=bad_sample_policy(cfg)[0],
         replace=False,
     )
     return DataLoader(

@@ -289,10 +289,10 @@ MetadataCatalog = _MetadataCatalog()
 # ---------------------------------------------------------------------------- user datasets
 
 
-def _load_coco(json_file: str, image_root: str, name: str) -> List[Dict[str, Any]]:
+def _load_coco(json_file: str, image_root: str, name: str, allow_outside_root: bool = False) -> List[Dict[str, Any]]:
     from .coco import load_coco_json
 
-    return load_coco_json(json_file, image_root, dataset_name=name)
+    return load_coco_json(json_file, image_root, dataset_name=name, allow_outside_root=allow_outside_root)
 
 
 def _load_voc(dirname: str, split: str, class_names: Tuple[str, ...]) -> List[Dict[str, Any]]:
@@ -306,14 +306,20 @@ def register_coco_instances(
     json_file: PathLike,
     image_root: PathLike,
     metadata: Optional[Mapping[str, Any]] = None,
+    allow_outside_root: bool = False,
 ) -> None:
     """Register a COCO-format detection dataset (``json_file`` + images under ``image_root``).
 
     Class names and the category-id mapping are read from the json when the dataset is
     first loaded. Registering the same name with the same paths again is a no-op.
+    ``allow_outside_root`` lets ``file_name`` entries leave ``image_root`` (absolute
+    paths, ``..``); by default such an entry is an error.
     """
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
-    DatasetCatalog.register(name, functools.partial(_load_coco, json_file, image_root, name))
+    loader = functools.partial(_load_coco, json_file, image_root, name)
+    if allow_outside_root:  # keep the default spec identical to earlier registrations
+        loader = functools.partial(_load_coco, json_file, image_root, name, True)
+    DatasetCatalog.register(name, loader)
     MetadataCatalog.get(name).set(
         json_file=json_file, image_root=image_root, evaluator_type="coco", **dict(metadata or {})
     )
@@ -359,7 +365,9 @@ def register_from_cfg(cfg: Any) -> List[str]:
         if not isinstance(entry, (list, tuple)) or len(entry) != 3:
             raise ValueError(f"{where} must be [name, json_file, image_root], got {entry!r}")
         name, json_file, image_root = (str(x) for x in entry)
-        register_coco_instances(name, json_file, image_root)
+        register_coco_instances(
+            name, json_file, image_root, allow_outside_root=bool(cfg.DATASETS.get("ALLOW_PATHS_OUTSIDE_ROOT", False))
+        )
         names.append(name)
     for i, entry in enumerate(cfg.DATASETS.REGISTER_VOC):
         where = f"DATASETS.REGISTER_VOC[{i}]"

@@ -9,12 +9,14 @@ here once so that nothing downstream has to know the source format.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
+import math
 import os
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from .errors import DatasetError, ProblemLog
+from .images import join_under_root
 
 __all__ = ["load_coco_json", "COCO_CATEGORIES"]
 
@@ -45,32 +47,134 @@ COCO_CATEGORIES: List[Dict[str, Any]] = [{"id": i, "name": n} for i, n in _COCO_
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _read_coco(json_file: str) -> Any:
-    """Build a pycocotools ``COCO`` index, turning its failures into errors naming the file."""
-    from pycocotools.coco import COCO
-
+def _read_json(json_file: str) -> Any:
+    """Parse ``json_file``; syntax errors become `DatasetError` with file:line:column."""
     if not os.path.isfile(json_file):
         raise FileNotFoundError(f"COCO annotation file not found: {json_file}")
-    # pycocotools prints progress to stdout; route it to the log instead.
-    buf = io.StringIO()
     try:
-        with contextlib.redirect_stdout(buf):
-            coco = COCO(json_file)
+        with open(json_file, encoding="utf-8") as f:
+            return json.load(f)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{json_file}: invalid JSON: {err}") from None
-    except (AssertionError, KeyError, TypeError) as err:
-        raise ValueError(f"{json_file}: not a COCO annotation file ({type(err).__name__}: {err})") from None
-    for line in buf.getvalue().splitlines():
-        if line.strip():
-            logger.debug("pycocotools: %s", line.strip())
-    for key in ("images", "categories"):
-        if key not in coco.dataset:
-            raise ValueError(f"{json_file}: not a COCO detection file (no {key!r} list)")
-    return coco
+        raise DatasetError(f"{json_file}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}") from None
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{json_file}: not UTF-8 text (byte {err.start}): is this a JSON file?") from None
+    except RecursionError:
+        raise DatasetError(f"{json_file}: JSON nested too deeply") from None
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_size(v: Any) -> bool:
+    """A positive integral number (JSON may write 640 as 640.0)."""
+    return _is_number(v) and math.isfinite(v) and v > 0 and v == int(v)
+
+
+def _is_id(v: Any) -> bool:
+    return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, str)
+
+
+def _list_field(data: Dict[str, Any], key: str, json_file: str, required: bool = True) -> List[Any]:
+    value = data.get(key)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list):
+        what = "missing" if key not in data else f"a {type(value).__name__}, not a list"
+        raise DatasetError(f"{json_file}: not a COCO detection file ({key!r} is {what})")
+    return value
+
+
+def _parse_categories(categories: List[Any], json_file: str, log: ProblemLog) -> Dict[Any, str]:
+    """``{category id: name}`` of the valid ``categories`` entries."""
+    names_by_id: Dict[Any, str] = {}
+    for i, cat in enumerate(categories):
+        where = f"{json_file}: categories[{i}]"
+        if not isinstance(cat, dict) or not _is_id(cat.get("id")) or not isinstance(cat.get("name"), str):
+            log.error("bad_category", where, f"needs an integer 'id' and a string 'name', got {_short(cat)}")
+            continue
+        if cat["id"] in names_by_id:
+            log.error("duplicate_category_id", where, f"category id {cat['id']!r} appears more than once")
+            continue
+        names_by_id[cat["id"]] = cat["name"]
+    names = list(names_by_id.values())
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        log.warn("duplicate_category_name", json_file, f"category names {dup} are used by several ids")
+    return names_by_id
+
+
+def _parse_images(
+    images: List[Any], json_file: str, image_root: str, allow_outside_root: bool, log: ProblemLog
+) -> Tuple[Dict[Any, Dict[str, Any]], set]:
+    """Records (without annotations) by image id, and the ids of entries in error (check
+    mode keeps going; their annotations are then not reported a second time)."""
+    records_by_id: Dict[Any, Dict[str, Any]] = {}
+    rejected: set = set()
+    for i, img in enumerate(images):
+        where = f"{json_file}: images[{i}]"
+        if not isinstance(img, dict) or not _is_id(img.get("id")):
+            log.error("bad_image_entry", where, f"needs an integer 'id', got {_short(img)}")
+            continue
+        img_id = img["id"]
+        where = f"{json_file}: image id {img_id!r}"
+        fname, height, width = img.get("file_name"), img.get("height"), img.get("width")
+        problem = None
+        if img_id in records_by_id:
+            problem = ("duplicate_image_id", "image id appears more than once in 'images'")
+        elif not isinstance(fname, str) or not fname.strip():
+            problem = ("bad_image_entry", f"'file_name' must be a non-empty string, got {fname!r}")
+        elif not (_is_size(height) and _is_size(width)):
+            problem = ("bad_image_entry", f"'height'/'width' must be positive integers, got {height!r}/{width!r}")
+        else:
+            try:
+                path = join_under_root(image_root, fname, allow_outside_root)
+            except ValueError as err:
+                problem = ("path_outside_root", str(err))
+        if problem is not None:
+            if img_id not in records_by_id:
+                rejected.add(img_id)
+            log.error(problem[0], where, problem[1])
+            continue
+        rejected.discard(img_id)
+        records_by_id[img_id] = {
+            "file_name": path,
+            "image_id": img_id,
+            "height": int(height),
+            "width": int(width),
+            "annotations": [],
+        }
+    return records_by_id, rejected
+
+
+def _clipped_box(bbox: Sequence[float], width: int, height: int, where: str, log: ProblemLog) -> Optional[List[float]]:
+    """COCO ``[x, y, w, h]`` -> ``[x1, y1, x2, y2]`` clipped to the image, or ``None`` (with
+    a warning recorded) for a box that is non-finite, empty or entirely outside."""
+    x, y, w, h = (float(v) for v in bbox)
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        log.warn("box_not_finite", where, f"bbox {list(bbox)} has NaN/inf; dropped")
+        return None
+    if not (w > 0 and h > 0):
+        log.warn("box_empty", where, f"bbox {list(bbox)} has zero/negative width or height; dropped")
+        return None
+    x1, y1, x2, y2 = x, y, x + w, y + h
+    cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
+    cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
+    if cx2 <= cx1 or cy2 <= cy1:
+        log.warn("box_outside_image", where, f"bbox {list(bbox)} lies outside the {width}x{height} image; dropped")
+        return None
+    if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
+        log.warn("box_clipped", where, f"bbox {list(bbox)} reaches outside the {width}x{height} image; clipped")
+    return [cx1, cy1, cx2, cy2]
 
 
 def load_coco_json(
-    json_file: PathLike, image_root: PathLike, dataset_name: Optional[str] = None
+    json_file: PathLike,
+    image_root: PathLike,
+    dataset_name: Optional[str] = None,
+    *,
+    allow_outside_root: bool = False,
+    problems: Optional[ProblemLog] = None,
 ) -> List[Dict[str, Any]]:
     """Read a COCO instances json into litedet records.
 
@@ -78,19 +182,35 @@ def load_coco_json(
       ``dataset_name`` the class names and the mapping are stored in its metadata
       (``thing_classes``, ``thing_dataset_id_to_contiguous_id``) for the evaluator, which
       must map predictions back.
-    - Boxes go from ``[x, y, w, h]`` to ``[x1, y1, x2, y2]``; boxes with ``w <= 0`` or
-      ``h <= 0`` are dropped and boxes reaching outside the image are clipped to it (both
-      counted and reported with one warning) because either would break box regression.
+    - Boxes go from ``[x, y, w, h]`` to ``[x1, y1, x2, y2]``. Boxes with ``w <= 0`` or
+      ``h <= 0``, non-finite numbers or lying entirely outside the image are dropped;
+      boxes reaching outside the image are clipped to it. Each kind is counted and
+      reported with one warning line (they would break box regression).
+    - ``iscrowd`` (0/1) is kept: training ignores crowd regions, the evaluator too.
     - Images without annotations are kept: they are the negatives.
+    - Errors raise `DatasetError` naming the file and the entry: invalid JSON (line and
+      column), missing ``images``/``categories``, malformed image entries, duplicate
+      image or category ids, annotations of absent images or unknown categories, a bbox
+      that is not 4 numbers, a bad ``iscrowd``, and ``file_name`` paths leaving
+      ``image_root`` (unless ``allow_outside_root``).
+    - ``problems``: a `ProblemLog`; pass ``ProblemLog(strict=False)`` to collect every
+      problem instead of stopping at the first error (entries in error are left out).
     """
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
-    coco = _read_coco(json_file)
+    log = problems if problems is not None else ProblemLog(strict=True)
+    before = dict(log.counts)
+    data = _read_json(json_file)
+    if not isinstance(data, dict):
+        raise DatasetError(f"{json_file}: not a COCO detection file (top level is a {type(data).__name__}, not an object)")
+    images = _list_field(data, "images", json_file)
+    categories = _list_field(data, "categories", json_file)
+    anns = _list_field(data, "annotations", json_file, required=False)
 
-    cat_ids = sorted(coco.getCatIds())
-    cats = coco.loadCats(cat_ids)
-    thing_classes = [c["name"] for c in cats]
+    names_by_id = _parse_categories(categories, json_file, log)
+    cat_ids = sorted(names_by_id, key=lambda c: (isinstance(c, str), c))
+    thing_classes = [names_by_id[c] for c in cat_ids]
     id_map = {cid: i for i, cid in enumerate(cat_ids)}
-    if len(cat_ids) == 0:
+    if not cat_ids:
         logger.warning("%s: no categories", json_file)
     if dataset_name is not None:
         from .catalog import MetadataCatalog
@@ -99,68 +219,68 @@ def load_coco_json(
             thing_classes=thing_classes, thing_dataset_id_to_contiguous_id=id_map
         )
 
-    img_ids = sorted(coco.imgs.keys())
-    n_dropped = n_clipped = n_crowd = n_ann = 0
-    records: List[Dict[str, Any]] = []
-    for img_id in img_ids:
-        img = coco.imgs[img_id]
-        try:
-            height, width, fname = int(img["height"]), int(img["width"]), str(img["file_name"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{json_file}: image entry {img_id!r} lacks a valid file_name/height/width ({err})") from None
-        annotations = []
-        for ann in coco.imgToAnns.get(img_id, []):
-            if ann.get("ignore", 0) == 1:  # LVIS/Objects365-style "ignore this box"
-                continue
-            bbox = ann.get("bbox")
-            if bbox is None or len(bbox) != 4:
-                raise ValueError(f"{json_file}: annotation {ann.get('id')!r} of image {img_id!r} has no 4-number bbox")
-            cat = ann.get("category_id")
-            if cat not in id_map:
-                raise ValueError(
-                    f"{json_file}: annotation {ann.get('id')!r} uses category_id {cat!r}, "
-                    f"which is not in 'categories' (ids {cat_ids})"
-                )
-            x, y, w, h = (float(v) for v in bbox)
-            if not (w > 0 and h > 0):
-                n_dropped += 1
-                continue
-            x1, y1, x2, y2 = x, y, x + w, y + h
-            cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
-            cx2, cy2 = min(max(x2, 0.0), width), min(max(y2, 0.0), height)
-            if cx2 <= cx1 or cy2 <= cy1:  # entirely outside the image
-                n_dropped += 1
-                continue
-            if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
-                n_clipped += 1
-            crowd = int(ann.get("iscrowd", 0))
-            n_crowd += crowd
-            n_ann += 1
-            annotations.append(
-                {
-                    "bbox": [cx1, cy1, cx2, cy2],
-                    "category_id": id_map[cat],
-                    "iscrowd": crowd,
-                    "difficult": int(ann.get("difficult", 0)),
-                }
-            )
-        records.append(
+    records_by_id, rejected = _parse_images(images, json_file, image_root, allow_outside_root, log)
+
+    ann_ids: set = set()
+    n_crowd = n_ann = 0
+    for i, ann in enumerate(anns):
+        if not isinstance(ann, dict):
+            log.error("bad_annotation", f"{json_file}: annotations[{i}]", f"not an object: {_short(ann)}")
+            continue
+        where = f"{json_file}: annotation {ann.get('id', f'#{i}')!r}"
+        if ann.get("id") is not None:
+            if _is_id(ann["id"]) and ann["id"] in ann_ids:
+                log.warn("duplicate_annotation_id", where, "annotation id appears more than once")
+            elif _is_id(ann["id"]):
+                ann_ids.add(ann["id"])
+        img_id = ann.get("image_id")
+        if _is_id(img_id) and img_id in rejected:
+            continue
+        if not _is_id(img_id) or img_id not in records_by_id:
+            log.error("annotation_unknown_image", where, f"image_id {img_id!r} is not in 'images'")
+            continue
+        if ann.get("ignore", 0) == 1:  # LVIS/Objects365-style "ignore this box"
+            continue
+        cat = ann.get("category_id")
+        if not _is_id(cat) or cat not in id_map:
+            log.error("unknown_category", where, f"category_id {cat!r} is not in 'categories' (ids {cat_ids})")
+            continue
+        bbox = ann.get("bbox")
+        if not isinstance(bbox, (list, tuple)) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
+            log.error("bad_bbox", where, f"'bbox' must be 4 numbers [x, y, w, h], got {_short(bbox)}")
+            continue
+        crowd = ann.get("iscrowd", 0)
+        if crowd not in (0, 1):  # also refuses 0.5, "1", None
+            log.error("bad_iscrowd", where, f"'iscrowd' must be 0 or 1, got {crowd!r}")
+            continue
+        crowd = int(crowd)
+        record = records_by_id[img_id]
+        box = _clipped_box(bbox, record["width"], record["height"], where, log)
+        if box is None:
+            continue
+        n_crowd += crowd
+        n_ann += 1
+        record["annotations"].append(
             {
-                "file_name": os.path.join(image_root, fname),
-                "image_id": img_id,
-                "height": height,
-                "width": width,
-                "annotations": annotations,
+                "bbox": box,
+                "category_id": id_map[cat],
+                "iscrowd": crowd,
+                "difficult": 1 if ann.get("difficult", 0) in (1, True) else 0,
             }
         )
-    if n_dropped or n_clipped:
+
+    records = [records_by_id[k] for k in sorted(records_by_id, key=lambda k: (isinstance(k, str), k))]
+    counts = {kind: n - before.get((sev, kind), 0) for (sev, kind), n in log.counts.items() if sev == "warning"}
+    n_dropped = sum(counts.get(k, 0) for k in ("box_not_finite", "box_empty", "box_outside_image"))
+    if n_dropped or counts.get("box_clipped"):
         logger.warning(
-            "%s: dropped %d box(es) with zero/negative size or entirely outside the image; "
+            "%s: dropped %d box(es) with zero/negative size, NaN/inf or entirely outside the image; "
             "clipped %d box(es) to the image",
             json_file,
             n_dropped,
-            n_clipped,
+            counts.get("box_clipped", 0),
         )
+    log.log_warnings(logger, json_file, since=before, level=logging.INFO)  # per kind, with an example
     logger.info(
         "Loaded %d images, %d boxes (%d crowd) in %d classes from %s",
         len(records),
@@ -170,3 +290,8 @@ def load_coco_json(
         json_file,
     )
     return records
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -15,7 +15,9 @@ from typing import Any, Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .transforms import build_augmentations, read_image
+from .errors import BadSampleError
+from .images import read_image
+from .transforms import build_augmentations
 
 __all__ = ["DatasetMapper"]
 
@@ -113,6 +115,19 @@ class DatasetMapper:
         self.augmentations.set_random_seed(seed)
 
     def __call__(self, record: Dict[str, Any]) -> Dict[str, Any]:
+        try:
+            return self._map(record)
+        except BadSampleError:
+            raise
+        except Exception as err:
+            # Unexpected errors keep their type and traceback (they are bugs, not bad
+            # data) but say which sample triggered them, also from DataLoader workers,
+            # whose re-raised traceback text includes the note.
+            if hasattr(err, "add_note"):
+                err.add_note(f"while mapping sample {record.get('file_name')!r} (image_id {record.get('image_id')!r})")
+            raise
+
+    def _map(self, record: Dict[str, Any]) -> Dict[str, Any]:
         file_name = record["file_name"]
         height, width = int(record["height"]), int(record["width"])
         image = read_image(file_name, self.max_image_pixels or None, expected_hw=(height, width))
@@ -132,7 +147,7 @@ class DatasetMapper:
             else:  # test time: the evaluator compares in original coordinates, no boxes needed
                 out = self.augmentations(image=image)
         except ValueError as err:  # albumentations' bbox checks: say which image
-            raise ValueError(f"{file_name}: augmentation failed: {err}") from err
+            raise BadSampleError(file_name, f"augmentation failed: {err}") from err
 
         img = out["image"]
         if self.image_format == "BGR":

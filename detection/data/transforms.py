@@ -1,4 +1,4 @@
-"""Image reading and the albumentations pipelines used by `DatasetMapper`.
+"""The albumentations pipelines used by `DatasetMapper`.
 
 detectron2 resizes with ``ResizeShortestEdge`` (short side sampled from a list, long side
 capped). albumentations has no exact equivalent — ``SmallestMaxSize`` ignores the cap and
@@ -30,64 +30,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-
-class BadSampleError(RuntimeError):
-    """A sample cannot be used (unreadable image, size mismatch, too many pixels).
-
-    A distinct type so that ``DATALOADER.SKIP_BAD_SAMPLES`` can skip exactly these and
-    still let programming errors surface.
-    """
-
-    def __init__(self, file_name: str, reason: Optional[str] = None) -> None:
-        # One-argument form: torch's DataLoader re-raises worker errors as
-        # ``type(err)(message)``, which must keep working for the type to survive.
-        super().__init__(file_name if reason is None else f"{file_name}: {reason}")
-        self.file_name = file_name
-        self.reason = reason or ""
-
-
-_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB
-
-
-def read_image(
-    file_name: str,
-    max_pixels: Optional[int] = None,
-    expected_hw: Optional[Tuple[int, int]] = None,
-) -> np.ndarray:
-    """Read an image as ``uint8`` RGB ``[H, W, 3]``.
-
-    ``IMREAD_COLOR`` (without ``IMREAD_IGNORE_ORIENTATION``) applies the EXIF orientation
-    and converts grayscale, RGBA/palette and 16-bit files to 8-bit 3-channel colour, so
-    every source format ends up identical. ``max_pixels`` guards against decompression
-    bombs (checked on the annotated size before decoding when ``expected_hw`` is known,
-    and on the decoded size); ``expected_hw`` must match the decoded size because boxes
-    are in the annotated frame — a mismatch is usually an EXIF rotation the annotation
-    tool did not apply. Every failure raises `BadSampleError` naming the file.
-    """
-    if expected_hw is not None and max_pixels and expected_hw[0] * expected_hw[1] > max_pixels:
-        raise BadSampleError(
-            file_name, f"{expected_hw[1]}x{expected_hw[0]} exceeds INPUT.MAX_IMAGE_PIXELS={max_pixels}"
-        )
-    if not os.path.isfile(file_name):
-        raise BadSampleError(file_name, "image file not found")
-    if _IMREAD_RGB is not None:
-        img = cv2.imread(file_name, _IMREAD_RGB)
-    else:  # pragma: no cover - older OpenCV
-        img = cv2.imread(file_name, cv2.IMREAD_COLOR)
-        if img is not None:
-            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if img is None:
-        raise BadSampleError(file_name, "OpenCV cannot decode this file (corrupt or unsupported format)")
-    h, w = img.shape[:2]
-    if max_pixels and h * w > max_pixels:
-        raise BadSampleError(file_name, f"{w}x{h} exceeds INPUT.MAX_IMAGE_PIXELS={max_pixels}")
-    if expected_hw is not None and (h, w) != tuple(expected_hw):
-        hint = " (width and height swapped: EXIF orientation?)" if (w, h) == tuple(expected_hw) else ""
-        raise BadSampleError(
-            file_name,
-            f"decoded size {w}x{h} differs from the annotated {expected_hw[1]}x{expected_hw[0]}{hint}",
-        )
-    return np.ascontiguousarray(img)
+# Kept importable from here (their historical home).
+from .errors import BadSampleError  # noqa: E402
+from .images import read_image  # noqa: E402
 
 
 def resize_shortest_edge_shape(h: int, w: int, short_edge: int, max_size: int) -> Tuple[int, int]:

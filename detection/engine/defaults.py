@@ -244,7 +244,9 @@ def check_config(cfg, *, train: bool = True, test: bool = True) -> None:
     import backbones
 
     from detection.config import ConfigError
+    from detection.config.validate import validate_config
 
+    validate_config(cfg)  # names (listing the registered ones), values, model build on "meta"
     name = cfg.MODEL.BACKBONE.NAME
     if name not in backbones.list_backbones():
         close = difflib.get_close_matches(name, backbones.list_backbones(), n=3, cutoff=0.6)
@@ -292,7 +294,7 @@ def check_config(cfg, *, train: bool = True, test: bool = True) -> None:
     for key, ds in wanted:
         if ds not in DatasetCatalog:
             close = difflib.get_close_matches(ds, DatasetCatalog.list(), n=3, cutoff=0.5)
-            hint = f"; did you mean {' or '.join(close)}?" if close else f"; registered: {', '.join(DatasetCatalog.list())}"
+            hint = (f"; did you mean {' or '.join(close)}?" if close else "") + f" (registered: {', '.join(DatasetCatalog.list())})"
             raise ConfigError(f"{key}: dataset {ds!r} is not registered{hint}")
         classes = getattr(MetadataCatalog.get(ds), "thing_classes", None)
         if classes and len(classes) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:

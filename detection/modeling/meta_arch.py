@@ -16,6 +16,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
 from backbones import Backbone, ShapeSpec
+from backbones.fuse import fuse_model, refuse_training_if_fused
 from backbones.registry import ReimportSafeRegistry
 
 from .backbone import build_backbone, convert_norm, resolve_stage, stage_with_stride
@@ -50,6 +51,20 @@ class RCNN(GeneralizedRCNN):
     ) -> None:
         super().__init__(backbone, rpn, roi_heads, preprocessor)
         self.neck = neck
+        #: set by `fuse`: inference-only fast path
+        self.fused = False
+
+    def fuse(self, inplace: bool = False, channels_last: bool = True) -> "RCNN":
+        """Inference fast path (eval mode only): every BatchNorm (backbone and C4 box head)
+        folded into its conv, fused ShuffleNet v2 units, channels-last weights and feature
+        maps. Detections equal the unfused model's up to float rounding. Returns a fused
+        copy, or fuses this model when ``inplace``; the result refuses ``train()``
+        (see `backbones.fuse.fuse_model`)."""
+        return fuse_model(self, inplace=inplace, channels_last=channels_last)
+
+    def train(self, mode: bool = True) -> "RCNN":
+        refuse_training_if_fused(self, mode)
+        return super().train(mode)
 
     @property
     def device(self) -> torch.device:

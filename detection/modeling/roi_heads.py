@@ -139,7 +139,14 @@ class FastRCNNPredictor(nn.Module):
         nn.init.normal_(self.bbox_pred.weight, std=0.001)
         nn.init.constant_(self.cls_score.bias, 0)
         nn.init.constant_(self.bbox_pred.bias, 0)
+        #: set by `backbones.fuse.fuse_model`: both layers as one GEMM (one pass over x)
+        self.fused = False
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         x = x.flatten(1)
+        if self.fused and not self.training:
+            weight = torch.cat([self.cls_score.weight, self.bbox_pred.weight])
+            bias = torch.cat([self.cls_score.bias, self.bbox_pred.bias])
+            out = torch.addmm(bias, x, weight.t())
+            return out[:, : self.cls_score.out_features], out[:, self.cls_score.out_features :]
         return self.cls_score(x), self.bbox_pred(x)

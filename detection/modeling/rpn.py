@@ -1,17 +1,69 @@
 """Region proposal network on one chosen feature map (torchvision's RPN machinery)."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork
+from torchvision.ops import box_iou, boxes as box_ops, nms
 
 from backbones import ShapeSpec
 
-__all__ = ["RPNHead", "FeatureSelectRPN", "build_rpn"]
+__all__ = ["RPNHead", "FeatureSelectRPN", "build_rpn", "nms_topk", "batched_nms_topk"]
+
+
+def nms_topk(boxes: Tensor, scores: Tensor, iou_threshold: float, topk: int, block: int = 1024) -> Tensor:
+    """``torchvision.ops.nms(boxes, scores, iou_threshold)[:topk]``, stopping once ``topk``
+    boxes are kept.
+
+    Greedy NMS keeps a box iff no kept box of higher score overlaps it by more than the
+    threshold. Boxes are visited in score order in blocks: a block first loses the boxes
+    that the boxes kept so far suppress (one IoU matrix), then runs NMS within itself. The
+    kept boxes and their order are exactly torchvision's; the work stops after the
+    block that completes ``topk`` (the RPN keeps 1000 of 6000 at test time, and NMS over
+    all 6000 costs O(n^2) IoUs). ``block`` bounds the boxes visited at a time.
+    """
+    order = scores.sort(descending=True, stable=True).indices
+    boxes, scores = boxes[order], scores[order]
+    kept: List[Tensor] = []
+    kept_boxes = boxes.new_zeros((0, 4))
+    count = 0
+    start = 0
+    while start < len(order):
+        # once most of topk is kept, smaller blocks: the IoU against the kept boxes dominates
+        size = min(block, max(64, 2 * (topk - count)))
+        cand = torch.arange(start, min(start + size, len(order)), device=boxes.device)
+        start += size
+        if count:
+            cand = cand[(box_iou(boxes[cand], kept_boxes) <= iou_threshold).all(dim=1)]
+        if len(cand):
+            new = cand[nms(boxes[cand], scores[cand], iou_threshold)]
+            kept.append(new)
+            kept_boxes = torch.cat([kept_boxes, boxes[new]])
+            count += len(new)
+        if count >= topk:
+            break
+    if not kept:
+        return order[:0]
+    return order[torch.cat(kept)[:topk]]
+
+
+def batched_nms_topk(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, topk: int) -> Tensor:
+    """``torchvision.ops.batched_nms(...)[:topk]`` (NMS within each ``idxs`` group, results
+    by decreasing score) with `nms_topk`'s early stop; equal up to the order of exactly
+    tied scores."""
+    keeps = []
+    for group in torch.unique(idxs):
+        members = torch.where(idxs == group)[0]
+        keeps.append(members[nms_topk(boxes[members], scores[members], iou_threshold, topk)])
+    if not keeps:
+        return idxs.new_zeros(0)
+    keep = torch.cat(keeps)
+    return keep[scores[keep].sort(descending=True, stable=True).indices][:topk]
 
 
 class RPNHead(nn.Module):
@@ -27,13 +79,29 @@ class RPNHead(nn.Module):
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.constant_(layer.bias, 0)
 
+        #: set by `backbones.fuse.fuse_model`: both 1x1 convs as one GEMM on channels-last maps
+        self.fused = False
+
     def forward(self, features: List[Tensor]):
         logits, deltas = [], []
         for x in features:
             t = torch.relu(self.conv(x))
-            logits.append(self.cls_logits(t))
-            deltas.append(self.bbox_pred(t))
+            if self.fused and not self.training:
+                score, delta = self._pointwise_pair(t)
+            else:
+                score, delta = self.cls_logits(t), self.bbox_pred(t)
+            logits.append(score)
+            deltas.append(delta)
         return logits, deltas
+
+    def _pointwise_pair(self, t: Tensor):
+        """cls_logits and bbox_pred in one GEMM over the (pixels x channels) matrix."""
+        n, c, h, w = t.shape
+        weight = torch.cat([self.cls_logits.weight.flatten(1), self.bbox_pred.weight.flatten(1)])
+        bias = torch.cat([self.cls_logits.bias, self.bbox_pred.bias])
+        out = torch.addmm(bias, t.permute(0, 2, 3, 1).reshape(n * h * w, c), weight.t())
+        out = out.view(n, h, w, -1).permute(0, 3, 1, 2)
+        return out[:, : self.cls_logits.out_channels], out[:, self.cls_logits.out_channels :]
 
 
 class FeatureSelectRPN(RegionProposalNetwork):
@@ -47,6 +115,37 @@ class FeatureSelectRPN(RegionProposalNetwork):
     def forward(self, images: ImageList, features: Dict[str, Tensor], targets: Optional[List[Dict[str, Tensor]]] = None):
         selected = {name: features[name] for name in self.in_features}
         return super().forward(images, selected, targets)
+
+    def filter_proposals(
+        self, proposals: Tensor, objectness: Tensor, image_shapes: List[Tuple[int, int]], num_anchors_per_level: List[int]
+    ) -> Tuple[List[Tensor], List[Tensor]]:
+        """Inference: torchvision's filtering (top-n per level, clip, drop small and
+        low-score boxes, NMS per level, keep the best ``post_nms_top_n``) with the NMS
+        stopped once that many boxes are kept (`batched_nms_topk`). Training and tracing
+        (export) use torchvision's own."""
+        exporting = torchvision._is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+        if self.training or exporting or torch.jit.is_scripting():
+            return super().filter_proposals(proposals, objectness, image_shapes, num_anchors_per_level)
+        num_images = proposals.shape[0]
+        objectness = objectness.detach().reshape(num_images, -1)
+        levels = torch.cat(
+            [torch.full((n,), i, dtype=torch.int64, device=proposals.device) for i, n in enumerate(num_anchors_per_level)]
+        ).reshape(1, -1).expand_as(objectness)
+        top_n = self._get_top_n_idx(objectness, num_anchors_per_level)
+        rows = torch.arange(num_images, device=proposals.device)[:, None]
+        probs = torch.sigmoid(objectness[rows, top_n])
+        levels, proposals = levels[rows, top_n], proposals[rows, top_n]
+        final_boxes, final_scores = [], []
+        for boxes, scores, lvl, image_shape in zip(proposals, probs, levels, image_shapes):
+            boxes = box_ops.clip_boxes_to_image(boxes, image_shape)
+            keep = box_ops.remove_small_boxes(boxes, self.min_size)
+            boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+            keep = torch.where(scores >= self.score_thresh)[0]
+            boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
+            keep = batched_nms_topk(boxes, scores, lvl, self.nms_thresh, self.post_nms_top_n())
+            final_boxes.append(boxes[keep])
+            final_scores.append(scores[keep])
+        return final_boxes, final_scores
 
 
 def build_rpn(cfg, input_shapes: Dict[str, ShapeSpec], in_features: Sequence[str]) -> FeatureSelectRPN:

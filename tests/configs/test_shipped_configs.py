@@ -9,7 +9,14 @@ import backbones
 from detection.config import ConfigError, get_cfg, load_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+# configs/detectron2/ holds detectron2-format YAMLs (tested in tests/detection/d2/);
+# configs/ImageNet/ classification recipes (their own schema; tests/detection/classification/).
+OTHER_SCHEMAS = tuple(os.path.join("configs", d) + os.sep for d in ("detectron2", "ImageNet"))
+CONFIGS = sorted(
+    rel
+    for rel in (os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+    if not rel.startswith(OTHER_SCHEMAS)
+)
 LEAVES = [c for c in CONFIGS if not os.path.basename(c).startswith("Base-")]
 PAPER = [c for c in LEAVES if not c.startswith(os.path.join("configs", "Misc"))]
 

@@ -52,3 +52,12 @@ def test_missing_and_empty(plot_metrics, tmp_path, capsys):
     (tmp_path / "metrics.json").write_text("")
     assert plot_metrics.main([str(tmp_path)]) == 2
     assert "holds no metrics records" in capsys.readouterr().err
+
+
+def test_classification_accuracy_is_an_eval_curve(plot_metrics, tmp_path):
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"iteration": 9, "total_loss": 1.0, "lr": 0.1,
+                    "toy_val/accuracy/top1": 80.0, "toy_val/accuracy/top5": 100.0}) + "\n"
+    )
+    _, _, evals = plot_metrics.split_series(plot_metrics.read_metrics(str(tmp_path / "metrics.json")))
+    assert set(evals) == {"toy_val/accuracy/top1", "toy_val/accuracy/top5"}

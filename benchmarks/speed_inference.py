@@ -1,0 +1,248 @@
+"""Inference speed of litedet's fast path against torchvision, measured interleaved in one process.
+
+Target 1: ShuffleNet v2 1.0x classifier, 224x224, batch 1
+  1a eager:      ours (``model.fuse()``) <= 0.80 x torchvision ``shufflenet_v2_x1_0`` eager
+  1b deployment: ours exported to ONNX Runtime <= 1.0 x torchvision's exported the same way
+                 (``torch.onnx.export(dynamo=False, opset 17)``, 1 intra-op thread)
+Target 2: Light-Head R-CNN ShuffleNet v2 1.0x (configs/COCO-LightHead), 800x1200, batch 1
+  ours (fused, eager) <= 0.25 x torchvision ``fasterrcnn_mobilenet_v3_large_fpn`` eager
+  (weights=None, 1000 proposals, transform sizes set so it runs at 800x1200), and our
+  achieved GFLOP/s >= 50% of a single-thread fp32 GEMM measured in the same run.
+Also: position-sensitive RoIAlign, our regrouped roi_align form vs torchvision's op.
+
+Every round runs each contestant once, in turn (ours, reference, ...), and the medians over
+rounds are compared, so slow phases of a shared machine hit all contestants alike. Random
+weights, eval mode, ``torch.inference_mode``. The header records the machine and the load
+average; a load average above the thread count means the machine was shared.
+
+    .venv/bin/python benchmarks/speed_inference.py                # both targets
+    .venv/bin/python benchmarks/speed_inference.py --target 1 --rounds 50
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import backbones  # noqa: E402
+from detection.config.config import load_config  # noqa: E402
+from detection.modeling.meta_arch import build_model  # noqa: E402
+from detection.modeling.poolers import ps_roi_align_via_roi_align  # noqa: E402
+
+GEMM_SIZES = (1024, 2048)
+LIGHTHEAD_CONFIG = ROOT / "configs/COCO-LightHead/lighthead_shufflenet_v2_1.0x.yaml"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def interleaved(contestants: Dict[str, Callable[[], object]], rounds: int, warmup: int) -> Dict[str, float]:
+    """Median seconds per call of each contestant, calls alternating round by round."""
+    for _ in range(warmup):
+        for fn in contestants.values():
+            fn()
+    times: Dict[str, List[float]] = {name: [] for name in contestants}
+    for _ in range(rounds):
+        for name, fn in contestants.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def line(what: str, ours: float, ref: float, target: str, unit: str = "ms", scale: float = 1e3) -> None:
+    ratio = ours / ref
+    print(f"{what}: ours {ours * scale:.2f} {unit}, reference {ref * scale:.2f} {unit}, ratio {ratio:.3f} ({target})")
+
+
+def ort_session(model: torch.nn.Module, example: torch.Tensor, path: Path):
+    import onnxruntime as ort
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # dynamo=False is what we want here
+    torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=17, input_names=["x"], output_names=["y"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+# ---------------------------------------------------------------------------- target 1
+def target1(rounds: int, onnx: bool) -> None:
+    import torchvision
+
+    print("\n== Target 1: ShuffleNet v2 1.0x classification, 224x224, batch 1 ==")
+    torch.manual_seed(0)
+    reference = torchvision.models.shufflenet_v2_x1_0(weights=None).eval()
+    ours = backbones.build_classifier("shufflenet_v2_1.0x").eval()
+    fused = ours.fuse()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        err = float((fused(x) - ours(x)).abs().max())
+        t = interleaved(
+            {
+                "ours fused": lambda: fused(x),
+                "reference": lambda: reference(x),
+                "ours unfused": lambda: ours(x),
+            },
+            rounds,
+            warmup=5,
+        )
+    print(f"fused vs unfused max |diff| of logits: {err:.2e}")
+    line("1a eager, ours fused (BN folded, fused units, channels-last)", t["ours fused"], t["reference"], "target <= 0.80")
+    line("   eager, ours unfused (for information)", t["ours unfused"], t["reference"], "information")
+    if not onnx:
+        return
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("1b skipped: onnxruntime is not installed")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        # NCHW fused form for export: ONNX convs are NCHW; ORT folds BN itself for both.
+        ours_onnx = ort_session(ours.fuse(channels_last=False), x, Path(tmp) / "ours.onnx")
+        ref_onnx = ort_session(reference, x, Path(tmp) / "reference.onnx")
+        feed = {"x": x.numpy()}
+        out_ours = ours_onnx.run(None, feed)[0]
+        err = float(abs(out_ours - ours(x).detach().numpy()).max())
+        t = interleaved(
+            {"ours": lambda: ours_onnx.run(None, feed), "reference": lambda: ref_onnx.run(None, feed)},
+            rounds,
+            warmup=5,
+        )
+    print(f"ONNX Runtime {ort.__version__}, 1 intra-op thread; ours ORT vs PyTorch max |diff|: {err:.2e}")
+    line("1b deployment (both ONNX Runtime)", t["ours"], t["reference"], "target <= 1.00")
+
+
+# ---------------------------------------------------------------------------- target 2
+def target2(rounds: int) -> None:
+    import torchvision
+    from torch.utils.flop_counter import FlopCounterMode
+    from torchvision.ops import ps_roi_align
+
+    print("\n== Target 2: Light-Head R-CNN ShuffleNet v2 1.0x, 800x1200, batch 1 ==")
+    torch.manual_seed(0)
+    cfg = load_config(str(LIGHTHEAD_CONFIG))
+    ours = build_model(cfg).eval()
+    fused = ours.fuse()
+    reference = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(
+        weights=None, weights_backbone=None, rpn_post_nms_top_n_test=1000, min_size=800, max_size=1200
+    ).eval()
+    image = torch.rand(3, 800, 1200)
+    ours_input = [{"image": image * 255, "height": 800, "width": 1200}]
+    with torch.inference_mode():
+        ref_batch = reference.transform([image])[0]
+        ours_batch = fused.transform([ours_input[0]["image"]])
+        print(
+            f"config {LIGHTHEAD_CONFIG.relative_to(ROOT)}: RPN pre-NMS {cfg.MODEL.RPN.PRE_NMS_TOPK_TEST}, "
+            f"post-NMS (proposals to the head) {cfg.MODEL.RPN.POST_NMS_TOPK_TEST}; reference: pre-NMS "
+            f"{reference.rpn._pre_nms_top_n['testing']}, proposals {reference.rpn._post_nms_top_n['testing']}"
+        )
+        print(
+            f"network input: ours {tuple(ours_batch.tensors.shape)} (image {ours_batch.image_sizes[0]}), "
+            f"reference {tuple(ref_batch.tensors.shape)} (image {ref_batch.image_sizes[0]})"
+        )
+        a, b = ours(ours_input)[0], fused(ours_input)[0]
+        same = len(a["boxes"]) == len(b["boxes"]) and (len(a["boxes"]) == 0 or torch.allclose(a["boxes"], b["boxes"], atol=1e-3))
+        props = ours.rpn(ours.transform([ours_input[0]["image"]]), ours.extract_features(ours_batch.tensors))[0][0]
+        print(f"fused detections equal unfused: {same}; proposals reaching the head: {len(props)}")
+        with FlopCounterMode(display=False) as counter:
+            fused(ours_input)
+        flops = counter.get_total_flops()
+        # the machine's practical peak: square fp32 GEMMs, timed in the same rounds
+        mats = {n: (torch.randn(n, n), torch.randn(n, n)) for n in GEMM_SIZES}
+        t = interleaved(
+            {
+                "ours fused": lambda: fused(ours_input),
+                "reference": lambda: reference([image]),
+                "ours unfused": lambda: ours(ours_input),
+                **{f"gemm{n}": (lambda ab=ab: torch.mm(*ab)) for n, ab in mats.items()},
+            },
+            rounds,
+            warmup=1,
+        )
+        peak = max(2 * n**3 / t[f"gemm{n}"] for n in GEMM_SIZES)
+    line("2  ours fused (eager) vs fasterrcnn_mobilenet_v3_large_fpn eager", t["ours fused"], t["reference"], "target <= 0.25")
+    line("   ours unfused (for information)", t["ours unfused"], t["reference"], "information")
+    achieved = flops / t["ours fused"]
+    print(
+        f"2  GFLOP/s: ours {achieved / 1e9:.1f} ({flops / 2e9:.2f} G multiply-adds counted by "
+        f"torch.utils.flop_counter: convs + GEMMs), fp32 GEMM peak {peak / 1e9:.1f} "
+        f"(torch.mm {'/'.join(map(str, GEMM_SIZES))} square, {torch.get_num_threads()} thread(s)), "
+        f"ratio {achieved / peak:.3f} (target >= 0.50)"
+    )
+
+    # position-sensitive RoIAlign on the thin map, the proposals of the run above
+    k = cfg.MODEL.LIGHT_HEAD.POOLER_RESOLUTION
+    thin = torch.randn(1, cfg.MODEL.LIGHT_HEAD.CHANNELS_PER_BIN * k * k, 25, 38)
+    rois = torch.cat([torch.zeros(len(props), 1), props], dim=1)
+    scale, ratio = 1 / 32, 2
+    with torch.inference_mode():
+        err = float((ps_roi_align_via_roi_align(thin, rois, k, scale, ratio) - ps_roi_align(thin, rois, k, scale, ratio)).abs().max())
+        t = interleaved(
+            {
+                "ours": lambda: ps_roi_align_via_roi_align(thin, rois, k, scale, ratio),
+                "reference": lambda: ps_roi_align(thin, rois, k, scale, ratio),
+            },
+            max(rounds, 20),
+            warmup=2,
+        )
+    line(
+        f"PS RoIAlign {len(rois)} RoIs on {tuple(thin.shape)}: regrouped roi_align vs torchvision ps_roi_align",
+        t["ours"],
+        t["reference"],
+        f"information; max |diff| {err:.1e}",
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--target", choices=["1", "2", "all"], default="all")
+    parser.add_argument("--rounds", type=int, default=0, help="timed rounds (default: 50 for target 1, 7 for target 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch (and ONNX Runtime) intra-op threads")
+    parser.add_argument("--no-onnx", action="store_true", help="skip target 1b (ONNX Runtime)")
+    args = parser.parse_args()
+    if args.threads < 1 or args.rounds < 0:
+        parser.error("--threads must be >= 1 and --rounds >= 0")
+    torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()
+    print("== litedet inference speed (benchmarks/speed_inference.py) ==")
+    print(f"date (UTC): {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}")
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; torch threads {torch.get_num_threads()}")
+    print(f"python {platform.python_version()}, torch {torch.__version__}, torchvision {__import__('torchvision').__version__}")
+    print(f"load average at start: {load_start[0]:.2f} (1 min)")
+    if args.target in ("1", "all"):
+        target1(args.rounds or 50, onnx=not args.no_onnx)
+    if args.target in ("2", "all"):
+        target2(args.rounds or 7)
+    load_end = os.getloadavg()
+    shared = max(load_start[0], load_end[0]) > args.threads + 0.5
+    print(
+        f"\nload average at end: {load_end[0]:.2f} (1 min) -> machine "
+        + ("SHARED during the run (other processes competed; ratios are interleaved, absolute times noisy)" if shared else "quiet")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""ImageFolder datasets and loaders for classification pretraining.
+
+Layout (torchvision's ImageFolder): ``DATASETS.ROOT/<split>/<class name>/<image file>``;
+class indices are the sorted class-folder names of the *training* split, so every split
+labels a class the same way (a test split may hold a subset of the classes).
+
+Images are decoded with PIL and augmented with torchvision transforms; batches carry
+``uint8`` RGB images (``N, 3, H, W``, 0-255) and ``int64`` labels. The model normalises
+with ``MODEL.PIXEL_MEAN/STD``, as the detectors do, so the exported backbone sees the
+inputs it will see in a detector.
+
+Training reuses the detector loader's `TrainingSampler` (infinite, seeded, rank-sharded
+index stream); `ClassificationTrainLoader.state_dict` records the number of batches handed
+out, so a resumed run continues the same index stream. Testing uses `InferenceSampler`
+(each rank one contiguous chunk, every image exactly once).
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import math
+import os
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from detection.data.build import InferenceSampler, TrainingSampler
+from detection.utils import comm
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageFolderError",
+    "ImageFolderDataset",
+    "ClassificationBatch",
+    "ClassificationTrainLoader",
+    "collate_classification",
+    "list_classes",
+    "scan_image_folder",
+    "split_dir",
+    "train_classes",
+    "build_train_transform",
+    "build_test_transform",
+    "build_classification_train_loader",
+    "build_classification_test_loader",
+    "iters_per_epoch",
+    "shared_seed",
+]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class ImageFolderError(ValueError):
+    """A dataset folder is missing, empty, inconsistent, or holds an unreadable image."""
+
+
+# ----------------------------------------------------------------------------- scanning
+def split_dir(cfg, split: str) -> str:
+    return os.path.join(cfg.DATASETS.ROOT, split)
+
+
+def list_classes(folder: str) -> List[str]:
+    """Sorted names of the class sub-folders of ``folder``."""
+    if not os.path.isdir(folder):
+        raise ImageFolderError(
+            f"image folder not found: {folder} (expected DATASETS.ROOT/<split>/<class>/<image>)"
+        )
+    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        raise ImageFolderError(f"no class folders in {folder} (expected {folder}/<class>/<image>)")
+    return classes
+
+
+@functools.lru_cache(maxsize=8)
+def _scan(folder: str, classes: Tuple[str, ...]) -> Tuple[Tuple[str, int], ...]:
+    samples: List[Tuple[str, int]] = []
+    for label, name in enumerate(classes):
+        class_dir = os.path.join(folder, name)
+        if not os.path.isdir(class_dir):
+            continue  # a test split may hold a subset of the training classes
+        files = sorted(
+            os.path.join(class_dir, f)
+            for f in os.listdir(class_dir)
+            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+        )
+        if not files:
+            raise ImageFolderError(f"class folder has no images ({', '.join(IMAGE_EXTENSIONS[:3])}, ...): {class_dir}")
+        samples.extend((path, label) for path in files)
+    return tuple(samples)
+
+
+def scan_image_folder(folder: str, classes: Optional[Sequence[str]] = None) -> Tuple[List[str], List[Tuple[str, int]]]:
+    """``(classes, [(image path, label), ...])`` for ``folder``.
+
+    ``classes`` (the training split's) fixes the label of each class name; a folder class
+    not in it is an error. Without it the folder's own sorted class folders are used.
+    """
+    own = list_classes(folder)
+    if classes is None:
+        classes = own
+    else:
+        unknown = sorted(set(own) - set(classes))
+        if unknown:
+            raise ImageFolderError(
+                f"{folder} has class folders that the training split lacks: {unknown[:5]}"
+                + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
+            )
+    samples = _scan(os.path.abspath(folder), tuple(classes))
+    return list(classes), list(samples)
+
+
+def train_classes(cfg) -> Optional[List[str]]:
+    """Class names of the training split, or None when that folder does not exist
+    (e.g. --eval-only with only a validation split at hand)."""
+    folder = split_dir(cfg, _train_split(cfg))
+    return list_classes(folder) if os.path.isdir(folder) else None
+
+
+def _train_split(cfg) -> str:
+    splits = [cfg.DATASETS.TRAIN] if isinstance(cfg.DATASETS.TRAIN, str) else list(cfg.DATASETS.TRAIN)
+    if len(splits) != 1:
+        raise ImageFolderError(f"DATASETS.TRAIN must name exactly one split folder, got {splits}")
+    return splits[0]
+
+
+# ----------------------------------------------------------------------------- dataset
+class ImageFolderDataset(Dataset):
+    """``(uint8 tensor 3xHxW, label)`` per image, after ``transform`` (PIL image in)."""
+
+    def __init__(self, samples: Sequence[Tuple[str, int]], transform: Callable, classes: Sequence[str]) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        self.classes = list(classes)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, idx: int) -> Tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        path, label = self.samples[idx]
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+        except (OSError, ValueError) as err:
+            raise ImageFolderError(f"cannot read image {path}: {err}") from None
+        return self.transform(img), label
+
+
+def build_train_transform(cfg) -> Callable:
+    """Random-resized crop, flip, optional colour jitter; PIL image -> uint8 tensor."""
+    from torchvision import transforms as T
+
+    i = cfg.INPUT
+    if i.RANDOM_FLIP not in ("horizontal", "none"):
+        raise ValueError(f"INPUT.RANDOM_FLIP must be 'horizontal' or 'none', got {i.RANDOM_FLIP!r}")
+    lo, hi = (float(x) for x in i.CROP_SCALE)
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"INPUT.CROP_SCALE must satisfy 0 < min <= max <= 1, got {tuple(i.CROP_SCALE)}")
+    steps: List[Callable] = [
+        T.RandomResizedCrop(int(i.TRAIN_CROP_SIZE), scale=(lo, hi), ratio=tuple(float(x) for x in i.CROP_RATIO))
+    ]
+    if i.RANDOM_FLIP == "horizontal":
+        steps.append(T.RandomHorizontalFlip())
+    if i.COLOR_JITTER > 0:
+        j = float(i.COLOR_JITTER)
+        steps.append(T.ColorJitter(brightness=j, contrast=j, saturation=j))
+    steps.append(T.PILToTensor())
+    return T.Compose(steps)
+
+
+def build_test_transform(cfg) -> Callable:
+    """Resize (short side, or square) to MIN_SIZE_TEST, centre crop TEST_CROP_SIZE."""
+    from torchvision import transforms as T
+
+    size = int(cfg.INPUT.MIN_SIZE_TEST)
+    crop = int(cfg.INPUT.TEST_CROP_SIZE)
+    if crop > size:
+        raise ValueError(f"INPUT.TEST_CROP_SIZE ({crop}) must not exceed INPUT.MIN_SIZE_TEST ({size})")
+    resize = T.Resize((size, size) if cfg.INPUT.TEST_RESIZE_SQUARE else size)
+    return T.Compose([resize, T.CenterCrop(crop), T.PILToTensor()])
+
+
+# ----------------------------------------------------------------------------- batches
+@dataclass
+class ClassificationBatch:
+    """A batch: ``images`` uint8 ``(N, 3, H, W)`` RGB 0-255, ``labels`` int64 ``(N,)``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def pin_memory(self) -> "ClassificationBatch":
+        return ClassificationBatch(self.images.pin_memory(), self.labels.pin_memory())
+
+
+def collate_classification(samples: Sequence[Tuple[torch.Tensor, int]]) -> ClassificationBatch:
+    images = torch.stack([s[0] for s in samples])
+    labels = torch.as_tensor([int(s[1]) for s in samples], dtype=torch.int64)
+    return ClassificationBatch(images, labels)
+
+
+def _worker_init(worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    seed = int(info.seed % (2**31)) if info is not None else worker_id
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+class _FixedIterBatchSampler:
+    def __init__(self, it: Iterator[List[int]]) -> None:
+        self._it = it
+
+    def __iter__(self) -> Iterator[List[int]]:
+        return self._it
+
+
+class ClassificationTrainLoader:
+    """Infinite iterator of `ClassificationBatch` for this process.
+
+    Batch ``b`` holds positions ``b * batch_size .. (b + 1) * batch_size - 1`` of this
+    rank's `TrainingSampler` stream, so restoring ``num_batches`` (``load_state_dict``) puts
+    the stream exactly where it was, without reading any image. Augmentations are seeded
+    from ``(seed, rank, num_batches)`` at each (re)start.
+    """
+
+    def __init__(
+        self, dataset: ImageFolderDataset, sampler: TrainingSampler, batch_size: int, num_workers: int = 0,
+        seed: int = 0, pin_memory: bool = False,
+    ) -> None:
+        self.dataset = dataset
+        self.sampler = sampler
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.pin_memory = bool(pin_memory)
+        self._num_batches = 0
+        self._iter: Optional[Iterator[ClassificationBatch]] = None
+
+    def _batches(self) -> Iterator[List[int]]:
+        self.sampler.load_state_dict({"num_yielded": self._num_batches * self.batch_size})
+        stream = iter(self.sampler)
+        while True:
+            yield list(itertools.islice(stream, self.batch_size))
+
+    def _start(self) -> None:
+        rank = self.sampler.state_dict()["rank"]
+        generator = torch.Generator()
+        generator.manual_seed((self.seed * 1000003 + rank * 7919 + self._num_batches) % (2**63))
+        if self.num_workers == 0:  # augmentations draw from the global torch RNG here
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=_FixedIterBatchSampler(self._batches()),
+            num_workers=self.num_workers,
+            collate_fn=collate_classification,
+            worker_init_fn=_worker_init,
+            generator=generator,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+        )
+        self._iter = iter(loader)
+
+    def __iter__(self) -> "ClassificationTrainLoader":
+        return self
+
+    def __next__(self) -> ClassificationBatch:
+        if self._iter is None:
+            self._start()
+        assert self._iter is not None
+        batch = next(self._iter)
+        self._num_batches += 1
+        return batch
+
+    def state_dict(self) -> Dict[str, Any]:
+        s = self.sampler.state_dict()
+        return {
+            "num_batches": self._num_batches,
+            "batch_size": self.batch_size,
+            "seed": s["seed"],
+            "size": s["size"],
+            "world_size": s["world_size"],
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        for key, mine in self.state_dict().items():
+            if key != "num_batches" and key in state and state[key] != mine:
+                raise ValueError(
+                    f"train loader state has {key}={state[key]!r} but this loader has {mine!r}; "
+                    "the saved position does not apply to this data/batch setup"
+                )
+        self._iter = None
+        self._num_batches = int(state["num_batches"])
+
+    def __repr__(self) -> str:
+        return (
+            f"ClassificationTrainLoader(images={len(self.dataset)}, classes={len(self.dataset.classes)}, "
+            f"batch_size={self.batch_size}, num_workers={self.num_workers})"
+        )
+
+
+def shared_seed(seed: int) -> int:
+    """``seed`` if >= 0, else a random seed that every rank agrees on (rank 0's draw): the
+    ranks must shuffle alike or their shards of an epoch would overlap."""
+    if int(seed) >= 0:
+        return int(seed)
+    drawn = int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
+    value = comm.all_gather(drawn)[0]
+    logger.info("Data loader seed (SEED < 0, drawn at random): %d", value)
+    return value
+
+
+def iters_per_epoch(num_images: int, total_batch: int) -> int:
+    """Iterations that show every training image once: ``ceil(images / total batch)``."""
+    return max(1, math.ceil(num_images / max(1, total_batch)))
+
+
+def build_classification_train_loader(cfg) -> ClassificationTrainLoader:
+    """The infinite training loader of ``cfg``: per-process batch
+    ``SOLVER.IMS_PER_BATCH // world_size``, seeded by ``SEED``."""
+    world, rank = comm.get_world_size(), comm.get_rank()
+    total = int(cfg.SOLVER.IMS_PER_BATCH)
+    if total <= 0 or total % world:
+        raise ValueError(f"SOLVER.IMS_PER_BATCH={total} must be a positive multiple of the world size {world}")
+    folder = split_dir(cfg, _train_split(cfg))
+    classes, samples = scan_image_folder(folder)
+    logger.info("Training split %s: %d images in %d classes", folder, len(samples), len(classes))
+    seed = shared_seed(int(cfg.SEED))
+    sampler = TrainingSampler(len(samples), shuffle=True, seed=seed, rank=rank, world_size=world)
+    dataset = ImageFolderDataset(samples, build_train_transform(cfg), classes)
+    return ClassificationTrainLoader(
+        dataset, sampler, total // world, num_workers=int(cfg.DATALOADER.NUM_WORKERS), seed=seed,
+        pin_memory=torch.device(cfg.MODEL.DEVICE).type == "cuda",
+    )
+
+
+def build_classification_test_loader(cfg, split: str) -> DataLoader:
+    """Loader over ``DATASETS.ROOT/split`` for this rank's contiguous chunk, in order."""
+    folder = split_dir(cfg, split)
+    classes, samples = scan_image_folder(folder, train_classes(cfg))
+    logger.info("Test split %s: %d images", folder, len(samples))
+    dataset = ImageFolderDataset(samples, build_test_transform(cfg), classes)
+    return DataLoader(
+        dataset,
+        sampler=InferenceSampler(len(dataset)),
+        batch_size=int(cfg.TEST.IMS_PER_BATCH),
+        num_workers=int(cfg.DATALOADER.NUM_WORKERS),
+        collate_fn=collate_classification,
+        pin_memory=torch.device(cfg.MODEL.DEVICE).type == "cuda",
+    )

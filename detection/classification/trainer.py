@@ -1,0 +1,131 @@
+"""`ClassificationTrainer`: the detector's training loop (`detection.engine.Trainer`:
+checkpoints, metrics.json / TensorBoard, AMP, DDP, resume) with the classification model,
+ImageFolder loaders, accuracy evaluator and the papers' LR schedules plugged in through
+its ``build_*`` class methods. Plus the start-up resolution of data-dependent keys
+(`resolve_config`) and the backbone export (`export_backbone`).
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from typing import Any, Mapping, Optional, Sequence
+
+import torch
+from torch import nn
+
+import backbones
+from backbones.weights import save_backbone_checkpoint
+from detection.config import ConfigError
+from detection.engine import Trainer
+
+from .data import (
+    build_classification_test_loader,
+    build_classification_train_loader,
+    iters_per_epoch,
+    list_classes,
+    scan_image_folder,
+    split_dir,
+    train_classes,
+)
+from .evaluator import ClassificationEvaluator
+from .model import build_classification_model
+from .solver import build_classification_lr_scheduler, uses_epochs
+
+__all__ = ["ClassificationTrainer", "resolve_config", "export_backbone"]
+
+logger = logging.getLogger(__name__)
+
+
+class ClassificationTrainer(Trainer):
+    """``Trainer`` for backbone classification pretraining (see the module docstring)."""
+
+    @classmethod
+    def build_model(cls, cfg) -> nn.Module:
+        return build_classification_model(cfg)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer: torch.optim.Optimizer):
+        return build_classification_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_classification_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name: str):
+        return build_classification_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name: str, output_dir: Optional[str] = None):
+        return ClassificationEvaluator(topk=(1, 5), dataset_name=dataset_name)
+
+
+def resolve_config(cfg, *, train: bool = True):
+    """Fill in the keys that depend on the data and check the folders, returning a frozen
+    copy: ``MODEL.NUM_CLASSES`` (0 -> number of training classes), ``SOLVER.ITERS_PER_EPOCH``
+    (0 -> ceil(training images / IMS_PER_BATCH)) and, with ``SOLVER.MAX_EPOCHS`` > 0,
+    ``SOLVER.MAX_ITER``. Raises `ConfigError` / `ImageFolderError` naming the key or path."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    name = cfg.MODEL.BACKBONE.NAME
+    if name not in backbones.list_backbones():
+        close = difflib.get_close_matches(name, backbones.list_backbones(), n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else " (see `python tools/analyze_model.py --list`)"
+        raise ConfigError(f"MODEL.BACKBONE.NAME: no backbone named {name!r}{hint}")
+    try:
+        device = torch.device(cfg.MODEL.DEVICE)
+    except RuntimeError as err:
+        raise ConfigError(f"MODEL.DEVICE: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but CUDA is not available here; use MODEL.DEVICE cpu")
+    s = cfg.SOLVER
+    if s.IMS_PER_BATCH <= 0:
+        raise ConfigError(f"SOLVER.IMS_PER_BATCH must be positive, got {s.IMS_PER_BATCH}")
+
+    if len(cfg.DATASETS.TRAIN) != 1:
+        raise ConfigError(f"DATASETS.TRAIN must name exactly one split folder, got {list(cfg.DATASETS.TRAIN)}")
+    classes = train_classes(cfg)
+    if train:
+        classes, samples = scan_image_folder(split_dir(cfg, cfg.DATASETS.TRAIN[0]))
+        if uses_epochs(cfg) and s.ITERS_PER_EPOCH <= 0:
+            s.ITERS_PER_EPOCH = iters_per_epoch(len(samples), int(s.IMS_PER_BATCH))
+        if s.MAX_EPOCHS > 0:
+            s.MAX_ITER = int(s.MAX_EPOCHS) * int(s.ITERS_PER_EPOCH)
+        if s.MAX_ITER <= 0:
+            raise ConfigError(f"SOLVER.MAX_ITER must be positive, got {s.MAX_ITER}")
+    elif classes is None and cfg.MODEL.NUM_CLASSES <= 0 and len(cfg.DATASETS.TEST):
+        classes = list_classes(split_dir(cfg, cfg.DATASETS.TEST[0]))
+
+    if classes is not None:
+        if cfg.MODEL.NUM_CLASSES <= 0:
+            cfg.MODEL.NUM_CLASSES = len(classes)
+        elif cfg.MODEL.NUM_CLASSES != len(classes):
+            raise ConfigError(
+                f"MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES} but {split_dir(cfg, cfg.DATASETS.TRAIN[0])} "
+                f"has {len(classes)} class folders"
+            )
+    if cfg.MODEL.NUM_CLASSES <= 0:
+        raise ConfigError("MODEL.NUM_CLASSES is 0 and no class folders were found to count; set it explicitly")
+    for split in cfg.DATASETS.TEST:  # fail now, not after hours of training
+        scan_image_folder(split_dir(cfg, split), classes)
+    if train:  # the schedule's own checks (unknown name, missing ITERS_PER_EPOCH, ...)
+        dummy = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=float(s.BASE_LR))
+        build_classification_lr_scheduler(cfg, dummy)
+    cfg.freeze()
+    return cfg
+
+
+def export_backbone(
+    model: nn.Module, path: str, *, classes: Optional[Sequence[str]] = None, extra: Optional[Mapping[str, Any]] = None
+) -> str:
+    """Write ``model`` (a trained `ClassificationModel`) with `save_backbone_checkpoint`:
+    litedet layout, read by `backbones.weights.load_checkpoint` and by a detector's
+    ``MODEL.BACKBONE.WEIGHTS`` (the FC head is dropped there, and listed in the report)."""
+    model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    meta = dict(extra or {})
+    if classes is not None:
+        meta["classes"] = list(classes)
+    save_backbone_checkpoint(model, path, extra=meta)
+    logger.info("Backbone checkpoint written to %s", os.path.abspath(path))
+    return path

@@ -1,0 +1,88 @@
+"""``DATALOADER.BAD_SAMPLE_POLICY``: what a sample that cannot be used does to a run.
+
+- ``"error"`` (default): the `BadSampleError` naming the file stops training.
+- ``"skip"``: the dataset replaces the sample by another one (same aspect group, so
+  batches keep their size) and marks the replacement with the skipped file names
+  (`SKIPPED_KEY`); `BadSampleCounter`, in the main process, takes those marks off each
+  batch, counts them, logs every skip with the file and the running total, and raises
+  `BadSampleError` once more than ``DATALOADER.MAX_BAD_SAMPLE_FRACTION`` of the samples
+  drawn were bad (measured over at least `MIN_DRAWS` draws, so one bad image early in a
+  run does not stop it). Counting happens in the main process because data-loader workers
+  are separate processes whose counters nobody would see.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Dict, List, Tuple
+
+from .errors import BadSampleError
+
+__all__ = ["SKIPPED_KEY", "MIN_DRAWS", "BadSampleCounter", "bad_sample_policy", "describe_error"]
+
+logger = logging.getLogger(__name__)
+
+#: Key under which a replacement sample carries the files skipped to produce it.
+SKIPPED_KEY = "skipped_bad_samples"
+MIN_DRAWS = 100
+
+
+def bad_sample_policy(cfg: Any) -> Tuple[bool, float]:
+    """``(skip, max_fraction)`` from the config (``SKIP_BAD_SAMPLES True`` = ``"skip"``)."""
+    dl = cfg.DATALOADER
+    policy = str(dl.get("BAD_SAMPLE_POLICY", "error")).lower()
+    if policy not in ("error", "skip"):
+        raise ValueError(f"DATALOADER.BAD_SAMPLE_POLICY must be 'error' or 'skip', got {policy!r}")
+    skip = policy == "skip" or bool(dl.get("SKIP_BAD_SAMPLES", False))
+    return skip, float(dl.get("MAX_BAD_SAMPLE_FRACTION", 0.05))
+
+
+def describe_error(err: BaseException) -> str:
+    """One line for ``err``. Errors re-raised from DataLoader workers carry the worker's
+    whole traceback in their message; its last line is the original ``Type: message``."""
+    text = str(err).strip()
+    if "\n" in text:
+        last = text.splitlines()[-1].strip()
+        head, sep, rest = last.partition(": ")
+        text = rest if sep and "." in head and " " not in head else last
+    return text
+
+
+class BadSampleCounter:
+    """Counts skipped samples across batches and enforces the maximum fraction."""
+
+    def __init__(self, max_fraction: float = 0.05, min_draws: int = MIN_DRAWS) -> None:
+        self.max_fraction = float(max_fraction)
+        self.min_draws = int(min_draws)
+        self.num_samples = 0  # samples delivered
+        self.num_skipped = 0
+
+    @property
+    def num_draws(self) -> int:
+        return self.num_samples + self.num_skipped
+
+    def update(self, batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """Strip the skip marks from ``batch`` (in place), count, log; returns ``batch``."""
+        for item in batch:
+            skipped = item.pop(SKIPPED_KEY, None) if isinstance(item, dict) else None
+            for file_name in skipped or ():
+                self.num_skipped += 1
+                logger.warning(
+                    "Skipped bad sample %s (DATALOADER.BAD_SAMPLE_POLICY skip); %d skipped so far",
+                    file_name,
+                    self.num_skipped,
+                )
+        self.num_samples += len(batch)
+        allowed = self.max_fraction * max(self.num_draws, self.min_draws)
+        if self.num_skipped > allowed:
+            raise BadSampleError(
+                "DATALOADER.MAX_BAD_SAMPLE_FRACTION",
+                f"{self.num_skipped} of {self.num_draws} samples drawn were bad, more than the allowed "
+                f"{self.max_fraction:g}; run tools/check_dataset.py on the dataset",
+            )
+        return batch
+
+    def state_dict(self) -> Dict[str, int]:
+        return {"num_samples": self.num_samples, "num_skipped": self.num_skipped}
+
+    def __repr__(self) -> str:
+        return f"BadSampleCounter(skipped={self.num_skipped}, drawn={self.num_draws}, max_fraction={self.max_fraction})"

@@ -1,0 +1,116 @@
+"""ImageFolder scanning, transforms, the resumable train loader and the start-up resolution."""
+import os
+
+import pytest
+import torch
+
+from detection.classification import (
+    ImageFolderError,
+    build_classification_test_loader,
+    build_classification_train_loader,
+    get_classification_cfg,
+    resolve_config,
+    scan_image_folder,
+)
+from detection.classification.toy import make_toy_image_folder
+from detection.config import ConfigError
+
+
+@pytest.fixture(scope="module")
+def toy_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("toy")
+    make_toy_image_folder(str(root), num_classes=3, train_per_class=5, val_per_class=2, size=40, seed=0)
+    return root
+
+
+def _cfg(root, **overrides):
+    cfg = get_classification_cfg()
+    cfg.DATASETS.ROOT = str(root)
+    cfg.INPUT.TRAIN_CROP_SIZE, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.TEST_CROP_SIZE = 24, 32, 28
+    cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_WORKERS, cfg.SEED = 4, 0, 3
+    cfg.TEST.IMS_PER_BATCH = 4
+    cfg.merge_from_list([x for kv in overrides.items() for x in kv])
+    return cfg
+
+
+def test_scan_labels_follow_sorted_class_folders(toy_root):
+    classes, samples = scan_image_folder(str(toy_root / "train"))
+    assert classes == ["circle", "square", "triangle"] and len(samples) == 15
+    assert all(os.path.basename(os.path.dirname(p)) == classes[label] for p, label in samples)
+    # a test split with a subset of the classes keeps the training labels
+    _, val = scan_image_folder(str(toy_root / "val"), ["aaa", "circle", "square", "triangle"])
+    assert sorted({label for _, label in val}) == [1, 2, 3]
+
+
+def test_scan_errors_name_the_path(tmp_path, toy_root):
+    with pytest.raises(ImageFolderError, match=f"image folder not found: {tmp_path / 'nope'}"):
+        scan_image_folder(str(tmp_path / "nope"))
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(ImageFolderError, match="no class folders in"):
+        scan_image_folder(str(tmp_path / "flat"))
+    (tmp_path / "empty" / "cat").mkdir(parents=True)
+    with pytest.raises(ImageFolderError, match=f"class folder has no images.*{tmp_path / 'empty' / 'cat'}"):
+        scan_image_folder(str(tmp_path / "empty"))
+    with pytest.raises(ImageFolderError, match="training split lacks: \\['square', 'triangle'\\]"):
+        scan_image_folder(str(toy_root / "val"), ["circle"])
+
+
+def test_loaders_batches(toy_root):
+    cfg = _cfg(toy_root)
+    batch = next(iter(build_classification_train_loader(cfg)))
+    assert batch.images.shape == (4, 3, 24, 24) and batch.images.dtype == torch.uint8
+    assert batch.labels.dtype == torch.int64 and len(batch) == 4
+    test = list(build_classification_test_loader(cfg, "val"))
+    assert [len(b) for b in test] == [4, 2] and test[0].images.shape[-2:] == (28, 28)
+    assert torch.cat([b.labels for b in test]).tolist() == [0, 0, 1, 1, 2, 2]
+
+
+def test_train_loader_resumes_the_same_stream(toy_root):
+    cfg = _cfg(toy_root)
+    a = build_classification_train_loader(cfg)
+    first = [next(a).labels.tolist() for _ in range(6)]  # crosses an epoch boundary (15 images)
+    b = build_classification_train_loader(cfg)
+    for _ in range(2):
+        next(b)
+    state = b.state_dict()
+    c = build_classification_train_loader(cfg)
+    c.load_state_dict(state)
+    assert [next(c).labels.tolist() for _ in range(4)] == first[2:]
+    with pytest.raises(ValueError, match="batch_size"):
+        c.load_state_dict(dict(state, batch_size=8))
+
+
+def test_resolve_config_fills_data_dependent_keys(toy_root):
+    cfg = _cfg(toy_root, **{"SOLVER.MAX_EPOCHS": "3", "SOLVER.LR_SCHEDULER_NAME": "EpochStepLR"})
+    out = resolve_config(cfg)
+    assert out.MODEL.NUM_CLASSES == 3
+    assert out.SOLVER.ITERS_PER_EPOCH == 4  # ceil(15 / 4)
+    assert out.SOLVER.MAX_ITER == 12 and out.is_frozen()
+
+
+@pytest.mark.parametrize(
+    "overrides, error, message",
+    [
+        ({"MODEL.NUM_CLASSES": "5"}, ConfigError, "MODEL.NUM_CLASSES is 5 but .*train has 3 class folders"),
+        ({"MODEL.BACKBONE.NAME": "shufflenet_v2_1.1x"}, ConfigError, "did you mean"),
+        ({"MODEL.DEVICE": "gpu0"}, ConfigError, "MODEL.DEVICE"),
+        ({"SOLVER.MAX_EPOCHS": "0", "SOLVER.MAX_ITER": "0"}, ConfigError, "SOLVER.MAX_ITER must be positive"),
+        ({"DATASETS.TEST": "('nosplit',)"}, ImageFolderError, "image folder not found: .*nosplit"),
+        ({"DATASETS.ROOT": "/does/not/exist"}, ImageFolderError, "/does/not/exist/train"),
+    ],
+)
+def test_resolve_config_errors(toy_root, overrides, error, message):
+    with pytest.raises(error, match=message):
+        resolve_config(_cfg(toy_root, **overrides))
+
+
+def test_unreadable_image_names_the_file(tmp_path):
+    from detection.classification import ImageFolderDataset
+    from detection.classification.data import build_test_transform
+
+    bad = tmp_path / "cat" / "broken.png"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not an image")
+    ds = ImageFolderDataset([(str(bad), 0)], build_test_transform(get_classification_cfg()), ["cat"])
+    with pytest.raises(ImageFolderError, match=f"cannot read image {bad}"):
+        ds[0]

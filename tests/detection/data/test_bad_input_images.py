@@ -1,0 +1,153 @@
+"""Bad and unusual image files: each gives a BadSampleError naming the file and the
+problem, or is converted to the uint8 RGB [H, W, 3] the pipeline expects."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from detection.data import BadSampleError, DatasetMapper, read_image
+from detection.data.images import read_image_with_info
+
+
+def _record(path, h, w, boxes=()):
+    return {"file_name": str(path), "image_id": 1, "height": h, "width": w,
+            "annotations": [{"bbox": list(b), "category_id": 0, "iscrowd": 0} for b in boxes]}
+
+
+def _write_bad(kind, tmp_path, corpus):
+    if kind == "missing":
+        return tmp_path / "absent.jpg", r"absent\.jpg: image file not found"
+    path = tmp_path / f"{kind}.img"
+    if kind == "zero_byte":
+        path.write_bytes(b"")
+        return path, r"zero_byte\.img: empty image file \(0 bytes\)"
+    if kind == "not_an_image":
+        path.write_text("name,x,y\nfoo,1,2\n")
+        return path, r"not_an_image\.img: not an image \(unrecognised file format\)"
+    if kind == "truncated_jpeg":
+        data = corpus.jpeg_bytes(64, 64)
+        path.write_bytes(data[: len(data) // 2])
+        return path, r"truncated_jpeg\.img: corrupt or truncated JPEG data"
+    if kind == "truncated_png":
+        data = corpus.png_bytes(64, 64)
+        path.write_bytes(data[: len(data) // 2])
+        return path, r"truncated_png\.img: corrupt or truncated PNG data"
+    if kind == "directory":
+        path.mkdir()
+        return path, r"directory\.img: is a directory"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["missing", "zero_byte", "not_an_image", "truncated_jpeg", "truncated_png", "directory"])
+def test_unreadable_image_names_file_and_problem(kind, tmp_path, corpus):
+    path, pattern = _write_bad(kind, tmp_path, corpus)
+    with pytest.raises(BadSampleError, match=pattern) as info:
+        read_image(str(path))
+    assert info.value.file_name == str(path) and "\n" not in str(info.value)
+    mapper = DatasetMapper(is_train=True, min_size=(32,), max_size=64)
+    with pytest.raises(BadSampleError, match=pattern):
+        mapper(_record(path, 64, 64))
+
+
+@pytest.mark.parametrize(
+    "mode, expected",
+    [
+        ("L", [200, 200, 200]),  # grayscale
+        ("LA", [200, 200, 200]),  # grayscale + alpha
+        ("RGBA", [30, 20, 10]),  # alpha dropped, colour kept
+        ("P", [30, 20, 10]),  # palette
+        ("I;16", [100, 100, 100]),  # 16-bit grayscale: most significant byte
+        ("CMYK", None),  # JPEG CMYK: converted by Pillow
+    ],
+)
+def test_image_modes_become_uint8_rgb(mode, expected, tmp_path):
+    rgb = Image.new("RGB", (12, 8), (30, 20, 10))
+    if mode in ("L", "LA"):
+        im = Image.new(mode, (12, 8), 200 if mode == "L" else (200, 128))
+    elif mode == "RGBA":
+        im = rgb.convert("RGBA")
+    elif mode == "P":
+        im = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+    elif mode == "I;16":
+        im = Image.fromarray(np.full((8, 12), 256 * 100 + 77, np.uint16))
+    else:
+        im = rgb.convert("CMYK")
+    path = tmp_path / f"img.{'jpg' if mode == 'CMYK' else 'png'}"
+    im.save(path)
+    img, info = read_image_with_info(str(path))
+    assert img.dtype == np.uint8 and img.shape == (8, 12, 3) and img.flags["C_CONTIGUOUS"]
+    assert info.mode.startswith(mode.split(";")[0])
+    if expected is not None:
+        assert img[0, 0].tolist() == expected
+    else:
+        assert np.abs(img[0, 0].astype(int) - [30, 20, 10]).max() <= 8  # lossy JPEG
+
+
+def test_16bit_rgb_png(tmp_path):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "rgb16.png"), np.dstack([np.full((8, 12), v * 256 + 255, np.uint16) for v in (10, 20, 30)]))
+    img = read_image(str(tmp_path / "rgb16.png"))
+    assert img.dtype == np.uint8 and img[0, 0].tolist() == [30, 20, 10]  # BGR on disk -> RGB
+
+
+def test_bgr_format_flips_channels(tmp_path, corpus):
+    arr = corpus.noise(16, 20)
+    corpus.save_rgb(tmp_path / "x.png", arr)
+    rgb = DatasetMapper(is_train=False, min_size=16, max_size=100)(_record(tmp_path / "x.png", 16, 20))["image"]
+    bgr = DatasetMapper(is_train=False, min_size=16, max_size=100, image_format="BGR")(_record(tmp_path / "x.png", 16, 20))["image"]
+    assert rgb.permute(1, 2, 0).numpy().tolist() == arr.tolist()
+    assert bgr.flip(0).tolist() == rgb.tolist()
+
+
+def test_exif_orientation_is_applied_and_boxes_are_in_the_displayed_frame(tmp_path, corpus):
+    """Stored 20 (w) x 10 (h) with orientation 6 (rotate 90 cw to display): the reader returns
+    the displayed 10 x 20 image, and a box annotated on the displayed image stays on the
+    same pixels through the mapper."""
+    stored = np.zeros((10, 20, 3), np.uint8)
+    stored[2:5, 14:18] = 255  # white patch, rows 2-4, columns 14-17 of the stored image
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[corpus.EXIF_ORIENTATION] = 6
+    path = tmp_path / "rot.png"
+    im.save(path, exif=exif)
+    img, info = read_image_with_info(str(path))
+    assert info.exif_orientation == 6 and (info.width, info.height) == (20, 10) and info.display_hw == (20, 10)
+    assert img.shape == (20, 10, 3)
+    np.testing.assert_array_equal(img, np.rot90(stored, k=-1))  # 90 degrees clockwise
+    ys, xs = np.nonzero(img[:, :, 0])
+    box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]  # where an EXIF-aware tool sees the patch
+    out = DatasetMapper(is_train=True, min_size=(20,), max_size=100, random_flip="none")(_record(path, 20, 10, [box]))
+    x1, y1, x2, y2 = (int(round(v)) for v in out["instances"]["boxes"][0].tolist())
+    patch = out["image"][0, y1:y2, x1:x2]
+    assert patch.float().mean() > 200  # the box still covers the white patch after resize
+    # annotated in the stored (unrotated) frame: the size check names the likely cause
+    with pytest.raises(BadSampleError, match=r"rot\.png: decoded size 10x20 differs from the annotated 20x10 \(width and height swapped: EXIF"):
+        read_image(str(path), expected_hw=(10, 20))
+
+
+def test_huge_image_refused_from_header_before_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "big.png"
+    Image.new("L", (3000, 2000)).save(path)  # 6 Mpx of zeros: a few kB on disk
+    loads = []
+    monkeypatch.setattr(Image.Image, "load", lambda self, *a, **k: loads.append(1))
+    with pytest.raises(BadSampleError, match=r"big\.png: 3000x2000 exceeds INPUT\.MAX_IMAGE_PIXELS=1000000"):
+        read_image(str(path), max_pixels=1_000_000)
+    assert not loads  # the pixels were never decoded
+    with pytest.raises(BadSampleError, match="MAX_IMAGE_PIXELS"):  # annotated size alone is enough
+        DatasetMapper(is_train=False, min_size=16, max_size=32, max_image_pixels=1_000_000)(_record(path, 2000, 3000))
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (2, 3), (5, 1)])
+def test_tiny_images_go_through_the_mapper(h, w, tmp_path, corpus):
+    corpus.save_rgb(tmp_path / "tiny.png", corpus.noise(h, w))
+    out = DatasetMapper(is_train=True, min_size=(32,), max_size=200)(_record(tmp_path / "tiny.png", h, w, [[0, 0, w, h]]))
+    assert min(out["image"].shape[1:]) == 32
+    assert out["instances"]["boxes"].shape == (1, 4) and out["instances"]["labels"].tolist() == [0]
+
+
+def test_non_ascii_file_name(tmp_path, corpus):
+    path = tmp_path / "café_日本.png"
+    corpus.save_rgb(path, corpus.noise(6, 7))
+    assert read_image(str(path)).shape == (6, 7, 3)

@@ -1,0 +1,132 @@
+"""Detector inference fast path: `RCNN.fuse` and the RPN's early-stopping NMS."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.ops import batched_nms, nms
+from torchvision.ops import FrozenBatchNorm2d
+
+from backbones.fuse import count_batchnorms
+from detection.config import get_cfg
+from detection.modeling import build_model
+from detection.modeling.rpn import batched_nms_topk, nms_topk
+
+CASES = [
+    ("LightHeadRCNN", False, "shufflenet_v2_0.5x"),
+    ("LightHeadRCNN", False, "mobilenet_v2_0.5x"),
+    ("FasterRCNN", False, "shufflenet_v2_0.5x"),  # C4: ShuffleNet units as the box head
+    ("FasterRCNN", True, "shufflenet_v1_g3_0.5x"),
+]
+
+
+def tiny_detector(meta: str, fpn: bool, backbone: str, norm: str):
+    cfg = get_cfg()
+    cfg.MODEL.META_ARCHITECTURE = meta
+    cfg.MODEL.BACKBONE.NAME = backbone
+    cfg.MODEL.BACKBONE.NORM = norm
+    cfg.MODEL.BACKBONE.FREEZE_AT = 2
+    if fpn:
+        cfg.MODEL.FPN.ENABLED = True
+        cfg.MODEL.FPN.OUT_CHANNELS = 32
+        cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[16], [32], [64], [128]]
+        cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 64
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
+    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0  # keep detections so they can be compared
+    cfg.MODEL.RPN.HEAD_CONV_DIM = 32
+    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 300
+    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 30
+    cfg.MODEL.LIGHT_HEAD.FC_DIM = 64
+    cfg.MODEL.LIGHT_HEAD.MID_CHANNELS = 16
+    cfg.MODEL.LIGHT_HEAD.CHANNELS_PER_BIN = 2
+    cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 8
+    cfg.TEST.DETECTIONS_PER_IMAGE = 20
+    model = build_model(cfg)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d)):
+                n = m.running_mean.numel()
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("norm", ["FrozenBN", "BN"])
+@pytest.mark.parametrize("meta,fpn,backbone", CASES)
+def test_fused_detector_equals_unfused(meta, fpn, backbone, norm):
+    model = tiny_detector(meta, fpn, backbone, norm)
+    fused = model.fuse()
+    assert count_batchnorms(fused) == 0 and count_batchnorms(model) > 0
+    image = torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    inputs = [{"image": image, "height": 128, "width": 160}]
+    with torch.no_grad():
+        batch = model.transform([image])
+        feats, feats_fused = model.extract_features(batch.tensors), fused.extract_features(batch.tensors)
+        assert list(feats) == list(feats_fused)
+        for name in feats:
+            torch.testing.assert_close(feats_fused[name], feats[name], atol=1e-4, rtol=1e-4)
+        proposals = model.rpn(batch, feats)[0]
+        heads = [
+            m.roi_heads.box_predictor(m.roi_heads.box_head(m.roi_heads.box_roi_pool(f, proposals, batch.image_sizes)))
+            for m, f in ((model, feats), (fused, feats_fused))
+        ]
+        for ref, out in zip(*heads):  # class logits, box deltas on the same proposals
+            torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+        ref, out = model(inputs)[0], fused(inputs)[0]
+    assert len(ref["boxes"]) > 0
+    torch.testing.assert_close(out["scores"].sort().values, ref["scores"].sort().values, atol=1e-4, rtol=1e-4)
+
+
+def test_fused_detector_refuses_training():
+    model = tiny_detector("LightHeadRCNN", False, "shufflenet_v2_0.5x", "FrozenBN")
+    with pytest.raises(RuntimeError, match=r"call \.eval\(\) first"):
+        model.train().fuse()
+    fused = model.eval().fuse()
+    with pytest.raises(RuntimeError, match="fused for inference"):
+        fused.train()
+    assert fused.fused and not model.fused
+    assert model.fuse(inplace=True) is model
+
+
+def random_boxes(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * 400
+    boxes = torch.cat([xy, xy + torch.rand(n, 2, generator=g) * 150 + 4], dim=1)
+    # distinct scores: tied scores may be ordered either way by torchvision
+    scores = torch.randperm(n, generator=g).float() / n
+    return boxes, scores
+
+
+@pytest.mark.parametrize("n,topk", [(3000, 100), (3000, 5000), (40, 10), (0, 10)])
+@pytest.mark.parametrize("threshold", [0.3, 0.7])
+def test_nms_topk_equals_torchvision(n, topk, threshold):
+    boxes, scores = random_boxes(n, n + topk)
+    expected = nms(boxes, scores, threshold)[:topk]
+    assert torch.equal(nms_topk(boxes, scores, threshold, topk, block=256), expected)
+
+
+@pytest.mark.parametrize("n", [3000, 200])
+def test_batched_nms_topk_equals_torchvision(n):
+    boxes, scores = random_boxes(n, 7)
+    levels = torch.randint(0, 3, (n,), generator=torch.Generator().manual_seed(3))
+    expected = batched_nms(boxes, scores, levels, 0.7)[:300]
+    assert torch.equal(batched_nms_topk(boxes, scores, levels, 0.7, 300), expected)
+
+
+def test_rpn_filter_proposals_equals_torchvision():
+    model = tiny_detector("FasterRCNN", True, "shufflenet_v1_g3_0.5x", "FrozenBN")
+    rpn = model.rpn
+    rpn._pre_nms_top_n["testing"], rpn._post_nms_top_n["testing"] = 500, 100
+    levels = [1200, 300, 80]
+    g = torch.Generator().manual_seed(5)
+    xy = torch.rand(2, sum(levels), 2, generator=g) * 150
+    proposals = torch.cat([xy, xy + torch.rand(2, sum(levels), 2, generator=g) * 60 + 1], dim=2)
+    objectness = torch.randperm(2 * sum(levels), generator=g).float().div(1000).reshape(-1, 1)
+    sizes = [(128, 160), (160, 128)]
+    ours = rpn.filter_proposals(proposals, objectness, sizes, levels)
+    reference = type(rpn).__mro__[1].filter_proposals(rpn, proposals, objectness, sizes, levels)
+    for a, b in zip(ours, reference):
+        for x, y in zip(a, b):
+            assert torch.equal(x, y)
+    assert len(ours[0][0]) == 100

@@ -1,0 +1,143 @@
+"""tools/check_dataset.py: summary, problems grouped by kind with example files, exit
+status (1 errors, 0 warnings only, 2 usage/config) and --json, for --coco, --voc and
+--config-file."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOOL = os.path.join(ROOT, "tools", "check_dataset.py")
+
+
+@pytest.fixture(scope="module")
+def tool():
+    spec = importlib.util.spec_from_file_location("litedet_tool_check_dataset", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def messy_coco(tmp_path, corpus):
+    """Valid 4-image dataset, then: a truncated JPEG, a missing file, a text file named
+    .png, a clipped box and an annotation of an absent image."""
+    path = corpus.valid_coco(tmp_path, n=4)
+    data = json.loads(path.read_text())
+    (tmp_path / "img" / "t.jpg").write_bytes(corpus.jpeg_bytes(24, 32)[:300])
+    (tmp_path / "img" / "0.png").write_text("not an image")
+    data["images"] += [{"id": 10, "file_name": "t.jpg", "height": 24, "width": 32},
+                       {"id": 11, "file_name": "gone.png", "height": 24, "width": 32}]
+    data["annotations"][0]["bbox"] = [25, 2, 20, 5]
+    data["annotations"].append({"id": 99, "image_id": 77, "category_id": 1, "bbox": [1, 1, 2, 2]})
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_messy_coco_report_and_exit_1(tool, messy_coco, tmp_path, capsys):
+    rc = tool.main(["--coco", str(messy_coco), "--images", str(tmp_path / "img"), "--quiet"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert f"Dataset {messy_coco}: 6 images (2 without boxes), 8 boxes" in out
+    assert "  a        4" in out and "  b        4" in out
+    for kind, example in [
+        ("corrupt_image x1", "t.jpg: corrupt or truncated image header"),
+        ("not_an_image x1", "0.png: not an image"),
+        ("missing_image x1", "gone.png: image file not found"),
+        ("annotation_unknown_image x1", "annotation 99: image_id 77 is not in 'images'"),
+        ("box_clipped x1", "annotation 1: bbox [25, 2, 20, 5] reaches outside the 32x24 image; clipped"),
+    ]:
+        assert kind in out and example in out, (kind, out)
+    assert out.index("ERROR") < out.index("WARNING")  # errors first
+    assert out.rstrip().endswith("FAILED: 4 error(s), 1 warning(s)")
+
+
+def test_json_output(tool, messy_coco, tmp_path, capsys):
+    rc = tool.main(["--coco", str(messy_coco), "--images", str(tmp_path / "img"), "--json", "--quiet"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 1 and report["ok"] is False and (report["errors"], report["warnings"]) == (4, 1)
+    kinds = {p["kind"]: p for p in report["problems"]}
+    assert kinds["missing_image"]["severity"] == "error" and kinds["box_clipped"]["severity"] == "warning"
+    assert kinds["missing_image"]["examples"][0]["where"].endswith("gone.png")
+    ds = report["datasets"][0]
+    assert ds["images"] == 6 and ds["boxes_per_class"]["a"]["boxes"] == 4 and ds["image_modes"] == {"RGB": 3}
+
+
+def test_warnings_only_exit_0(tool, corpus, tmp_path, capsys):
+    path = corpus.valid_coco(tmp_path, n=2)
+    data = json.loads(path.read_text())
+    data["annotations"][0]["bbox"] = [1, 1, 0, 5]  # dropped: a warning
+    path.write_text(json.dumps(data))
+    assert tool.main(["--coco", str(path), "--images", str(tmp_path / "img"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING box_empty x1" in out and out.rstrip().endswith("OK: 0 error(s), 1 warning(s)")
+
+
+def test_invalid_json_is_one_error(tool, tmp_path, capsys):
+    (tmp_path / "bad.json").write_text('{"images": [}')
+    assert tool.main(["--coco", str(tmp_path / "bad.json"), "--images", str(tmp_path), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "unreadable_annotations x1" in out and "bad.json:1:13: invalid JSON" in out
+
+
+def test_voc(tool, corpus, tmp_path, capsys):
+    root = corpus.valid_voc(tmp_path / "VOC", n=3)
+    assert tool.main(["--voc", str(root), "--split", "train", "--classes", "cat,dog", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "3 images (0 without boxes), 6 boxes" in out and "dog        3  (3 difficult)" in out
+    (root / "JPEGImages" / "im2.jpg").unlink()
+    (root / "Annotations" / "im1.xml").write_text("<annotation><object></annotation>")
+    assert tool.main(["--voc", str(root), "--split", "train", "--classes", "cat,dog", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "bad_xml x1" in out and "im1.xml:1:23: malformed XML: mismatched tag" in out
+    assert "missing_image x1" in out and "im2.jpg: image file not found" in out
+
+
+def test_config_file_mode(tool, corpus, tmp_path, capsys):
+    path = corpus.valid_coco(tmp_path, n=2)
+    base = ["--config-file", os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")]
+    reg = ["DATASETS.REGISTER_COCO", f"[['check_ds_mine', '{path}', '{tmp_path / 'img'}']]",
+           "DATASETS.TRAIN", "('check_ds_mine',)", "DATASETS.TEST", "('check_ds_mine',)"]
+    try:
+        assert tool.main(base + reg + ["INPUT.MAX_IMAGE_PIXELS", "100"]) == 1
+        captured = capsys.readouterr()
+        assert "image_too_large x2" in captured.out and "32x24 exceeds INPUT.MAX_IMAGE_PIXELS=100" in captured.out
+        assert "check_ds_mine images: 100%" in captured.err  # the tqdm bar
+        assert tool.main(base + reg + ["--quiet"]) == 0  # flags after the overrides still work
+        assert "OK: 0 error(s), 0 warning(s)" in capsys.readouterr().out
+        assert tool.main(base + ["DATASETS.TRAIN", "('nope_ds',)"]) == 2
+        assert capsys.readouterr().err.startswith("check_dataset.py: config error: dataset 'nope_ds' is not registered")
+        assert tool.main(base + ["SOLVER.BASE_RL", "1"]) == 2
+        assert "unknown config key 'SOLVER.BASE_RL'" in capsys.readouterr().err
+    finally:
+        from detection.data import DatasetCatalog, MetadataCatalog
+
+        if "check_ds_mine" in DatasetCatalog:
+            DatasetCatalog.remove("check_ds_mine")
+        MetadataCatalog.remove("check_ds_mine")
+
+
+@pytest.mark.parametrize(
+    "argv, code, stream, text",
+    [
+        (["--coco", "a.json"], 2, "err", "--coco needs --images DIR"),
+        (["--images", "x"], 2, "err", "one of the arguments --config-file --coco --voc is required"),
+        (["--voc", "v", "--classes", " , "], 2, "err", "--classes names no class"),
+        (["--help"], 0, "out", "Exit status: 0 no errors"),
+    ],
+)
+def test_cli_usage_errors_and_help(tool, argv, code, stream, text, capsys):
+    with pytest.raises(SystemExit) as info:
+        tool.main(argv)
+    assert info.value.code == code
+    assert text in getattr(capsys.readouterr(), stream)
+
+
+def test_worker_processes_give_the_same_report(tool, messy_coco, tmp_path):
+    source = [{"format": "coco", "json": str(messy_coco), "images": str(tmp_path / "img"), "label": "m"}]
+    serial = tool.check_sources(source, progress=False, workers=0)
+    parallel = tool.check_sources(source, progress=False, workers=2)
+    assert parallel == serial and serial["errors"] == 4

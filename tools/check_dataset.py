@@ -1,0 +1,340 @@
+#!/usr/bin/env python
+"""Validate a detection dataset before training on it: annotations and every image.
+
+    python tools/check_dataset.py --config-file CFG [KEY VALUE ...]    # DATASETS.TRAIN + TEST
+    python tools/check_dataset.py --coco instances.json --images DIR
+    python tools/check_dataset.py --voc VOCdevkit/VOC2007 --split trainval [--classes a,b,c]
+    python tools/check_dataset.py ... --json > report.json
+
+Every annotation entry is checked (the same rules the loaders apply when training) and
+every image is opened and fully decoded (tqdm bar on stderr). The summary lists images,
+boxes per class, and the problems found grouped by kind with example files.
+
+Exit status: 0 no errors (warnings only, or nothing); 1 errors found; 2 invalid command
+line or config. See docs/check_dataset.md for every problem kind.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections import Counter
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from detection.data.errors import DatasetError, ProblemLog  # noqa: E402
+
+#: Images smaller than this (either side) are reported: anchors and RoI pooling assume
+#: objects of some size, and such files are often thumbnails or placeholders.
+TINY_IMAGE_SIDE = 16
+DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
+
+
+def _reason_kind(reason: str) -> str:
+    if "not found" in reason:
+        return "missing_image"
+    if "exceeds INPUT.MAX_IMAGE_PIXELS" in reason or "too large" in reason:
+        return "image_too_large"
+    if "empty image file" in reason:
+        return "empty_image_file"
+    if "not an image" in reason:
+        return "not_an_image"
+    return "corrupt_image"
+
+
+def check_images(
+    records: Sequence[Dict[str, Any]],
+    problems: ProblemLog,
+    max_pixels: Optional[int] = DEFAULT_MAX_IMAGE_PIXELS,
+    progress: bool = True,
+    label: str = "images",
+    workers: int = 0,
+) -> Counter:
+    """Open and decode every record's image (in ``workers`` processes when > 0); record
+    problems; return image-mode counts."""
+    import functools
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    from detection.data.images import inspect_image
+
+    unique: Dict[str, Dict[str, Any]] = {}
+    for record in records:
+        path = record["file_name"]
+        if path in unique:
+            problems.warn("duplicate_file_name", path, "used by several image entries")
+        else:
+            unique[path] = record
+    inspect = functools.partial(inspect_image, max_pixels=max_pixels or None)
+    pool = None
+    if workers > 0 and len(unique) > 1:
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+        pool = multiprocessing.get_context(method).Pool(workers)
+        results = pool.imap(inspect, list(unique), chunksize=16)
+    else:
+        results = map(inspect, unique)
+    modes: Counter = Counter()
+    try:
+        bar = tqdm(zip(unique.items(), results), total=len(unique), desc=label, unit="img",
+                   disable=not progress, file=sys.stderr)
+        for (path, record), (reason, info, (h, w)) in bar:
+            if info is None:
+                problems.error(_reason_kind(reason), path, reason)
+                continue
+            modes[info.mode] += 1
+            want = (int(record["height"]), int(record["width"]))
+            if (h, w) != want:
+                hint = " (width and height swapped: EXIF orientation?)" if (w, h) == want else ""
+                problems.error("size_mismatch", path, f"decoded size {w}x{h} differs from the annotated {want[1]}x{want[0]}{hint}")
+            if info.exif_orientation != 1:
+                problems.warn(
+                    "exif_orientation",
+                    path,
+                    f"EXIF orientation {info.exif_orientation}: litedet rotates the pixels before use, so the boxes "
+                    "must be in the rotated (displayed) frame",
+                )
+            if min(h, w) < TINY_IMAGE_SIDE:
+                problems.warn("tiny_image", path, f"only {w}x{h} pixels")
+    finally:
+        if pool is not None:
+            pool.terminate()
+    return modes
+
+
+def _summarise_records(records: Sequence[Dict[str, Any]], classes: Optional[List[str]]) -> Dict[str, Any]:
+    per_class: Dict[str, Dict[str, int]] = {}
+    names = list(classes or [])
+    for c in names:
+        per_class[c] = {"boxes": 0, "crowd": 0, "difficult": 0}
+    empty = 0
+    for r in records:
+        anns = r.get("annotations", [])
+        if not anns:
+            empty += 1
+        for a in anns:
+            cid = a["category_id"]
+            name = names[cid] if 0 <= cid < len(names) else str(cid)
+            row = per_class.setdefault(name, {"boxes": 0, "crowd": 0, "difficult": 0})
+            row["boxes"] += 1
+            row["crowd"] += int(bool(a.get("iscrowd", 0)))
+            row["difficult"] += int(bool(a.get("difficult", 0)))
+    return {
+        "images": len(records),
+        "images_without_boxes": empty,
+        "boxes": sum(v["boxes"] for v in per_class.values()),
+        "boxes_per_class": per_class,
+    }
+
+
+def load_source(source: Dict[str, Any], problems: ProblemLog) -> Tuple[List[Dict[str, Any]], Optional[List[str]]]:
+    """Load one dataset description non-strictly; fatal file-level errors become one problem."""
+    from detection.data.coco import load_coco_json
+    from detection.data.voc import VOC_CLASSES, load_voc_instances
+
+    try:
+        if source["format"] == "coco":
+            from detection.data.catalog import MetadataCatalog
+
+            # The loader stores the class names in a dataset's metadata; use a scratch entry
+            # when the json is checked on its own.
+            name = source.get("metadata_name") or f"_check_dataset_{os.getpid()}_{id(source)}"
+            try:
+                records = load_coco_json(
+                    source["json"],
+                    source["images"],
+                    dataset_name=name,
+                    allow_outside_root=source.get("allow_outside_root", False),
+                    problems=problems,
+                )
+                return records, MetadataCatalog.get(name).get("thing_classes")
+            finally:
+                if not source.get("metadata_name"):
+                    MetadataCatalog.remove(name)
+        if source["format"] == "voc":
+            classes = list(source.get("classes") or VOC_CLASSES)
+            return load_voc_instances(source["root"], source["split"], classes, problems=problems), classes
+        from detection.data.catalog import DatasetCatalog, MetadataCatalog
+
+        records = DatasetCatalog.get(source["name"])
+        return records, MetadataCatalog.get(source["name"]).get("thing_classes")
+    except DatasetError as err:
+        problems.error_from("unreadable_annotations", err)
+    except FileNotFoundError as err:
+        problems.error("missing_file", source.get("label", "dataset"), str(err))
+    return [], None
+
+
+def sources_from_config(cfg: Any) -> List[Dict[str, Any]]:
+    """One source per dataset of DATASETS.TRAIN + DATASETS.TEST (duplicates once)."""
+    from detection.data.catalog import DatasetCatalog, MetadataCatalog, register_from_cfg
+
+    register_from_cfg(cfg)
+    allow = bool(cfg.DATASETS.ALLOW_PATHS_OUTSIDE_ROOT)
+    sources: List[Dict[str, Any]] = []
+    todo = list(dict.fromkeys(list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)))
+    while todo:
+        name = todo.pop(0)
+        if name not in DatasetCatalog:
+            raise ValueError(f"dataset {name!r} is not registered; registered: {', '.join(DatasetCatalog.list())}")
+        meta = MetadataCatalog.get(name)
+        if meta.get("components"):
+            todo = list(meta.components) + todo
+        elif meta.get("evaluator_type") == "coco" and meta.get("json_file"):
+            sources.append({"format": "coco", "json": meta.json_file, "images": meta.image_root,
+                            "allow_outside_root": allow, "label": name, "metadata_name": name})
+        elif meta.get("evaluator_type") == "voc" and meta.get("dirname"):
+            sources.append({"format": "voc", "root": meta.dirname, "split": meta.split,
+                            "classes": list(meta.thing_classes), "label": name})
+        else:
+            sources.append({"format": "catalog", "name": name, "label": name})
+    return sources
+
+
+def check_sources(
+    sources: Sequence[Dict[str, Any]],
+    max_pixels: Optional[int] = DEFAULT_MAX_IMAGE_PIXELS,
+    check_image_files: bool = True,
+    progress: bool = True,
+    max_examples: int = 5,
+    workers: int = 0,
+) -> Dict[str, Any]:
+    """The whole check; returns the JSON-able report (``"ok"`` false when errors were found)."""
+    report: Dict[str, Any] = {"datasets": []}
+    problems = ProblemLog(strict=False, examples_per_kind=max_examples)
+    for source in sources:
+        records, classes = load_source(source, problems)
+        summary = _summarise_records(records, classes)
+        if check_image_files and records:
+            summary["image_modes"] = dict(
+                check_images(records, problems, max_pixels, progress, label=f"{source.get('label', 'images')} images",
+                             workers=workers)
+            )
+        report["datasets"].append({"name": source.get("label", "?"), **summary})
+    report["problems"] = [
+        {
+            "severity": sev,
+            "kind": kind,
+            "count": n,
+            "examples": [{"where": p.where, "message": p.message} for p in problems.examples[(sev, kind)]],
+        }
+        for (sev, kind), n in sorted(problems.counts.items(), key=lambda kv: (kv[0][0] != "error", kv[0][1]))
+    ]
+    report["errors"] = problems.count("error")
+    report["warnings"] = problems.count("warning")
+    report["ok"] = report["errors"] == 0
+    return report
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    lines: List[str] = []
+    for ds in report["datasets"]:
+        lines.append(f"Dataset {ds['name']}: {ds['images']} images ({ds['images_without_boxes']} without boxes), {ds['boxes']} boxes")
+        if ds.get("image_modes"):
+            modes = ", ".join(f"{m}: {n}" for m, n in sorted(ds["image_modes"].items()))
+            lines.append(f"  image modes (all converted to 8-bit RGB): {modes}")
+        if ds["boxes_per_class"]:
+            width = max(len(c) for c in ds["boxes_per_class"])
+            for cls, row in ds["boxes_per_class"].items():
+                extra = ", ".join(f"{row[k]} {k}" for k in ("crowd", "difficult") if row[k])
+                lines.append(f"  {cls:<{width}}  {row['boxes']:>7}" + (f"  ({extra})" if extra else ""))
+    if report["problems"]:
+        lines.append(f"Problems: {report['errors']} error(s), {report['warnings']} warning(s)")
+        for p in report["problems"]:
+            lines.append(f"  {p['severity'].upper():<7} {p['kind']} x{p['count']}")
+            for ex in p["examples"]:
+                lines.append(f"      {ex['where']}: {ex['message']}")
+    else:
+        lines.append("Problems: none")
+    verdict = "OK" if report["ok"] else "FAILED"
+    lines.append(f"{verdict}: {report['errors']} error(s), {report['warnings']} warning(s)")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Validate a COCO-json or VOC-xml detection dataset (annotations + every image).",
+        epilog="Exit status: 0 no errors (warnings allowed), 1 errors found, 2 bad command line/config. "
+        "Documentation: docs/check_dataset.md",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config-file", metavar="CFG", help="check DATASETS.TRAIN and DATASETS.TEST of this config")
+    src.add_argument("--coco", metavar="JSON", help="COCO instances json (with --images)")
+    src.add_argument("--voc", metavar="ROOT", help="VOC-layout directory (Annotations/, JPEGImages/, ImageSets/Main/)")
+    p.add_argument("--images", metavar="DIR", help="image root of --coco")
+    p.add_argument("--split", default="trainval", help="VOC split (default: trainval)")
+    p.add_argument("--classes", help="VOC class names, comma separated (default: the 20 VOC classes)")
+    p.add_argument("--allow-paths-outside-root", action="store_true", help="allow COCO file_name entries outside --images")
+    p.add_argument("--max-image-pixels", type=int, default=None,
+                   help=f"refuse images above this many pixels (default: INPUT.MAX_IMAGE_PIXELS, {DEFAULT_MAX_IMAGE_PIXELS})")
+    p.add_argument("--no-images", action="store_true", help="check the annotations only, do not open the images")
+    p.add_argument("--max-examples", type=int, default=5, help="example files shown per problem kind (default 5)")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="processes decoding images (default: min(4, CPU count); 0 = in this process)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ... (with --config-file)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag in ("--json", "--quiet", "--no-images"):  # given after the overrides: still a flag
+        if flag in (args.opts or []):
+            args.opts.remove(flag)
+            setattr(args, flag[2:].replace("-", "_"), True)
+    # The loaders' own warnings duplicate what the report lists.
+    logging.getLogger("detection").setLevel(logging.ERROR)
+    prog = "check_dataset.py"
+    max_pixels = args.max_image_pixels
+    try:
+        if args.config_file:
+            from detection.config import ConfigError, load_config
+
+            try:
+                cfg = load_config(args.config_file, args.opts or [])
+                sources = sources_from_config(cfg)
+            except (ConfigError, ValueError, TypeError) as err:
+                print(f"{prog}: config error: {err}", file=sys.stderr)
+                return 2
+            if max_pixels is None:
+                max_pixels = int(cfg.INPUT.MAX_IMAGE_PIXELS)
+        elif args.opts:
+            parser.error(f"config overrides need --config-file: {args.opts}")
+        elif args.coco:
+            if not args.images:
+                parser.error("--coco needs --images DIR")
+            sources = [{"format": "coco", "json": args.coco, "images": args.images, "label": args.coco,
+                        "allow_outside_root": args.allow_paths_outside_root}]
+        else:
+            classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+            if args.classes is not None and not classes:
+                parser.error("--classes names no class")
+            sources = [{"format": "voc", "root": args.voc, "split": args.split, "classes": classes,
+                        "label": f"{args.voc} ({args.split})"}]
+        report = check_sources(
+            sources,
+            max_pixels=DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels,
+            check_image_files=not args.no_images,
+            progress=not args.quiet,
+            max_examples=args.max_examples,
+            workers=max(0, args.workers),
+        )
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(format_report(report))
+    return 0 if report["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

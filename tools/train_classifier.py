@@ -1,0 +1,234 @@
+#!/usr/bin/env python
+"""Pretrain a backbone's classification form on ImageFolder data (ImageNet layout), or
+evaluate one, with the detector's training machinery (tools/train_net.py UX).
+
+    python tools/train_classifier.py --config-file configs/ImageNet/shufflenet_v2_1.0x.yaml
+    python tools/train_classifier.py --config-file CFG --resume                # continue in OUTPUT_DIR
+    python tools/train_classifier.py --config-file CFG --eval-only MODEL.WEIGHTS out/model_final.pth
+    python tools/train_classifier.py --config-file CFG DATASETS.ROOT /data/imagenet SOLVER.IMS_PER_BATCH 256
+    torchrun --nproc_per_node=8 tools/train_classifier.py --config-file CFG MODEL.DEVICE cuda
+
+Data: DATASETS.ROOT/<split>/<class>/<image> (splits DATASETS.TRAIN / DATASETS.TEST,
+default "train" / "val"). OUTPUT_DIR receives config.yaml, log.txt, metrics.json,
+TensorBoard events, model_XXXXXXX.pth / model_final.pth / last_checkpoint,
+metrics_final.json (top-1 / top-5 accuracy) and backbone_final.pth: the trained backbone
+for a detector's MODEL.BACKBONE.WEIGHTS (--export-backbone PATH writes it to PATH instead;
+with --eval-only it exports the evaluated MODEL.WEIGHTS).
+
+Exit status: 0 success; 2 invalid config / command line / dataset folder / checkpoint (one
+line on stderr, no traceback); 1 training diverged (non-finite loss).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from backbones.weights import CheckpointError as BackboneCheckpointError  # noqa: E402
+from detection.checkpoint import CheckpointError, DetectionCheckpointer  # noqa: E402
+from detection.classification import (  # noqa: E402
+    ClassificationTrainer,
+    ImageFolderError,
+    export_backbone,
+    load_classification_config,
+    resolve_config,
+)
+from detection.classification.data import train_classes  # noqa: E402
+from detection.config import ConfigError  # noqa: E402
+from detection.engine import comm, default_argument_parser, default_setup  # noqa: E402
+
+logger = logging.getLogger("detection.tools.train_classifier")
+
+RESULTS_FILE = "metrics_final.json"
+BACKBONE_FILE = "backbone_final.pth"
+
+EPILOG = """Examples:
+  Train:      python tools/train_classifier.py --config-file configs/ImageNet/shufflenet_v2_1.0x.yaml DATASETS.ROOT /data/imagenet
+  Resume:     python tools/train_classifier.py --config-file CFG --resume
+  Evaluate:   python tools/train_classifier.py --config-file CFG --eval-only MODEL.WEIGHTS out/model_final.pth
+  Export:     python tools/train_classifier.py --config-file CFG --eval-only MODEL.WEIGHTS out/model_final.pth --export-backbone bb.pth
+  Multi-GPU:  torchrun --nproc_per_node=8 tools/train_classifier.py --config-file CFG MODEL.DEVICE cuda
+Then fine-tune a detector from it: tools/train_net.py --config-file DET.yaml MODEL.BACKBONE.WEIGHTS out/backbone_final.pth"""
+
+
+def build_parser():
+    parser = default_argument_parser(epilog=EPILOG)
+    parser.description = "Pretrain or evaluate a backbone's classifier on ImageFolder data (see docs/classification.md)."
+    parser.add_argument(
+        "--export-backbone",
+        default="",
+        metavar="PATH",
+        help=f"write the backbone checkpoint (for a detector's MODEL.BACKBONE.WEIGHTS) to PATH; "
+        f"default after training: OUTPUT_DIR/{BACKBONE_FILE}",
+    )
+    return parser
+
+
+def setup(args):
+    """Merged, resolved, validated config (raises ConfigError / ImageFolderError)."""
+    cfg = load_classification_config(args.config_file, args.opts or [])
+    cfg = resolve_config(cfg, train=not args.eval_only)
+    weights = cfg.MODEL.WEIGHTS
+    resuming = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
+    if weights and not resuming and not os.path.isfile(weights):
+        raise ConfigError(f"MODEL.WEIGHTS: checkpoint file not found: {weights}")
+    return cfg
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    return obj
+
+
+def write_results(cfg, results, *, weights: str, iteration, eval_only: bool, backbone_file: str = "") -> str:
+    path = os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE)
+    if comm.is_main_process():
+        record = {
+            "eval_only": eval_only,
+            "weights": weights,
+            "backbone_checkpoint": backbone_file or None,
+            "iteration": iteration,
+            "datasets": [os.path.join(cfg.DATASETS.ROOT, s) for s in cfg.DATASETS.TEST],
+            "results": _finite(dict(results)),
+        }
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(record, f, indent=2, allow_nan=False)
+        os.replace(tmp, path)
+    return path
+
+
+def _export(cfg, model, path: str, iteration) -> str:
+    if comm.is_main_process():
+        export_backbone(
+            model, path, classes=train_classes(cfg),
+            extra={"backbone": cfg.MODEL.BACKBONE.NAME, "num_classes": int(cfg.MODEL.NUM_CLASSES),
+                   "iteration": -1 if iteration is None else int(iteration)},
+        )
+    comm.synchronize()
+    return path
+
+
+def _print_results(results) -> None:
+    for name, res in (results or {}).items():
+        if isinstance(res, dict) and "top1" in res:
+            print(f"{name}: top1 {res['top1']:.2f}%  top5 {res.get('top5', float('nan')):.2f}%", flush=True)
+        elif isinstance(res, dict):
+            for sub, r in res.items():
+                if isinstance(r, dict) and "top1" in r:
+                    print(f"{name} {sub}: top1 {r['top1']:.2f}%  top5 {r.get('top5', float('nan')):.2f}%", flush=True)
+
+
+def _check_input_format(model) -> None:
+    fmt = getattr(getattr(model, "backbone", None), "input_format", "RGB")
+    if fmt != "RGB":
+        logger.warning(
+            "MODEL.WEIGHTS expect %s input, but this tool feeds RGB normalised with MODEL.PIXEL_MEAN/STD: "
+            "accuracy will be off until the network adapts (fine-tuning) - convert or retrain the weights", fmt,
+        )
+
+
+def evaluate(cfg, args):
+    model = ClassificationTrainer.build_model(cfg)
+    model.to(cfg.MODEL.DEVICE)
+    checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+    extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+    weights = checkpointer.get_checkpoint_file() if args.resume and checkpointer.has_checkpoint() else cfg.MODEL.WEIGHTS
+    if not weights:
+        logger.warning("--eval-only without MODEL.WEIGHTS: evaluating an untrained model")
+    _check_input_format(model)
+    results = ClassificationTrainer.test(cfg, model) if len(cfg.DATASETS.TEST) else {}
+    _print_results(results)
+    exported = _export(cfg, model, args.export_backbone, extra.get("iteration")) if args.export_backbone else ""
+    path = write_results(cfg, results, weights=weights, iteration=extra.get("iteration"), eval_only=True,
+                         backbone_file=exported)
+    return path, exported
+
+
+def train(cfg, args):
+    trainer = ClassificationTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    _check_input_format(trainer.unwrapped_model)
+    results = trainer.train()
+    _print_results(results)
+    exported = _export(cfg, trainer.unwrapped_model, args.export_backbone or os.path.join(cfg.OUTPUT_DIR, BACKBONE_FILE),
+                       trainer.iter)
+    final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
+    path = write_results(cfg, results, weights=final, iteration=trainer.iter, eval_only=False, backbone_file=exported)
+    return path, exported
+
+
+def _one_line(err: BaseException) -> str:
+    """DataLoader workers re-raise with the worker traceback in the message: keep the last line."""
+    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(err).__name__
+    return re.sub(r"^[\w.]*Error: ", "", text)  # "pkg.mod.ImageFolderError: msg" -> "msg"
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    prog = os.path.basename(sys.argv[0]) or "train_classifier.py"
+    # argparse.REMAINDER hands a flag written after the KEY VALUE overrides to opts.
+    if args.opts and "--export-backbone" in args.opts:
+        i = args.opts.index("--export-backbone")
+        if i + 1 >= len(args.opts):
+            print(f"{prog}: error: --export-backbone needs a PATH", file=sys.stderr)
+            return 2
+        args.export_backbone = args.opts[i + 1]
+        args.opts = args.opts[:i] + args.opts[i + 2:]
+    comm.init_distributed_from_env()
+    try:
+        cfg = setup(args)
+    except ConfigError as err:
+        print(f"{prog}: config error: {err}", file=sys.stderr)
+        return 2
+    except ImageFolderError as err:
+        print(f"{prog}: dataset error: {err}", file=sys.stderr)
+        return 2
+    default_setup(cfg, args)
+    try:
+        path, exported = evaluate(cfg, args) if args.eval_only else train(cfg, args)
+    except ConfigError as err:
+        logger.error("%s", err)
+        print(f"{prog}: config error: {err}", file=sys.stderr)
+        return 2
+    except ImageFolderError as err:
+        logger.error("%s", err)
+        print(f"{prog}: dataset error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except (CheckpointError, BackboneCheckpointError) as err:
+        logger.error("%s", err)
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except FloatingPointError as err:
+        logger.error("Training stopped: %s", err)
+        print(f"{prog}: training diverged: {err}", file=sys.stderr)
+        return 1
+    if comm.is_main_process():
+        out = os.path.abspath(cfg.OUTPUT_DIR)
+        lines = [f"Results written to {os.path.abspath(path)}"]
+        if exported:
+            lines.append(f"Backbone checkpoint (MODEL.BACKBONE.WEIGHTS): {os.path.abspath(exported)}")
+        if not args.eval_only:
+            lines += [
+                f"Final weights: {os.path.join(out, 'model_final.pth')}",
+                f"Training metrics: {os.path.join(out, 'metrics.json')} (TensorBoard: tensorboard --logdir {out})",
+            ]
+        lines.append(f"Log: {os.path.join(out, 'log.txt')}")
+        print("\n".join(lines), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
