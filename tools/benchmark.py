@@ -129,9 +129,10 @@ def build_target(args, settings, config_file: str, opts: List[str]) -> Tuple[Any
     if part in ("classifier", "classifier_backbone"):
         name = args.backbone or cfg.MODEL.BACKBONE.NAME
         try:
-            clf = backbones.build_classifier(name)
+            clf = backbones.build_classifier(name).eval()
         except (KeyError, ValueError) as err:
             raise UsageError(f"--backbone {name!r}: {err}") from err
+        clf = _maybe_fuse(clf, args.fuse, settings["backend"])
         module = clf.eval() if part == "classifier" else BackboneFeatures(clf.backbone, clf.backbone.out_features).eval()
         size = settings["input"] or "224x224"
         desc = {"name": name, "model": f"{name} classifier" if part == "classifier" else name}
@@ -143,6 +144,7 @@ def build_target(args, settings, config_file: str, opts: List[str]) -> Tuple[Any
             model = load_detector(cfg)
         except (CheckpointError, ValueError) as err:
             raise UsageError(str(err)) from err
+        model = _maybe_fuse(model, args.fuse, settings["backend"])
         module, _ = deployable(model, part)
         div = model.transform.size_divisibility
         size = settings["input"] or "x".join(str(v) for v in default_input_size(cfg, div))
@@ -156,14 +158,19 @@ def build_target(args, settings, config_file: str, opts: List[str]) -> Tuple[Any
         parse_size(size)
     except ValueError as err:
         raise UsageError(f"--input: {err}") from err
-    if args.fuse:
-        target = model if model is not None else module
-        if hasattr(target, "fuse"):
-            target.fuse()
-        else:
-            logger.warning("--fuse: %s has no fuse() method; timing it unfused", type(target).__name__)
     torch.set_grad_enabled(False)
     return cfg, model, module, size, desc
+
+
+def _maybe_fuse(model, fuse: bool, backend: str):
+    """``model.fuse()`` (BN folding, fused units) when asked for and available; NCHW for
+    the exported backends, channels-last for eager / compiled PyTorch."""
+    if not fuse:
+        return model
+    if not hasattr(model, "fuse"):
+        logger.warning("--fuse: %s has no fuse() method; timing it unfused", type(model).__name__)
+        return model
+    return model.fuse(inplace=True, channels_last=backend in ("torch", "compile"))
 
 
 def make_runner(settings, part: str, model, module, size: str, work_dir: str) -> Tuple[Callable[[], Any], Optional[Callable]]:

@@ -46,6 +46,7 @@ def get_parser() -> argparse.ArgumentParser:
     part.add_argument("--backbone-only", action="store_true", help="export the backbone's feature maps only")
     part.add_argument("--dense", action="store_true", help="export backbone + neck + RPN head (no NMS / RoIAlign)")
     parser.add_argument("--sample-image", default="", metavar="IMG", help="image for the parity check (default: synthetic)")
+    parser.add_argument("--fuse", action="store_true", help="export the fused model (model.fuse(): BN folded), when available")
     parser.add_argument("--fp16", action="store_true", help="ncnn: store weights in fp16 (half the size; check at 1e-2)")
     parser.add_argument("--no-check", action="store_true", help="skip the parity check")
     parser.add_argument(
@@ -95,6 +96,11 @@ def main(argv=None) -> int:
         model = load_detector(cfg)
     except (CheckpointError, ValueError) as err:
         return fail(str(err))
+    if args.fuse:
+        if hasattr(model, "fuse"):
+            model = model.fuse(inplace=True, channels_last=False)  # NCHW graphs for the exporters
+        else:
+            logger.warning("--fuse: %s has no fuse() method; exporting it unfused", type(model).__name__)
     divisibility = model.transform.size_divisibility
     try:
         height, width = parse_size(args.input) if args.input else default_input_size(cfg, divisibility)
@@ -135,7 +141,7 @@ def main(argv=None) -> int:
         except (AttributeError, KeyError):
             class_names = None
     meta = {
-        "part": part, "format": args.format, "files": [os.path.basename(p) for p in paths],
+        "part": part, "format": args.format, "fused": bool(args.fuse), "files": [os.path.basename(p) for p in paths],
         "config_file": os.path.abspath(args.config_file), "weights": cfg.MODEL.WEIGHTS,
         "input": {"shape": [1, 3, height, width], "channel_order": cfg.INPUT.FORMAT, "range": "0-255, not normalised"},
         "outputs": output_names, "class_names": class_names,

@@ -117,3 +117,15 @@ def test_export_tool_torchscript_backbone_and_errors(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     assert export.main(["--config-file", CONFIG, "--format", "onnx", "--output", str(tmp_path / "f" / "o"), *SMALL]) == 2
     assert "cannot write to --output" in capsys.readouterr().err
+
+
+def test_fuse_option_times_the_fused_model(bench, tmp_path):
+    j = tmp_path / "f.json"
+    assert bench.main(["--backbone", "shufflenet_v2_0.5x", "--classifier", "--fuse", "--input", "64x64",
+                       "--iters", "2", "--warmup", "0", "--threads", "1", "--json", str(j)]) == 0
+    row = json.loads(j.read_text())[0]
+    assert row["fused"] is True and row["part"] == "classifier"
+    import backbones
+
+    clf = backbones.build_classifier("shufflenet_v2_0.5x").eval()
+    assert bench._maybe_fuse(clf, True, "onnxruntime").fused  # what --fuse hands to the exporters
