@@ -1,27 +1,34 @@
 #!/usr/bin/env python
-"""Run a trained detector on images and write annotated copies (detectron2's demo UX).
+r"""Run a trained detector on images, videos or a webcam and write annotated copies
+(detectron2's demo UX).
 
     python tools/demo.py --config-file configs/quickstart/lighthead_shufflenet_v2_shapes.yaml \
-        --input photo.jpg 'more/*.png' some_folder/ --output annotated/ \
+        --input photo.jpg 'more/*.png' some_folder/ street.avi --output annotated/ \
         --confidence-threshold 0.5 MODEL.WEIGHTS output/quickstart/lighthead_shufflenet_v2_shapes/model_final.pth
+    python tools/demo.py --config-file CFG --webcam 0 --output out/ --max-frames 300 MODEL.WEIGHTS W
 
-``--input`` takes files, folders (their images, sorted) and glob patterns. ``--output`` is a
-folder (created; one annotated image per input, same file name), or a file name when
-there is exactly one input image. Class names come from the first DATASETS.TEST
-dataset's metadata. Prints the achieved frames per second at the end.
-
-Input sources are produced by `iter_frames`; video files and webcams (another issue)
-plug in there as further sources of (name, BGR frame) pairs.
+``--input`` takes image files, folders (their images, sorted), glob patterns and video
+files (any format OpenCV reads: .avi, .mp4, .mov, .mkv, ...). ``--output`` is a folder
+(created): one annotated image per input image (same file name); per video an annotated
+video with the input's fps and frame size (OUT/<name>.avi for .avi input, else .mp4) and
+OUT/<name>.json with one entry per frame (index, time in seconds, boxes in pixels, scores,
+labels, class names; detections at or above the threshold). With exactly one input image
+``--output`` may be a file name. ``--webcam N`` reads camera N until Ctrl-C or
+``--max-frames`` (OUT/webcam<N>.mp4 + .json). Class names come from the first
+DATASETS.TEST dataset's metadata. Prints the achieved frames per second at the end.
+Errors (one line, exit 2): unreadable video, folder or glob without images, no camera,
+output folder not writable.
 """
 from __future__ import annotations
 
 import argparse
 import glob
+import json
 import logging
 import os
 import sys
 import time
-from typing import Iterator, List, Sequence, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -37,18 +44,26 @@ from detection.engine import check_config, setup_logger  # noqa: E402
 logger = logging.getLogger("detection.tools.demo")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
+
+
+class DemoError(Exception):
+    """Bad input or output: reported as one line, exit status 2."""
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Detect objects in images and write annotated copies.",
+        description="Detect objects in images, videos or a webcam stream and write annotated copies.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 2)[1],
+        epilog=__doc__.split("\n\n", 1)[1],
     )
     parser.add_argument("--config-file", required=True, metavar="FILE", help="path to the config YAML")
-    parser.add_argument("--input", nargs="+", required=True, help="image files, folders or glob patterns")
+    parser.add_argument("--input", nargs="+", default=[], help="image files, folders, glob patterns or video files")
+    parser.add_argument("--webcam", type=int, default=None, metavar="N", help="read camera N (0 = the first)")
     parser.add_argument("--output", required=True, help="output folder (or file, for a single input image)")
     parser.add_argument("--confidence-threshold", type=float, default=0.5, help="minimum score to draw (default 0.5)")
+    parser.add_argument("--max-frames", type=int, default=0, metavar="N",
+                        help="stop each video / the webcam after N frames (default: all)")
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
         help="config overrides, e.g. MODEL.WEIGHTS model_final.pth MODEL.DEVICE cuda",
@@ -66,23 +81,40 @@ def setup_cfg(args):
     return cfg
 
 
-def collect_images(inputs: Sequence[str]) -> List[str]:
-    """Files, folders (images inside, sorted) and glob patterns -> image paths, in order."""
-    paths: List[str] = []
+def is_video(path: str) -> bool:
+    return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def collect_inputs(inputs: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """Files, folders (images inside, sorted) and glob patterns -> (image paths, video paths).
+
+    A folder or pattern without any image or video is an error (DemoError)."""
+    images: List[str] = []
+    videos: List[str] = []
     for spec in inputs:
         if os.path.isdir(spec):
-            found = [
-                os.path.join(spec, f) for f in sorted(os.listdir(spec)) if f.lower().endswith(IMAGE_EXTENSIONS)
-            ]
+            found = [os.path.join(spec, f) for f in sorted(os.listdir(spec))
+                     if f.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)]
+            if not found:
+                raise DemoError(f"--input {spec}: folder has no images or videos")
         elif os.path.isfile(spec):
             found = [spec]
         else:
             found = sorted(p for p in glob.glob(os.path.expanduser(spec), recursive=True) if os.path.isfile(p))
-            found = [p for p in found if p.lower().endswith(IMAGE_EXTENSIONS)]
-        if not found:
-            logger.warning("--input %s: no images found", spec)
-        paths.extend(p for p in found if p not in paths)
-    return paths
+            found = [p for p in found if p.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)]
+            if not found:
+                what = "no such file" if not glob.has_magic(spec) else "pattern matches no images or videos"
+                raise DemoError(f"--input {spec}: {what}")
+        for p in found:
+            target = videos if is_video(p) else images
+            if p not in target:
+                target.append(p)
+    return images, videos
+
+
+def collect_images(inputs: Sequence[str]) -> List[str]:
+    """Image paths only (kept for callers that never pass videos)."""
+    return collect_inputs(inputs)[0]
 
 
 def iter_frames(paths: Sequence[str]) -> Iterator[Tuple[str, np.ndarray]]:
@@ -95,8 +127,24 @@ def iter_frames(paths: Sequence[str]) -> Iterator[Tuple[str, np.ndarray]]:
         yield path, img
 
 
+def open_video(source, name: str) -> Tuple[cv2.VideoCapture, np.ndarray]:
+    """Open a video file or camera index and read its first frame (DemoError if either fails)."""
+    cap = cv2.VideoCapture(source)
+    first = None
+    if cap.isOpened():
+        ok, first = cap.read()
+        if not ok or first is None:
+            first = None
+    if first is None:
+        cap.release()
+        if isinstance(source, int):
+            raise DemoError(f"--webcam {source}: no camera could be opened at index {source}")
+        raise DemoError(f"cannot read video {name}: OpenCV opened no frames (missing codec or not a video)")
+    return cap, first
+
+
 class VisualizationDemo:
-    """Predictor + drawing, one BGR frame at a time (images now, video frames later)."""
+    """Predictor + drawing, one BGR frame at a time (images, video frames, webcam)."""
 
     def __init__(self, cfg, confidence_threshold: float = 0.5) -> None:
         from detection.engine.predictor import DefaultPredictor
@@ -111,6 +159,22 @@ class VisualizationDemo:
         predictions = self.predictor(image_bgr, format="BGR")
         seconds = time.perf_counter() - start
         return predictions, self.visualizer.draw(image_bgr, predictions), seconds
+
+    def frame_record(self, index: int, time_s: float, predictions) -> Dict[str, object]:
+        """JSON-ready detections of one frame, those at or above the drawing threshold."""
+        from detection.utils.visualizer import filter_predictions
+
+        kept = filter_predictions(predictions, self.visualizer.score_threshold)
+        names = self.visualizer.class_names
+        labels = [int(v) for v in kept["labels"]]
+        return {
+            "index": index,
+            "time": round(time_s, 4),
+            "boxes": [[round(float(v), 2) for v in b] for b in kept["boxes"]],
+            "scores": [round(float(v), 4) for v in kept["scores"]],
+            "labels": labels,
+            "class_names": [names[i] if names and 0 <= i < len(names) else f"class {i}" for i in labels],
+        }
 
 
 def _output_paths(paths: Sequence[str], output: str) -> List[str]:
@@ -131,6 +195,89 @@ def _output_paths(paths: Sequence[str], output: str) -> List[str]:
     return out
 
 
+def video_output_path(output_dir: str, source_name: str, used: set) -> Tuple[str, int]:
+    """OUT/<stem>.avi (MJPG) for .avi sources, else OUT/<stem>.mp4 (mp4v): codecs every
+    OpenCV build writes. Returns (path, fourcc)."""
+    stem, ext = os.path.splitext(os.path.basename(source_name))
+    ext, codec = (".avi", "MJPG") if ext.lower() == ".avi" else (".mp4", "mp4v")
+    name, k = stem, 1
+    while name in used:
+        name = f"{stem}_{k}"
+        k += 1
+    used.add(name)
+    return os.path.join(output_dir, name + ext), cv2.VideoWriter_fourcc(*codec)
+
+
+def check_writable(folder: str) -> None:
+    try:
+        os.makedirs(folder, exist_ok=True)
+        probe = os.path.join(folder, f".litedet_demo_{os.getpid()}")
+        open(probe, "w").close()
+        os.remove(probe)
+    except OSError as err:
+        raise DemoError(f"cannot write to output folder {folder}: {err.strerror or err}") from err
+
+
+def run_video(demo: VisualizationDemo, source, name: str, out_path: str, fourcc: int, max_frames: int) -> Tuple[int, float, List[float]]:
+    """Annotate every frame of ``source`` (file path or camera index) into ``out_path`` and
+    its detections into ``<out_path stem>.json``. Returns (frames, wall seconds, model seconds)."""
+    from tqdm import tqdm
+
+    cap, frame = open_video(source, name)
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    if not fps or fps != fps or fps <= 0:  # cameras and some containers report 0 / NaN
+        fps = 30.0
+    height, width = frame.shape[:2]
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not isinstance(source, int) else 0
+    if max_frames > 0:
+        total = min(total, max_frames) if total > 0 else max_frames
+    writer = cv2.VideoWriter(out_path, fourcc, fps, (width, height))
+    if not writer.isOpened():
+        cap.release()
+        raise DemoError(f"cannot create video {out_path} (OpenCV has no writer for this format)")
+    frames: List[Dict[str, object]] = []
+    model_times: List[float] = []
+    bar = tqdm(total=total or None, desc=os.path.basename(str(name)), unit="frame", disable=not sys.stderr.isatty())
+    start = time.perf_counter()
+    index = 0
+    try:
+        while frame is not None:
+            predictions, vis, seconds = demo.run_on_image(frame)
+            model_times.append(seconds)
+            writer.write(vis)
+            frames.append(demo.frame_record(index, index / fps, predictions))
+            index += 1
+            bar.update(1)
+            if max_frames > 0 and index >= max_frames:
+                break
+            ok, frame = cap.read()
+            frame = frame if ok else None
+    except KeyboardInterrupt:  # webcam: Ctrl-C ends the stream, files are still finalised
+        logger.info("interrupted after %d frames", index)
+    finally:
+        wall = time.perf_counter() - start
+        bar.close()
+        writer.release()
+        cap.release()
+    record = {
+        "source": str(name), "output": os.path.abspath(out_path), "fps": fps, "width": width, "height": height,
+        "num_frames": index, "score_threshold": demo.visualizer.score_threshold,
+        "class_names": demo.visualizer.class_names, "frames": frames,
+    }
+    with open(os.path.splitext(out_path)[0] + ".json", "w") as f:
+        json.dump(record, f)
+    return index, wall, model_times
+
+
+def _fps_line(what: str, done: int, total: float, times: List[float], device: str) -> str:
+    steady = times[1:] if done >= 3 else times  # the first call includes one-off warm-up
+    return (
+        f"Processed {done} {what} in {total:.2f} s ({done / max(total, 1e-9):.2f} fps end to end); model "
+        f"(preprocess + forward) {len(steady) / max(sum(steady), 1e-9):.2f} fps"
+        f"{' after the first (warm-up) frame' if steady is not times else ''} on {device}"
+    )
+
+
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     prog = os.path.basename(sys.argv[0]) or "demo.py"
@@ -140,9 +287,21 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(f"{prog}: config error: {err}", file=sys.stderr)
         return 2
-    paths = collect_images(args.input)
-    if not paths:
-        print(f"{prog}: error: no images found in --input {' '.join(args.input)}", file=sys.stderr)
+    try:
+        if not args.input and args.webcam is None:
+            raise DemoError("give --input (images, folders, globs, videos) or --webcam N")
+        if args.max_frames < 0:
+            raise DemoError(f"--max-frames must be >= 0, got {args.max_frames}")
+        images, videos = collect_inputs(args.input)
+        single_file = len(images) == 1 and not videos and args.webcam is None and \
+            os.path.splitext(args.output)[1].lower() in IMAGE_EXTENSIONS and not os.path.isdir(args.output)
+        check_writable(os.path.dirname(os.path.abspath(args.output)) if single_file else args.output)
+        # Fail on an unreadable video before spending time on the model.
+        for source in videos + ([args.webcam] if args.webcam is not None else []):
+            cap, _ = open_video(source, str(source))
+            cap.release()
+    except DemoError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     try:
         demo = VisualizationDemo(cfg, args.confidence_threshold)
@@ -152,30 +311,41 @@ def main(argv=None) -> int:
 
     from tqdm import tqdm
 
-    outputs = dict(zip(paths, _output_paths(paths, args.output)))
-    times: List[float] = []
-    start = time.perf_counter()
-    for path, img in tqdm(iter_frames(paths), total=len(paths), desc="demo", unit="img", disable=not sys.stderr.isatty()):
-        predictions, vis, seconds = demo.run_on_image(img)
-        times.append(seconds)
-        n = demo.visualizer.count(predictions)
-        logger.info("%s: %d detection(s) >= %.2f in %.3f s", path, n, args.confidence_threshold, seconds)
-        if not cv2.imwrite(outputs[path], vis):
-            print(f"{prog}: error: cannot write {outputs[path]}", file=sys.stderr)
-            return 1
-    total = time.perf_counter() - start
-    done = len(times)
-    if done == 0:
-        print(f"{prog}: error: none of the inputs could be read as an image", file=sys.stderr)
-        return 2
-    steady = times[1:] if done >= 3 else times  # the first call includes one-off warm-up
-    print(
-        f"Processed {done} image(s) in {total:.2f} s ({done / total:.2f} fps end to end); model "
-        f"(preprocess + forward) {len(steady) / max(sum(steady), 1e-9):.2f} fps"
-        f"{' after the first (warm-up) image' if steady is not times else ''} on {cfg.MODEL.DEVICE}"
-    )
-    where = os.path.abspath(args.output)
-    print(f"Annotated images written to {where}")
+    device = cfg.MODEL.DEVICE
+    if images:
+        outputs = dict(zip(images, _output_paths(images, args.output)))
+        times: List[float] = []
+        start = time.perf_counter()
+        for path, img in tqdm(iter_frames(images), total=len(images), desc="demo", unit="img",
+                              disable=not sys.stderr.isatty()):
+            predictions, vis, seconds = demo.run_on_image(img)
+            times.append(seconds)
+            n = demo.visualizer.count(predictions)
+            logger.info("%s: %d detection(s) >= %.2f in %.3f s", path, n, args.confidence_threshold, seconds)
+            if not cv2.imwrite(outputs[path], vis):
+                print(f"{prog}: error: cannot write {outputs[path]}", file=sys.stderr)
+                return 1
+        total = time.perf_counter() - start
+        if not times:
+            print(f"{prog}: error: none of the inputs could be read as an image", file=sys.stderr)
+            return 2
+        print(_fps_line("image(s)", len(times), total, times, device))
+        where = os.path.abspath(args.output)
+        print(f"Annotated images written to {where}")
+
+    sources: List[Tuple[object, str]] = [(v, v) for v in videos]
+    if args.webcam is not None:
+        sources.append((args.webcam, f"webcam{args.webcam}.mp4"))
+    used: set = set()
+    for source, name in sources:
+        out_path, fourcc = video_output_path(args.output, name, used)
+        try:
+            done, wall, model_times = run_video(demo, source, name, out_path, fourcc, args.max_frames)
+        except DemoError as err:
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            return 2
+        print(_fps_line(f"frame(s) of {name}", done, wall, model_times, device))
+        print(f"Annotated video written to {out_path}; detections per frame in {os.path.splitext(out_path)[0]}.json")
     return 0
 
 

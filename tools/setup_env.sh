@@ -28,4 +28,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     fi
     echo "$want" > "$stamp"
 fi
+# The real street video used by the demo's video test and docs/deploy.md ships in Debian's
+# opencv-doc package; install it when missing and we are root with apt-get (never fatal).
+vtest=/usr/share/doc/opencv-doc/examples/data/vtest.avi
+if [ ! -f "$vtest" ] && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup_env] installing opencv-doc (sample video $vtest)" >&2
+    apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q opencv-doc >/dev/null 2>&1; }
+    # a fresh image may have empty package lists: refresh them once if the first try fails
+    if ! apt_install && ! { apt-get update -q >/dev/null 2>&1 && apt_install; }; then
+        echo "[setup_env] warning: could not install opencv-doc; the vtest.avi demo test will be skipped" >&2
+    fi
+fi
 echo "$venv/bin/python"

@@ -17,7 +17,8 @@ __all__ = ["RoIAlignPooler", "PSRoIAlignPooler", "ps_roi_align_via_roi_align"]
 
 def _boxes_to_rois(boxes: List[Tensor]) -> Tensor:
     """List of per-image (R_i, 4) boxes -> (sum R_i, 5) rois with the image index first."""
-    index = torch.cat([torch.full((len(b), 1), i, dtype=b.dtype, device=b.device) for i, b in enumerate(boxes)])
+    # full_like keeps the RoI count symbolic when traced for ONNX (len(b) would be baked in)
+    index = torch.cat([torch.full_like(b[:, :1], i) for i, b in enumerate(boxes)])
     return torch.cat([index, torch.cat(boxes)], dim=1)
 
 

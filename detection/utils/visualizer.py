@@ -17,7 +17,7 @@ from typing import Any, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-__all__ = ["Visualizer", "class_color", "draw_detections"]
+__all__ = ["Visualizer", "class_color", "draw_detections", "filter_predictions"]
 
 Color = Tuple[int, int, int]
 
@@ -142,3 +142,18 @@ class Visualizer:
             boxes = _to_numpy(predictions.get("boxes"))
             return 0 if boxes is None else int(boxes.reshape(-1, 4).shape[0])
         return int((scores.reshape(-1) >= self.score_threshold).sum())
+
+
+def filter_predictions(predictions: Mapping[str, Any], score_threshold: float) -> dict:
+    """``boxes`` / ``scores`` / ``labels`` as numpy arrays, only detections with a score
+    at or above ``score_threshold``, best first (the order a JSON reader expects)."""
+    boxes = _to_numpy(predictions.get("boxes"))
+    boxes = np.zeros((0, 4)) if boxes is None else boxes.reshape(-1, 4)
+    n = len(boxes)
+    scores = _to_numpy(predictions.get("scores"))
+    scores = np.ones(n) if scores is None else scores.reshape(-1)
+    labels = _to_numpy(predictions.get("labels"))
+    labels = np.zeros(n, dtype=np.int64) if labels is None else labels.reshape(-1).astype(np.int64)
+    keep = np.flatnonzero(scores >= score_threshold)
+    keep = keep[np.argsort(-scores[keep], kind="stable")]
+    return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}

@@ -1,0 +1,131 @@
+"""From a config to the module that gets exported or timed, and its example input.
+
+Three parts of a detector can be deployed:
+
+- ``detector``: the whole model (`TracingDetector`), for ONNX Runtime / TorchScript;
+- ``dense``: backbone + neck + RPN head convolutions (`DenseDetector`), everything before
+  proposal decoding, NMS and RoIAlign: the part ncnn runs on ARM boards, where the
+  rest is done on the host;
+- ``backbone``: the backbone's feature maps (`BackboneFeatures`).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import List, Tuple
+
+import numpy as np
+from torch import Tensor, nn
+
+from .wrappers import BackboneFeatures, TracingDetector
+
+__all__ = [
+    "PARTS", "DenseDetector", "load_detector", "deployable", "default_input_size", "parse_size", "sample_image",
+    "example_tensor",
+]
+
+logger = logging.getLogger(__name__)
+
+PARTS = ("detector", "dense", "backbone")
+
+
+class DenseDetector(nn.Module):
+    """Normalised backbone + neck features and RPN head outputs as a flat tuple:
+    ``(features in `feature_names` order..., rpn objectness per level..., rpn deltas per level...)``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.feature_names = list(model.rpn.in_features)
+        pooled = getattr(model.roi_heads.box_roi_pool, "feature_name", None)
+        if pooled and pooled not in self.feature_names:
+            self.feature_names.append(pooled)
+
+    def forward(self, image: Tensor) -> Tuple[Tensor, ...]:
+        m = self.model
+        x = (image - m.transform.pixel_mean) / m.transform.pixel_std
+        features = m.extract_features(x)
+        logits, deltas = m.rpn.head([features[n] for n in m.rpn.in_features])
+        return (*[features[n] for n in self.feature_names], *logits, *deltas)
+
+
+def load_detector(cfg) -> nn.Module:
+    """``build_model(cfg)`` with MODEL.WEIGHTS loaded, in eval mode."""
+    from detection.checkpoint import DetectionCheckpointer
+    from detection.modeling import build_model
+
+    model = build_model(cfg)
+    if cfg.MODEL.WEIGHTS:
+        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    else:
+        logger.warning("MODEL.WEIGHTS is empty: using an untrained model")
+    return model.eval()
+
+
+def deployable(model: nn.Module, part: str) -> Tuple[nn.Module, List[str]]:
+    """The wrapper for ``part`` (one of `PARTS`) and its output names."""
+    if part == "detector":
+        return TracingDetector(model).eval(), ["boxes", "scores", "labels"]
+    if part == "backbone":
+        names = list(model.backbone.out_features)
+        return BackboneFeatures(model.backbone, names).eval(), names
+    if part == "dense":
+        dense = DenseDetector(model).eval()
+        levels = len(model.rpn.in_features)
+        names = list(dense.feature_names) + [f"rpn_logits_{i}" for i in range(levels)]
+        return dense, names + [f"rpn_deltas_{i}" for i in range(levels)]
+    raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """``"HxW"`` (or one number for a square) -> (H, W); ValueError with the text otherwise."""
+    parts = text.lower().replace("*", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) <= 0:
+        raise ValueError(f"size {text!r} must be HxW with positive integers, e.g. 480x640")
+    return values[0], values[1]
+
+
+def default_input_size(cfg, divisibility: int = 32) -> Tuple[int, int]:
+    """A 3:4 (H:W) input at INPUT.MIN_SIZE_TEST, the long side capped at INPUT.MAX_SIZE_TEST,
+    rounded up to a multiple of ``divisibility`` (what the test-time resize produces for
+    a 480x640 photo)."""
+    short = int(cfg.INPUT.MIN_SIZE_TEST)
+    long = min(int(round(short * 4 / 3)), int(cfg.INPUT.MAX_SIZE_TEST))
+    if long < short:  # max size smaller than min size: scale both down
+        short, long = int(round(long * 3 / 4)), long
+    up = lambda v: int(math.ceil(v / divisibility) * divisibility)  # noqa: E731
+    return up(short), up(long)
+
+
+def sample_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A deterministic BGR test picture: smooth background with filled shapes, so a
+    trained detector has something to find and scores are not all ties."""
+    rng = np.random.default_rng(seed)
+    import cv2
+
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = 90 + 60 * np.sin(xx / max(width, 1) * 3.1) * np.cos(yy / max(height, 1) * 2.3)
+    img = np.repeat(base[..., None], 3, axis=2).astype(np.uint8)
+    img = cv2.add(img, rng.integers(0, 25, img.shape, dtype=np.uint8))
+    for _ in range(4):
+        color = tuple(int(c) for c in rng.integers(0, 255, 3))
+        x, y = int(rng.integers(0, max(1, width * 3 // 4))), int(rng.integers(0, max(1, height * 3 // 4)))
+        s = int(rng.integers(max(4, min(height, width) // 8), max(5, min(height, width) // 3)))
+        if rng.random() < 0.5:
+            cv2.rectangle(img, (x, y), (x + s, y + s), color, -1)
+        else:
+            cv2.circle(img, (x + s // 2, y + s // 2), s // 2, color, -1)
+    return img
+
+
+def example_tensor(image_bgr: np.ndarray, height: int, width: int, input_format: str, batch: int = 1) -> Tensor:
+    from .wrappers import detector_input
+
+    x = detector_input(image_bgr, height, width, input_format)
+    return x.repeat(batch, 1, 1, 1) if batch > 1 else x

@@ -1,0 +1,131 @@
+"""tools/benchmark.py: result fields on CPU (torch and onnxruntime), presets, sweep chart,
+one-line errors; tools/export.py end to end (export + check + metadata) and its errors."""
+import importlib.util
+import json
+import os
+
+import pytest
+
+pytest.importorskip("detection.modeling")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+SMALL = ["MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x"]
+FIELDS = {"median_ms", "p10_ms", "p90_ms", "images_per_s", "iters", "batch", "input", "backend", "device", "part",
+          "cpu_model", "cpu_cores", "threads", "torch_version", "onnxruntime_version", "ncnn_version", "gpu"}
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(f"litedet_tool_{name}_bench", os.path.join(ROOT, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_tool("benchmark")
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_backbone_benchmark_json_and_csv(bench, tmp_path, capsys, backend):
+    j, c = tmp_path / "b.json", tmp_path / "b.csv"
+    args = ["--config-file", CONFIG, "--backbone-only", "--backend", backend, "--input", "64x96", "--batch", "2",
+            "--threads", "1", "--iters", "3", "--warmup", "1", "--json", str(j), "--csv", str(c), *SMALL]
+    assert bench.main(args) == 0
+    assert bench.main(args) == 0  # rows are appended
+    rows = json.loads(j.read_text())
+    assert len(rows) == 2 and FIELDS <= set(rows[0])
+    row = rows[0]
+    assert (row["backend"], row["part"], row["batch"], row["input"], row["threads"]) == (backend, "backbone", 2, "64x96", 1)
+    assert row["iters"] == 3 and row["p10_ms"] <= row["median_ms"] <= row["p90_ms"]
+    assert row["images_per_s"] == pytest.approx(2000.0 / row["median_ms"])
+    assert len(c.read_text().strip().splitlines()) == 3  # header + 2 rows
+    assert "images/s" in capsys.readouterr().out
+
+
+def test_detector_benchmark_torch(bench, tmp_path, capsys):
+    j = tmp_path / "d.json"
+    assert bench.main(["--config-file", CONFIG, "--input", "96x128", "--iters", "2", "--warmup", "1", "--threads", "1",
+                       "--json", str(j), *SMALL, "MODEL.RPN.POST_NMS_TOPK_TEST", "20"]) == 0
+    row = json.loads(j.read_text())[0]
+    assert row["part"] == "detector" and row["median_ms"] > 0 and row["model"].startswith("LightHeadRCNN")
+
+
+def test_sweep_draws_chart_from_given_and_metrics_accuracy(bench, tmp_path, capsys):
+    out_dir = tmp_path / "trained"
+    out_dir.mkdir()
+    (out_dir / "metrics_final.json").write_text(json.dumps({"results": {"val": {"bbox": {"AP": 31.0}}}}))
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        f"- config: {CONFIG}\n  name: given\n  accuracy: 20.5\n  opts: [MODEL.BACKBONE.NAME, shufflenet_v2_0.5x]\n"
+        f"- config: {CONFIG}\n  name: from_metrics\n  metrics: {out_dir}\n  opts: [MODEL.BACKBONE.NAME, shufflenet_v2_0.5x]\n")
+    chart, j = tmp_path / "chart.png", tmp_path / "s.json"
+    assert bench.main(["--sweep", str(sweep), "--backbone-only", "--input", "64x64", "--iters", "2", "--warmup", "0",
+                       "--threads", "1", "--chart", str(chart), "--json", str(j)]) == 0
+    rows = json.loads(j.read_text())
+    assert [(r["name"], r["accuracy"]) for r in rows] == [("given", 20.5), ("from_metrics", 31.0)]
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_presets_and_classifier_form(bench, tmp_path):
+    j = tmp_path / "p.json"
+    assert bench.main(["--backbone", "shufflenet_v2_0.5x", "--preset", "arm-224-ort", "--input", "64x64",
+                       "--iters", "2", "--warmup", "0", "--json", str(j)]) == 0
+    row = json.loads(j.read_text())[0]
+    assert (row["part"], row["backend"], row["threads"], row["batch"], row["preset"]) == (
+        "classifier", "onnxruntime", 1, 1, "arm-224-ort")
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--preset", "gpu-detector"], "no CUDA device"),
+    (["--backend", "ncnn"], "ncnn runs convolutional graphs"),
+    (["--backbone-only", "--input", "70x96"], "divisible by 32"),
+    (["--iters", "0"], "--iters must be >= 1"),
+])
+def test_benchmark_errors_one_line(bench, capsys, args, expect):
+    import torch
+
+    if "gpu-detector" in args and torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the no-GPU error cannot happen")
+    assert bench.main(["--config-file", CONFIG, *args, *SMALL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert expect in err and "\n" not in err
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_detector_benchmark(bench, tmp_path):
+    j = tmp_path / "g.json"
+    assert bench.main(["--config-file", CONFIG, "--device", "cuda", "--batch", "2", "--input", "128x160",
+                       "--iters", "3", "--warmup", "1", "--json", str(j), *SMALL]) == 0
+    row = json.loads(j.read_text())[0]
+    assert row["gpu"] and row["device"] == "cuda"
+
+
+def test_export_tool_torchscript_backbone_and_errors(tmp_path, capsys):
+    export = load_tool("export")
+    out = tmp_path / "exp"
+    assert export.main(["--config-file", CONFIG, "--format", "torchscript", "--backbone-only", "--output", str(out),
+                        "--input", "64x96", *SMALL]) == 0
+    printed = capsys.readouterr().out
+    assert "Check torchscript vs PyTorch" in printed and "OK" in printed
+    meta = json.loads((out / "backbone.json").read_text())
+    assert meta["check"]["ok"] and meta["input"]["shape"] == [1, 3, 64, 96] and (out / meta["files"][0]).is_file()
+
+    assert export.main(["--config-file", CONFIG, "--format", "ncnn", "--output", str(out), *SMALL]) == 2
+    assert "--backbone-only or --dense" in capsys.readouterr().err
+    (tmp_path / "f").write_text("x")
+    assert export.main(["--config-file", CONFIG, "--format", "onnx", "--output", str(tmp_path / "f" / "o"), *SMALL]) == 2
+    assert "cannot write to --output" in capsys.readouterr().err
+
+
+def test_fuse_option_times_the_fused_model(bench, tmp_path):
+    j = tmp_path / "f.json"
+    assert bench.main(["--backbone", "shufflenet_v2_0.5x", "--classifier", "--fuse", "--input", "64x64",
+                       "--iters", "2", "--warmup", "0", "--threads", "1", "--json", str(j)]) == 0
+    row = json.loads(j.read_text())[0]
+    assert row["fused"] is True and row["part"] == "classifier"
+    import backbones
+
+    clf = backbones.build_classifier("shufflenet_v2_0.5x").eval()
+    assert bench._maybe_fuse(clf, True, "onnxruntime").fused  # what --fuse hands to the exporters

@@ -1,0 +1,158 @@
+#!/usr/bin/env python
+r"""Export a detector (or its backbone / dense part) to ONNX, TorchScript or ncnn, and
+check the export against PyTorch on the same input.
+
+    python tools/export.py --config-file configs/quickstart/lighthead_shufflenet_v2_shapes.yaml \
+        --format onnx --output export/ --input 256x320 MODEL.WEIGHTS model_final.pth
+
+Parts: the full detector (default; ONNX / TorchScript: image in, boxes/scores/labels
+out), ``--backbone-only`` (feature maps), ``--dense`` (backbone + neck + RPN head
+convolutions). ncnn (via pnnx, for ARM boards) takes the backbone or the dense part.
+The exported graph has a fixed input size (``--input HxW``, default from
+INPUT.MIN_SIZE_TEST): resize images to it, channels in INPUT.FORMAT order, values 0-255.
+Writes DIR/<part>.<ext> and DIR/<part>.json (input size and format, outputs, class
+names, check result). Exit status: 0 exported and checked, 1 check failed, 2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from detection.checkpoint import CheckpointError  # noqa: E402
+from detection.config import ConfigError, load_config  # noqa: E402
+
+logger = logging.getLogger("detection.tools.export")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Export a detector to ONNX / TorchScript / ncnn and check it against PyTorch.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="path to the config YAML")
+    parser.add_argument("--format", required=True, choices=["onnx", "torchscript", "ncnn"], help="export format")
+    parser.add_argument("--output", required=True, metavar="DIR", help="output folder (created)")
+    parser.add_argument("--input", default="", metavar="HxW", help="fixed input size (default: from INPUT.MIN_SIZE_TEST)")
+    part = parser.add_mutually_exclusive_group()
+    part.add_argument("--backbone-only", action="store_true", help="export the backbone's feature maps only")
+    part.add_argument("--dense", action="store_true", help="export backbone + neck + RPN head (no NMS / RoIAlign)")
+    parser.add_argument("--sample-image", default="", metavar="IMG", help="image for the parity check (default: synthetic)")
+    parser.add_argument("--fuse", action="store_true", help="export the fused model (model.fuse(): BN folded), when available")
+    parser.add_argument("--fp16", action="store_true", help="ncnn: store weights in fp16 (half the size; check at 1e-2)")
+    parser.add_argument("--no-check", action="store_true", help="skip the parity check")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+        help="config overrides, e.g. MODEL.WEIGHTS model_final.pth",
+    )
+    return parser
+
+
+def main(argv=None) -> int:
+    args = get_parser().parse_args(argv)
+    prog = os.path.basename(sys.argv[0]) or "export.py"
+
+    def fail(message: str, code: int = 2) -> int:
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return code
+
+    from detection.engine import setup_logger
+
+    setup_logger()  # project console format on stdout; errors stay one line on stderr
+    if not os.path.isfile(args.config_file):
+        return fail(f"--config-file {args.config_file} does not exist")
+    try:
+        cfg = load_config(args.config_file, args.opts or [])
+    except ConfigError as err:
+        return fail(f"config error: {err}")
+    part = "backbone" if args.backbone_only else "dense" if args.dense else "detector"
+    if args.format == "ncnn" and part == "detector":
+        return fail("ncnn takes convolutional graphs: add --backbone-only or --dense (NMS and RoIAlign stay on the host)")
+    try:
+        os.makedirs(args.output, exist_ok=True)
+        probe = os.path.join(args.output, ".litedet_write_test")
+        open(probe, "w").close()
+        os.remove(probe)
+    except OSError as err:
+        return fail(f"cannot write to --output {args.output}: {err.strerror or err}")
+
+    import cv2
+    import torch
+
+    from detection.deploy import (
+        ExportError, check_export, default_input_size, deployable, example_tensor, export_module, load_detector,
+        load_runtime, parse_size, sample_image,
+    )
+
+    try:
+        model = load_detector(cfg)
+    except (CheckpointError, ValueError) as err:
+        return fail(str(err))
+    if args.fuse:
+        if hasattr(model, "fuse"):
+            model = model.fuse(inplace=True, channels_last=False)  # NCHW graphs for the exporters
+        else:
+            logger.warning("--fuse: %s has no fuse() method; exporting it unfused", type(model).__name__)
+    divisibility = model.transform.size_divisibility
+    try:
+        height, width = parse_size(args.input) if args.input else default_input_size(cfg, divisibility)
+    except ValueError as err:
+        return fail(f"--input: {err}")
+    if part != "detector" and (height % divisibility or width % divisibility):
+        return fail(f"--input {height}x{width}: the {part} export needs sides divisible by {divisibility}")
+    if args.sample_image:
+        image = cv2.imread(args.sample_image, cv2.IMREAD_COLOR)
+        if image is None:
+            return fail(f"--sample-image {args.sample_image} cannot be read as an image")
+    else:
+        image = sample_image(height, width)
+    example = example_tensor(image, height, width, cfg.INPUT.FORMAT)
+    module, output_names = deployable(model, part)
+
+    torch.set_grad_enabled(False)
+    start = time.perf_counter()
+    try:
+        paths = export_module(module, example, args.format, args.output, part, output_names, fp16=args.fp16)
+    except ExportError as err:
+        return fail(str(err), 1)
+    print(f"Exported {part} ({cfg.MODEL.META_ARCHITECTURE}, {cfg.MODEL.BACKBONE.NAME}, input 1x3x{height}x{width}) "
+          f"to {args.format} in {time.perf_counter() - start:.1f} s: {', '.join(paths)}")
+    check = None
+    if not args.no_check:
+        runner = load_runtime(args.format, paths, threads=1)
+        tol = 1e-2 if args.fp16 else 1e-3
+        check = check_export(part, module, example, runner, rtol=tol, atol=tol)
+        print(f"Check {args.format} vs PyTorch on the same 1x3x{height}x{width} input: {check.message}")
+
+    class_names = None
+    if len(cfg.DATASETS.TEST):
+        try:
+            from detection.data import MetadataCatalog
+
+            class_names = list(MetadataCatalog.get(cfg.DATASETS.TEST[0]).thing_classes)
+        except (AttributeError, KeyError):
+            class_names = None
+    meta = {
+        "part": part, "format": args.format, "fused": bool(args.fuse), "files": [os.path.basename(p) for p in paths],
+        "config_file": os.path.abspath(args.config_file), "weights": cfg.MODEL.WEIGHTS,
+        "input": {"shape": [1, 3, height, width], "channel_order": cfg.INPUT.FORMAT, "range": "0-255, not normalised"},
+        "outputs": output_names, "class_names": class_names,
+        "check": None if check is None else {"ok": check.ok, "message": check.message},
+    }
+    with open(os.path.join(args.output, f"{part}.json"), "w") as f:
+        json.dump(meta, f, indent=2)
+    if check is not None and not check.ok:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
