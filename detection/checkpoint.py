@@ -10,13 +10,22 @@ mid-save never leaves a half-written ``model_XXXXXXX.pth`` or ``last_checkpoint`
 Loading uses ``torch.load(..., weights_only=True)``: checkpoints are never unpickled
 as arbitrary Python objects.
 
+Resuming (`DetectionCheckpointer.resume_or_load`) survives a damaged output folder: a
+newest checkpoint that is missing, truncated or corrupt is reported with a warning naming
+the file and the next older ``*.pth`` is used instead. ``max_keep`` keeps only the newest
+K periodic ``model_XXXXXXX.pth`` files (``model_final.pth`` is never deleted). A failed
+write (disk full, permissions) raises `CheckpointWriteError` naming the path; the
+previous checkpoint and ``last_checkpoint`` stay as they were.
+
 ``MODEL.WEIGHTS`` may also name a plain backbone (ImageNet) checkpoint; that is handed
 to ``backbones.weights`` when that module is available.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
 import tempfile
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -25,7 +34,13 @@ from torch import nn
 
 from .utils.comm import is_main_process
 
-__all__ = ["CheckpointError", "CheckpointNotFoundError", "DetectionCheckpointer", "atomic_torch_save"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "CheckpointWriteError",
+    "DetectionCheckpointer",
+    "atomic_torch_save",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +53,14 @@ class CheckpointError(RuntimeError):
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """The checkpoint file does not exist."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, permissions, ...); the message names
+    the path, and the previous checkpoint is left intact."""
+
+
+_PERIODIC = re.compile(r"^model_(\d+)\.pth$")
 
 
 def _fsync_dir(path: str) -> None:
@@ -92,6 +115,8 @@ class DetectionCheckpointer:
 
     ``DetectionCheckpointer(model, save_dir, optimizer=opt, scheduler=sched, scaler=...)``.
     Only the main process writes (``save_to_disk`` defaults to ``comm.is_main_process()``).
+    ``max_keep`` > 0 deletes all but the newest ``max_keep`` periodic checkpoints after
+    each successful save.
     """
 
     def __init__(
@@ -100,6 +125,7 @@ class DetectionCheckpointer:
         save_dir: str = "",
         *,
         save_to_disk: Optional[bool] = None,
+        max_keep: int = 0,
         **checkpointables: Any,
     ) -> None:
         if save_to_disk is None:
@@ -107,6 +133,8 @@ class DetectionCheckpointer:
         self.model = _unwrap(model)
         self.save_dir = save_dir
         self.save_to_disk = save_to_disk
+        self.max_keep = int(max_keep)
+        self.resumed_from: Optional[str] = None  # the file resume_or_load actually used
         self.checkpointables = {k: v for k, v in checkpointables.items() if v is not None}
 
     # ------------------------------------------------------------------ saving
@@ -121,9 +149,35 @@ class DetectionCheckpointer:
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         logger.info("Saving checkpoint to %s", path)
-        atomic_torch_save(data, path)
-        self.tag_last_checkpoint(basename)
+        try:
+            atomic_torch_save(data, path)
+            self.tag_last_checkpoint(basename)
+        except OSError as err:
+            previous = self.get_checkpoint_file()
+            keep = f"; the previous checkpoint {previous} is intact" if previous and previous != path else ""
+            reason = err.strerror or str(err)
+            if err.errno == errno.ENOSPC:
+                reason += " (disk full: free space or point OUTPUT_DIR elsewhere)"
+            raise CheckpointWriteError(err.errno, f"cannot write checkpoint {path}: {reason}{keep}") from err
+        self._prune()
         return path
+
+    def _prune(self) -> None:
+        """Delete all but the newest ``max_keep`` periodic checkpoints."""
+        if self.max_keep <= 0:
+            return
+        periodic = sorted(
+            (int(m.group(1)), f) for f in os.listdir(self.save_dir) if (m := _PERIODIC.match(f))
+        )
+        current = os.path.basename(self.get_checkpoint_file())
+        for _, f in periodic[: max(0, len(periodic) - self.max_keep)]:
+            if f == current:
+                continue
+            try:
+                os.remove(os.path.join(self.save_dir, f))
+                logger.info("Removed old checkpoint %s (SOLVER.CHECKPOINT_MAX_KEEP=%d)", f, self.max_keep)
+            except OSError as err:
+                logger.warning("Could not remove old checkpoint %s: %s", f, err)
 
     def tag_last_checkpoint(self, basename: str) -> None:
         _atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(basename.encode()))
@@ -149,15 +203,38 @@ class DetectionCheckpointer:
             if f.endswith(".pth") and os.path.isfile(os.path.join(self.save_dir, f))
         )
 
+    def _resume_candidates(self) -> List[str]:
+        """The tagged newest checkpoint first, then the other ones, newest first."""
+        tagged = self.get_checkpoint_file()
+        others = [p for p in self.get_all_checkpoint_files() if p != tagged]
+        # newest first: by modification time, periodic iteration number as tie-break
+        others.sort(key=lambda p: (os.path.getmtime(p), _iteration_of(p)), reverse=True)
+        return ([tagged] if tagged else []) + others
+
     # ------------------------------------------------------------------ loading
     def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
         """With ``resume`` and a ``last_checkpoint`` in ``save_dir``: load it fully
         (model, optimizer, scheduler, ...) and return it, ``"iteration"`` included.
         Otherwise load only the model weights from ``path`` (may be "")."""
         if resume and self.has_checkpoint():
-            path = self.get_checkpoint_file()
-            logger.info("Resuming from %s", path)
-            return self.load(path)
+            candidates = self._resume_candidates()
+            for i, path in enumerate(candidates):
+                try:
+                    checkpoint = self._load_file(path)
+                except CheckpointError as err:
+                    nxt = candidates[i + 1] if i + 1 < len(candidates) else None
+                    logger.warning(
+                        "Cannot resume from %s: %s. %s", path, err,
+                        f"Falling back to the previous checkpoint {nxt}" if nxt else "No older checkpoint left",
+                    )
+                    continue
+                logger.info("Resuming from %s", path)
+                self.resumed_from = path
+                return self._load_checkpoint(checkpoint, path, None)
+            raise CheckpointError(
+                f"no usable checkpoint in {self.save_dir} (tried {', '.join(candidates) or 'none'}); "
+                "delete the folder's last_checkpoint to start from scratch"
+            )
         if resume:
             logger.info("No checkpoint to resume from in %r; loading MODEL.WEIGHTS instead", self.save_dir)
         return self.load(path, checkpointables=[])
@@ -168,7 +245,9 @@ class DetectionCheckpointer:
         if not path:
             logger.info("No checkpoint given; the model keeps its initialisation.")
             return {}
-        checkpoint = self._load_file(path)
+        return self._load_checkpoint(self._load_file(path), path, checkpointables)
+
+    def _load_checkpoint(self, checkpoint: Any, path: str, checkpointables: Optional[Iterable[str]]) -> Dict[str, Any]:
         if not isinstance(checkpoint, dict):
             raise CheckpointError(f"{path}: expected a dict of tensors, found {type(checkpoint).__name__}")
 
@@ -273,6 +352,11 @@ class DetectionCheckpointer:
                 "(Detector checkpoints go in MODEL.WEIGHTS, ImageNet backbone weights in MODEL.BACKBONE.WEIGHTS.)"
             ) from None
         logger.info("%s", report)
+
+
+def _iteration_of(path: str) -> int:
+    m = _PERIODIC.match(os.path.basename(path))
+    return int(m.group(1)) if m else -1
 
 
 def _summarize(keys: List[str], limit: int = 10) -> str:

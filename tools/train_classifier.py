@@ -161,6 +161,13 @@ def train(cfg, args):
     trainer.resume_or_load(resume=args.resume)
     _check_input_format(trainer.unwrapped_model)
     results = trainer.train()
+    if trainer.interrupted is not None:  # SIGTERM / Ctrl-C: a checkpoint was saved, the run is not finished
+        import signal
+
+        if comm.is_main_process():
+            print(f"Interrupted by {signal.Signals(trainer.interrupted).name} after iteration {trainer.iter}; "
+                  f"checkpoint: {trainer.checkpointer.get_checkpoint_file()}. Continue with --resume.", flush=True)
+        sys.exit(130 if trainer.interrupted == signal.SIGINT else 0)
     _print_results(results)
     exported = _export(cfg, trainer.unwrapped_model, args.export_backbone or os.path.join(cfg.OUTPUT_DIR, BACKBONE_FILE),
                        trainer.iter)

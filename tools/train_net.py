@@ -6,14 +6,23 @@
     python tools/train_net.py --config-file CFG --eval-only MODEL.WEIGHTS out/model_final.pth
     python tools/train_net.py --config-file CFG SOLVER.BASE_LR 0.01 OUTPUT_DIR out/run2
     torchrun --nproc_per_node=8 tools/train_net.py --config-file CFG      # multi-GPU
+    torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=HOST0 --master_port=29500 \
+        tools/train_net.py --config-file CFG                              # multi-node (run on each node)
 
 OUTPUT_DIR receives config.yaml, log.txt, metrics.json (one line per logging period),
 TensorBoard events, model_XXXXXXX.pth / model_final.pth / last_checkpoint, evaluator
 files under inference/, and metrics_final.json with the final evaluation results.
+See docs/training.md.
 
-Exit status: 0 success; 2 invalid config / command line / unusable MODEL.WEIGHTS / bad
-dataset or sample (one line on stderr naming the file, no traceback); 1 training
-diverged (non-finite loss).
+SIGTERM / SIGINT (Ctrl-C): the current iteration finishes, a checkpoint is saved and the
+run stops; ``--resume`` continues it exactly. A second Ctrl-C aborts at once.
+
+Exit status: 0 success, or stopped by SIGTERM after saving a checkpoint; 130 stopped by
+SIGINT (Ctrl-C) after saving a checkpoint; 2 invalid config / command line / unusable
+MODEL.WEIGHTS or checkpoint / bad dataset or sample (one line on stderr naming the
+file, no traceback); 1 training diverged (non-finite loss; the last good state is
+saved); 3 cannot write to OUTPUT_DIR (disk full, permissions; the message names the
+file, earlier checkpoints are intact).
 """
 from __future__ import annotations
 
@@ -21,13 +30,14 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from detection.checkpoint import CheckpointError, DetectionCheckpointer  # noqa: E402
+from detection.checkpoint import CheckpointError, CheckpointWriteError, DetectionCheckpointer  # noqa: E402
 from detection.config import ConfigError, load_config  # noqa: E402
 from detection.data.bad_samples import describe_error  # noqa: E402
 from detection.data.errors import BadSampleError, DatasetError  # noqa: E402
@@ -36,6 +46,11 @@ from detection.engine import Trainer, check_config, comm, default_argument_parse
 logger = logging.getLogger("detection.tools.train_net")
 
 RESULTS_FILE = "metrics_final.json"
+
+EXIT_DIVERGED = 1
+EXIT_CONFIG = 2
+EXIT_WRITE_ERROR = 3
+EXIT_SIGINT = 130  # shell convention for Ctrl-C: stops `train && evaluate` chains
 
 
 def setup(args):
@@ -121,9 +136,23 @@ def train(cfg, args) -> str:
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     results = trainer.train()
+    if trainer.interrupted is not None:
+        raise _Interrupted(trainer.interrupted, trainer.iter, trainer.checkpointer.get_checkpoint_file())
     _print_results(results)
     final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
     return write_results(cfg, results, weights=final, iteration=trainer.iter, eval_only=False)
+
+
+def _resume_command() -> str:
+    # --resume must come before the trailing KEY VALUE overrides
+    rest = [a for a in sys.argv[1:] if a != "--resume"]
+    return " ".join([sys.argv[0], "--resume", *rest])
+
+
+class _Interrupted(Exception):
+    def __init__(self, signum: int, iteration: int, checkpoint: str) -> None:
+        super().__init__(signum)
+        self.signum, self.iteration, self.checkpoint = signum, iteration, checkpoint
 
 
 def main(argv=None) -> int:
@@ -131,29 +160,56 @@ def main(argv=None) -> int:
     prog = os.path.basename(sys.argv[0]) or "train_net.py"
     comm.init_distributed_from_env()
     try:
+        return _main(args, prog)
+    finally:
+        if comm.is_dist_initialized():
+            comm.destroy_process_group()
+
+
+def _main(args, prog: str) -> int:
+    try:
         cfg = setup(args)
     except ConfigError as err:
         print(f"{prog}: config error: {err}", file=sys.stderr)
-        return 2
-    default_setup(cfg, args)
+        return EXIT_CONFIG
+    try:
+        default_setup(cfg, args)
+    except OSError as err:
+        print(f"{prog}: error: cannot write to OUTPUT_DIR {cfg.OUTPUT_DIR}: {err}", file=sys.stderr)
+        return EXIT_WRITE_ERROR
     try:
         path = evaluate(cfg, args) if args.eval_only else train(cfg, args)
     except ConfigError as err:
         logger.error("%s", err)
         print(f"{prog}: config error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     except CheckpointError as err:
         logger.error("%s", err)
         print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     except (DatasetError, BadSampleError, FileNotFoundError) as err:  # bad input data (one line, file named)
         logger.error("%s", describe_error(err))
         print(f"{prog}: data error: {describe_error(err)}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
     except FloatingPointError as err:
         logger.error("Training stopped: %s", err)
         print(f"{prog}: training diverged: {err}", file=sys.stderr)
-        return 1
+        return EXIT_DIVERGED
+    except (CheckpointWriteError, OSError) as err:
+        # our own write errors carry the path in strerror; others name it in filename
+        text = str(err) if err.filename or not err.strerror else err.strerror
+        logger.error("%s", text)
+        print(f"{prog}: error: {text}", file=sys.stderr)
+        return EXIT_WRITE_ERROR
+    except _Interrupted as stop:
+        if comm.is_main_process():
+            print(
+                f"Interrupted by {signal.Signals(stop.signum).name} after iteration {stop.iteration}; "
+                f"checkpoint: {os.path.abspath(stop.checkpoint) if stop.checkpoint else '(none)'}\n"
+                f"Continue with: {_resume_command()}",
+                flush=True,
+            )
+        return EXIT_SIGINT if stop.signum == signal.SIGINT else 0
     if comm.is_main_process():
         out = os.path.abspath(cfg.OUTPUT_DIR)
         lines = [f"Results written to {os.path.abspath(path)}"]

@@ -30,9 +30,10 @@ _C.MODEL.BACKBONE.WEIGHTS_LAYOUT = "auto"
 _C.MODEL.BACKBONE.RPN_FEATURE = ""
 # Stage feeding Light-Head's thin feature map; "" = the last stride-32 stage.
 _C.MODEL.BACKBONE.HEAD_FEATURE = ""
-# BatchNorm handling: "BN" (trainable), "FrozenBN" (frozen statistics, the usual choice
-# with pretrained weights) or "SyncBN" (multi-GPU).
-_C.MODEL.BACKBONE.NORM = "BN"
+# BatchNorm handling: "" (auto: FrozenBN when WEIGHTS is set, else BN), "BN" (trainable),
+# "FrozenBN" (frozen statistics, the usual choice with pretrained weights) or "SyncBN"
+# (statistics over all GPUs under DDP; plain BN in a single process or on CPU).
+_C.MODEL.BACKBONE.NORM = ""
 
 _C.MODEL.FPN = CN()
 _C.MODEL.FPN.ENABLED = False  # FasterRCNN only: FPN neck + multi-scale RoIAlign box head
@@ -138,6 +139,10 @@ _C.SOLVER.WARMUP_FACTOR = 1.0 / 1000
 _C.SOLVER.WARMUP_ITERS = 1000
 _C.SOLVER.WARMUP_METHOD = "linear"
 _C.SOLVER.CHECKPOINT_PERIOD = 5000
+# Keep only the newest K periodic model_XXXXXXX.pth files (0 = keep all); added by the engine.
+_C.SOLVER.CHECKPOINT_MAX_KEEP = 0
+# torch.compile the model for training (added by the engine; the first iterations are slow).
+_C.SOLVER.COMPILE = False
 _C.SOLVER.CLIP_GRADIENTS = CN()
 _C.SOLVER.CLIP_GRADIENTS.ENABLED = False
 _C.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 10.0
@@ -147,6 +152,9 @@ _C.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "value"
 _C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
 _C.SOLVER.AMP = CN()
 _C.SOLVER.AMP.ENABLED = False
+# Autocast dtype (added by the engine): "float16" (CUDA, with a GradScaler) or "bfloat16"
+# (CUDA or CPU, no scaler needed).
+_C.SOLVER.AMP.DTYPE = "float16"
 
 # ---------------------------------------------------------------------------- test
 _C.TEST = CN()

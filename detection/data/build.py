@@ -192,7 +192,13 @@ class MapDataset(Dataset):
     def __len__(self) -> int:
         return len(self._records)
 
-    def __getitem__(self, idx: int) -> Optional[Dict[str, Any]]:
+    def __getitem__(self, idx: Union[int, Tuple[int, int]]) -> Optional[Dict[str, Any]]:
+        # (index, sample_seed) from `TrainLoader`: the sample's randomness (augmentation,
+        # bad-sample replacement) is a function of its stream position only, so it is the
+        # same with or without workers and after a resume.
+        if isinstance(idx, tuple):
+            idx, sample_seed = idx
+            self.reseed(sample_seed)
         skipped: List[str] = []  # counted by BadSampleCounter in the main process
         for _ in range(10):
             try:
@@ -280,6 +286,16 @@ class TrainingSampler(Sampler[int]):
             self._num_yielded += 1
             yield idx
 
+    def iter_with_positions(self) -> Iterator[Tuple[int, int]]:
+        """Like ``iter(self)`` but yields ``(global_position, index)``: the position in the
+        stream shared by all ranks (``rank + n * world_size``), which does not depend on
+        how the stream is split between ranks."""
+        while True:
+            n = self._num_yielded
+            idx = self.index_at(n)
+            self._num_yielded += 1
+            yield self._rank + n * self._world, idx
+
     def state_dict(self) -> Dict[str, Any]:
         return {
             "num_yielded": self._num_yielded,
@@ -346,13 +362,20 @@ class AspectRatioGroupedBatchSampler:
         if self.group_flags is None:
             while True:
                 yield list(itertools.islice(it, self.batch_size))
-        buckets: Dict[int, List[int]] = {}
+        buckets: Dict[int, List[Any]] = {}
         for idx in it:
-            bucket = buckets.setdefault(int(self.group_flags[idx]), [])
+            # items may be (index, payload) pairs (see TrainLoader); group by the index
+            key = idx[0] if isinstance(idx, tuple) else idx
+            bucket = buckets.setdefault(int(self.group_flags[key]), [])
             bucket.append(idx)
             if len(bucket) == self.batch_size:
                 yield bucket[:]
                 bucket.clear()
+
+
+def sample_seed(seed: int, position: int) -> int:
+    """Augmentation seed of the sample at ``position`` of a training stream seeded ``seed``."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(position)]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 def aspect_ratio_flags(records: Sequence[Dict[str, Any]]) -> np.ndarray:
@@ -392,8 +415,10 @@ class TrainLoader:
 
     ``state_dict()`` records how many batches were handed out; ``load_state_dict()``
     (before iterating) replays the index stream — indices only, no image is read — to the
-    same point, so a resumed run sees the batches it would have seen. Augmentation
-    randomness is reseeded on resume, so those are not bit-identical.
+    same point, so a resumed run sees the batches it would have seen. Each sample's
+    augmentation RNG is seeded from ``(seed, global stream position)``, so the batches are
+    bit-identical after a resume, with any number of workers, and do not depend on how
+    many ranks share the stream.
     """
 
     def __init__(
@@ -417,9 +442,13 @@ class TrainLoader:
         self._num_batches = 0
         self._iter: Optional[Iterator[List[Dict[str, Any]]]] = None
 
-    def _batch_sampler(self, skip: int) -> Iterator[List[int]]:
+    def _seeded_stream(self) -> Iterator[Tuple[int, int]]:
+        for pos, idx in self.sampler.iter_with_positions():
+            yield idx, sample_seed(self.seed, pos)
+
+    def _batch_sampler(self, skip: int) -> Iterator[List[Tuple[int, int]]]:
         self.sampler.load_state_dict({"num_yielded": 0})
-        batches = iter(AspectRatioGroupedBatchSampler(self.sampler, self.batch_size, self._flags))
+        batches = iter(AspectRatioGroupedBatchSampler(self._seeded_stream(), self.batch_size, self._flags))
         for _ in range(skip):
             next(batches)
         return batches
@@ -429,8 +458,6 @@ class TrainLoader:
         batches = self._batch_sampler(self._num_batches)
         generator = torch.Generator()
         generator.manual_seed((self.seed * 1000003 + rank * 7919 + self._num_batches) % (2**63))
-        if self.num_workers == 0:
-            self.dataset.reseed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
         loader = DataLoader(
             self.dataset,
             batch_sampler=_FixedIterBatchSampler(batches),

@@ -96,22 +96,26 @@ def _open_log_file(path: str):
 
 
 def setup_logger(output: Optional[str] = None, distributed_rank: int = 0, names=_LOGGER_NAMES) -> logging.Logger:
-    """Console (rank 0 only) + ``output/log.txt`` (``log.txt.rankN`` on other ranks).
+    """Rank 0: console + ``output/log.txt``. Other ranks write no files; their warnings
+    and errors go to stderr prefixed with the rank (so a failure on any rank is visible).
 
     Idempotent: calling it again replaces the handlers it installed before.
     """
     fmt = "[%(asctime)s %(name)s]: %(message)s"
     datefmt = "%m/%d %H:%M:%S"
-    handlers = []
+    handlers: list = []
     if distributed_rank == 0:
         console = _TqdmAwareHandler(stream=sys.stdout)
         color = sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
         console.setFormatter((_ColorFormatter if color else logging.Formatter)(fmt, datefmt=datefmt))
         handlers.append(console)
-    if output:
+    else:
+        errors = logging.StreamHandler(stream=sys.stderr)
+        errors.setLevel(logging.WARNING)
+        errors.setFormatter(logging.Formatter(f"[rank {distributed_rank} %(asctime)s %(name)s]: %(message)s", datefmt=datefmt))
+        handlers.append(errors)
+    if output and distributed_rank == 0:
         path = output if output.endswith((".txt", ".log")) else os.path.join(output, "log.txt")
-        if distributed_rank > 0:
-            path = f"{path}.rank{distributed_rank}"
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         fh = logging.StreamHandler(_open_log_file(os.path.abspath(path)))
         fh.setFormatter(logging.Formatter("[%(asctime)s] %(name)s %(levelname)s: %(message)s", datefmt=datefmt))
@@ -268,12 +272,30 @@ def check_config(cfg, *, train: bool = True, test: bool = True) -> None:
         raise ConfigError(f"MODEL.DEVICE: {err}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but CUDA is not available here; use MODEL.DEVICE cpu")
+    from detection.modeling.backbone import NORMS
+
+    if cfg.MODEL.BACKBONE.NORM not in NORMS:
+        raise ConfigError(
+            f"MODEL.BACKBONE.NORM must be one of {', '.join(map(repr, NORMS))} ('' = auto), got {cfg.MODEL.BACKBONE.NORM!r}"
+        )
 
     if train:  # schedule / solver keys: build them on a dummy parameter
         from .solver import build_lr_scheduler
 
         if cfg.SOLVER.MAX_ITER <= 0 or cfg.SOLVER.IMS_PER_BATCH <= 0:
             raise ConfigError("SOLVER.MAX_ITER and SOLVER.IMS_PER_BATCH must be positive")
+        world = comm.get_world_size()
+        if cfg.SOLVER.IMS_PER_BATCH % world:
+            raise ConfigError(
+                f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is the total batch over all processes and must "
+                f"be divisible by the number of processes ({world}); e.g. SOLVER.IMS_PER_BATCH "
+                f"{max(1, cfg.SOLVER.IMS_PER_BATCH // world) * world}"
+            )
+        if cfg.SOLVER.CHECKPOINT_MAX_KEEP < 0:
+            raise ConfigError(f"SOLVER.CHECKPOINT_MAX_KEEP must be >= 0 (0 = keep all), got {cfg.SOLVER.CHECKPOINT_MAX_KEEP}")
+        from .train_loop import resolve_amp
+
+        resolve_amp(cfg, device)
         dummy = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.SOLVER.BASE_LR)
         build_lr_scheduler(cfg, dummy)
         cc = cfg.SOLVER.CLIP_GRADIENTS

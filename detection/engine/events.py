@@ -94,8 +94,11 @@ class JSONWriter:
         record: Dict[str, Any] = {"iteration": int(iteration)}
         for k, v in scalars.items():
             record[k] = v if math.isfinite(v) else None  # NaN/inf -> null (strict JSON)
-        self._file.write(json.dumps(record, sort_keys=False) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record, sort_keys=False) + "\n")
+            self._file.flush()
+        except OSError as err:  # e.g. disk full: name the file instead of a bare errno
+            raise OSError(err.errno, f"cannot write training metrics to {self.path}: {err.strerror or err}") from err
         try:
             os.fsync(self._file.fileno())
         except OSError:

@@ -16,9 +16,21 @@ Iterations are numbered from 0 to ``SOLVER.MAX_ITER - 1``. After iteration ``it`
 ``(it + 1) % TEST.EVAL_PERIOD == 0`` and after the last iteration; a metrics line is
 written every ``log_period`` iterations, after evaluations and at the end.
 
-Only the main process writes files (checkpoints, metrics, TensorBoard) and shows the bar.
-Hooks for the distributed / exact-resume work: `_wrap_model` (DDP), and
-`_extra_checkpoint_state` / `_restore_extra_state` (RNG + sampler state).
+Distributed (torchrun): the model is wrapped in DistributedDataParallel, each rank
+trains on ``SOLVER.IMS_PER_BATCH // world_size`` images, logged losses are averaged
+over ranks and only the main process writes files (checkpoints, metrics, TensorBoard)
+and shows the bar.
+
+Exact resume: every checkpoint also holds the train loader's position and the RNG
+states (python, numpy, torch CPU, CUDA) of every rank, so ``--resume`` after a crash
+continues bit-for-bit as the uninterrupted run would have (same world size, CPU or
+deterministic kernels).
+
+Faults: SIGTERM / SIGINT during `train` finish the current iteration, save a checkpoint
+and return (``trainer.interrupted`` holds the signal); a non-finite loss saves the last
+good state (when not already saved) and raises `FloatingPointError` naming the
+iteration and loss terms; a failed checkpoint write raises
+`detection.checkpoint.CheckpointWriteError` naming the path.
 """
 from __future__ import annotations
 
@@ -26,11 +38,15 @@ import datetime
 import logging
 import math
 import os
+import random
+import signal
 import sys
+import threading
 import time
 from collections import OrderedDict, deque
 from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -43,6 +59,84 @@ from .solver import build_lr_scheduler, build_optimizer, clip_gradients
 __all__ = ["Trainer"]
 
 logger = logging.getLogger(__name__)
+
+
+def _cfg_get(cfg, key: str, default: Any) -> Any:
+    """``cfg.A.B`` or ``default`` when the key is absent (configs of subclassing tools)."""
+    node = cfg
+    for part in key.split("."):
+        if not hasattr(node, part):
+            return default
+        node = getattr(node, part)
+    return node
+
+
+def capture_rng_state(device: Optional[torch.device] = None, *, raw: bool = False) -> Dict[str, Any]:
+    """Python, NumPy, torch CPU (and ``device``'s CUDA) RNG states, as plain tensors so
+    that ``torch.load(weights_only=True)`` reads them back. ``raw=True`` skips that
+    conversion (cheap enough to call every iteration; see `rng_state_for_checkpoint`)."""
+    state: Dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state if raw else rng_state_for_checkpoint(state)
+
+
+def rng_state_for_checkpoint(state: Dict[str, Any]) -> Dict[str, Any]:
+    """A raw `capture_rng_state` result as tensors / plain Python values."""
+    py, npy = state["python"], state["numpy"]
+    if isinstance(py, dict):  # already converted
+        return state
+    version, py_state, gauss = py
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = npy
+    out = dict(state)
+    out["python"] = {"version": version, "state": torch.tensor(py_state, dtype=torch.int64), "gauss": gauss}
+    out["numpy"] = {
+        "name": np_name,
+        "keys": torch.from_numpy(np_keys.astype(np.int64)),
+        "pos": int(np_pos),
+        "has_gauss": int(np_has_gauss),
+        "gauss": float(np_gauss),
+    }
+    return out
+
+
+def restore_rng_state(state: Mapping[str, Any], device: Optional[torch.device] = None) -> None:
+    """Inverse of `capture_rng_state`."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+_AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_amp(cfg, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype SOLVER.AMP asks for on ``device`` (``None``: float32).
+
+    CUDA: float16 (with a GradScaler) or bfloat16. CPU: bfloat16 only — float16 autocast
+    on CPU is slow and needs loss scaling, so it is refused with a clear error.
+    """
+    from detection.config import ConfigError
+
+    if not bool(_cfg_get(cfg, "SOLVER.AMP.ENABLED", False)):
+        return None
+    name = str(_cfg_get(cfg, "SOLVER.AMP.DTYPE", "float16"))
+    if name not in _AMP_DTYPES:
+        raise ConfigError(f"SOLVER.AMP.DTYPE must be 'float16' or 'bfloat16', got {name!r}")
+    if device.type == "cuda":
+        if name == "bfloat16" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("SOLVER.AMP.DTYPE bfloat16: this GPU does not support bfloat16; use float16")
+        return _AMP_DTYPES[name]
+    if device.type == "cpu" and name == "bfloat16":
+        return torch.bfloat16
+    raise ConfigError(
+        f"SOLVER.AMP.ENABLED with DTYPE {name!r} is not supported on {device.type}: "
+        "use SOLVER.AMP.DTYPE bfloat16 on CPU (or MODEL.DEVICE cuda), or SOLVER.AMP.ENABLED False"
+    )
 
 
 def _short(name: str) -> str:
@@ -75,25 +169,31 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.device = torch.device(cfg.MODEL.DEVICE)
+        if self.device.type == "cuda" and self.device.index is None and comm.get_world_size() > 1:
+            self.device = torch.device("cuda", comm.get_local_rank())  # one GPU per process
+        self.amp_dtype = resolve_amp(cfg, self.device)
+        self.amp = self.amp_dtype is not None
         model = model if model is not None else self.build_model(cfg)
         model.to(self.device)
+        self._module = model
         self.model = self._wrap_model(model)
+        if bool(_cfg_get(cfg, "SOLVER.COMPILE", False)):
+            self.model = self._compile_model(self.model)
         self.optimizer = optimizer if optimizer is not None else self.build_optimizer(cfg, model)
         self.scheduler = scheduler if scheduler is not None else self.build_lr_scheduler(cfg, self.optimizer)
         self._data_loader = data_loader
         self._data_iter: Optional[Iterator] = None
         self.log_period = max(1, int(log_period))
 
-        self.amp = bool(cfg.SOLVER.AMP.ENABLED)
-        if self.amp and self.device.type != "cuda":
-            logger.warning("SOLVER.AMP.ENABLED is only supported on CUDA; training in float32 on %s", self.device)
-            self.amp = False
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        # Loss scaling only for float16: bfloat16 has float32's exponent range.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
         extra: Dict[str, Any] = {"optimizer": self.optimizer, "scheduler": self.scheduler}
-        if self.amp:
+        if self.scaler.is_enabled():
             extra["scaler"] = self.scaler
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, **extra)
+        self.checkpointer = DetectionCheckpointer(
+            model, cfg.OUTPUT_DIR, max_keep=int(_cfg_get(cfg, "SOLVER.CHECKPOINT_MAX_KEEP", 0)), **extra
+        )
 
         self.start_iter = 0
         self.iter = 0
@@ -102,6 +202,12 @@ class Trainer:
         self.last_results: Dict[str, Any] = {}
         self._recent: Dict[str, Deque[float]] = {}
         self._writers: List[Any] = []
+        #: Signal number that stopped `train` early (SIGTERM / SIGINT), else None.
+        self.interrupted: Optional[int] = None
+        self._signal: Optional[int] = None
+        self._stop_agreed = False
+        self._last_saved_iter: Optional[int] = None
+        self._step_start_state: Optional[Dict[str, Any]] = None
 
     # ------------------------------------------------------------------ builders
     @classmethod
@@ -140,16 +246,32 @@ class Trainer:
         return build_evaluator(cfg, dataset_name, output_dir=output_dir)
 
     def _wrap_model(self, model: nn.Module) -> nn.Module:
-        """DistributedDataParallel when running under an initialised process group."""
+        """DistributedDataParallel when running under an initialised process group.
+
+        ``broadcast_buffers=False``: BN statistics stay per rank (frozen BN has none to
+        sync, SyncBN syncs them itself), saving a broadcast per forward.
+        ``find_unused_parameters`` is left off (it costs a graph walk per step): litedet's
+        detectors drop the backbone stages they do not use and keep every head output in
+        the loss graph (zero-weighted when e.g. an image has no positive RoI), so every
+        trainable parameter gets a gradient on every rank at every step.
+        """
         if comm.get_world_size() <= 1:
             return model
-        ids = [comm.get_local_rank()] if self.device.type == "cuda" else None
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        logger.info("DistributedDataParallel over %d processes (%s)", comm.get_world_size(), self.device)
         return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+    def _compile_model(self, model: nn.Module) -> nn.Module:
+        """``torch.compile`` for training (SOLVER.COMPILE); checkpoints still hold the plain
+        module's weights. Detectors have data-dependent shapes (proposals, NMS), so expect
+        graph breaks and slow first iterations."""
+        logger.info("SOLVER.COMPILE: compiling the model with torch.compile (first iterations are slow)")
+        return torch.compile(model)
 
     @property
     def unwrapped_model(self) -> nn.Module:
-        m = self.model
-        return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
+        """The plain model (no DDP / torch.compile wrapper)."""
+        return self._module
 
     @property
     def data_loader(self) -> Iterable:
@@ -158,16 +280,38 @@ class Trainer:
         return self._data_loader
 
     # ------------------------------------------------------------------ checkpoints
-    def _extra_checkpoint_state(self) -> Dict[str, Any]:
-        """Extra entries saved with every checkpoint: the train loader's position when it
-        can report one. (Exact resume adds the RNG states here.)"""
+    def _capture_resume_state(self) -> Dict[str, Any]:
+        """This rank's RNG states and the train loader's position, as of now."""
+        state: Dict[str, Any] = {"rng": capture_rng_state(self.device, raw=True)}
         loader = self._data_loader
         if loader is not None and callable(getattr(loader, "state_dict", None)):
-            return {"data_loader": loader.state_dict()}
-        return {}
+            state["data_loader"] = loader.state_dict()
+        return state
+
+    def _extra_checkpoint_state(self, resume_state: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """Extra entries saved with every checkpoint: the train loader's position (when it
+        can report one) and the RNG states of every rank (``rng_states[rank]``).
+        Collective under DDP: every rank must call it."""
+        mine = resume_state if resume_state is not None else self._capture_resume_state()
+        rng = rng_state_for_checkpoint(mine["rng"])
+        extra: Dict[str, Any] = {"rng_states": comm.all_gather(rng), "world_size": comm.get_world_size()}
+        if "data_loader" in mine:
+            extra["data_loader"] = mine["data_loader"]
+        return extra
 
     def _restore_extra_state(self, checkpoint: Mapping[str, Any]) -> None:
         """Counterpart of `_extra_checkpoint_state`, called after a resume."""
+        rng_states = checkpoint.get("rng_states")
+        world, rank = comm.get_world_size(), comm.get_rank()
+        if rng_states is None:
+            logger.warning("Checkpoint has no RNG states (older litedet?); the resumed run is not bit-exact")
+        elif len(rng_states) != world:
+            logger.warning(
+                "Checkpoint was written by %d process(es), this run has %d: RNG states not restored, "
+                "so the resumed run is not bit-exact", len(rng_states), world,
+            )
+        else:
+            restore_rng_state(rng_states[rank], self.device)
         state = checkpoint.get("data_loader")
         if state is None:
             return
@@ -187,12 +331,50 @@ class Trainer:
         if resume and self.checkpointer.has_checkpoint():
             self.start_iter = int(ckpt.get("iteration", -1)) + 1
             self._restore_extra_state(ckpt)
+            self._last_saved_iter = self.start_iter - 1
             logger.info("Resumed; training continues at iteration %d", self.start_iter)
         else:
             self.start_iter = 0
+        starts = comm.all_gather(self.start_iter)
+        if len(set(starts)) > 1:  # e.g. multi-node with OUTPUT_DIR not on a shared file system
+            from detection.checkpoint import CheckpointError
 
-    def save_checkpoint(self, name: str) -> Optional[str]:
-        return self.checkpointer.save(name, iteration=self.iter, **self._extra_checkpoint_state())
+            raise CheckpointError(
+                f"ranks would start at different iterations {starts}: OUTPUT_DIR {self.cfg.OUTPUT_DIR!r} must be "
+                "the same (shared) folder for every process to --resume"
+            )
+
+    def save_checkpoint(
+        self, name: str, *, iteration: Optional[int] = None, resume_state: Optional[Dict[str, Any]] = None
+    ) -> Optional[str]:
+        """Save ``name.pth`` (main process) with the state after ``iteration`` (default:
+        the current one). Collective under DDP: every rank must call it."""
+        iteration = self.iter if iteration is None else iteration
+        extra = self._extra_checkpoint_state() if resume_state is None else self._extra_checkpoint_state(resume_state)
+        path = self.checkpointer.save(name, iteration=iteration, **extra)
+        self._last_saved_iter = iteration
+        return path
+
+    # ------------------------------------------------------------------ signals
+    def _install_signal_handlers(self) -> Dict[int, Any]:
+        """SIGTERM / SIGINT -> stop at the next iteration boundary (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, self._on_signal)
+        return previous
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: stop now, without a checkpoint
+        self._signal = signum
+        # Only note it here: logging from a signal handler can deadlock on the handler lock.
+
+    def _stop_requested(self) -> bool:
+        if comm.get_world_size() > 1:
+            return self._stop_agreed  # agreed on by all ranks in run_step
+        return self._signal is not None
 
     # ------------------------------------------------------------------ loop
     def train(self) -> Dict[str, Any]:
@@ -216,22 +398,45 @@ class Trainer:
         self._data_iter = iter(self.data_loader)
         self._pbar = self._make_progress_bar(disable=not main)
         self._train_start = time.perf_counter()
+        self._signal, self._stop_agreed, self.interrupted = None, False, None
+        previous_handlers = self._install_signal_handlers()
+        last = self.start_iter - 1
         try:
             for self.iter in range(self.start_iter, self.max_iter):
                 self.run_step()
                 self.after_step()
+                last = self.iter
+                if self._stop_requested():
+                    self._stop_on_signal()
+                    break
         finally:
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
             self._pbar.close()
             for w in self._writers:
                 w.close()
             self._writers = []
         total = time.perf_counter() - self._train_start
-        done = self.max_iter - self.start_iter
+        done = last + 1 - self.start_iter
+        if self.interrupted is not None:
+            return self.last_results
         logger.info(
             "Training finished: %d iterations in %s (%.4f s / it)",
             done, datetime.timedelta(seconds=int(total)), total / max(done, 1),
         )
         return self.last_results
+
+    def _stop_on_signal(self) -> None:
+        name = signal.Signals(self._signal).name if self._signal is not None else "a signal on another rank"
+        if self._last_saved_iter == self.iter:
+            path = self.checkpointer.get_checkpoint_file()
+        else:
+            path = self.save_checkpoint(f"model_{self.iter:07d}")
+        self.interrupted = self._signal if self._signal is not None else signal.SIGTERM
+        logger.warning(
+            "Received %s: stopped after iteration %d; checkpoint %s. Continue with --resume.",
+            name, self.iter, path or "(written by the main process)",
+        )
 
     def _make_progress_bar(self, disable: bool):
         from tqdm import tqdm
@@ -254,16 +459,24 @@ class Trainer:
     def run_step(self) -> None:
         """One SGD step. Records losses, ``lr``, ``time`` and ``data_time``."""
         assert self.model.training, "Trainer: the model was left in eval mode"
+        # State before this step, for a "last good" checkpoint if the loss turns non-finite.
+        self._step_start_state = self._capture_resume_state()
         start = time.perf_counter()
         data = next(self._data_iter)
         data_time = time.perf_counter() - start
 
-        with torch.autocast(device_type=self.device.type, enabled=self.amp):
+        with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp):
             loss_dict = self.model(data)
         if isinstance(loss_dict, torch.Tensor):
             loss_dict = {"total_loss": loss_dict}
         losses = sum(loss_dict.values())
-        self._check_finite(loss_dict, losses)
+        # One small all-reduce so every rank agrees to stop (signal) or fail (non-finite loss).
+        finite = bool(torch.isfinite(losses).all())
+        nonfinite_any, self._stop_agreed = comm.any_across_ranks(
+            [not finite, self._signal is not None], device=self.device if self.device.type == "cuda" else None
+        )
+        if nonfinite_any:
+            self._on_non_finite(loss_dict, losses)
 
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(losses).backward()
@@ -289,23 +502,41 @@ class Trainer:
             self._recent.setdefault(k, deque(maxlen=20)).append(v)
         self._lr = lr
 
-    def _check_finite(self, loss_dict: Mapping[str, torch.Tensor], losses: torch.Tensor) -> None:
-        if torch.isfinite(losses).all():
-            return
+    def _on_non_finite(self, loss_dict: Mapping[str, torch.Tensor], losses: torch.Tensor) -> None:
+        """Save the state before this iteration (unless already saved) and raise
+        `FloatingPointError` naming the iteration and the loss terms."""
         values = {k: float(v.detach().float().sum()) for k, v in loss_dict.items()}
         bad = [k for k, v in values.items() if not math.isfinite(v)]
+        where = f"iteration {self.iter}" + (f" (rank {comm.get_rank()})" if comm.get_world_size() > 1 else "")
+        if not bad:
+            bad_text = "another rank's loss (this rank's terms are finite)"
+        else:
+            bad_text = ", ".join(f"{k}={values[k]}" for k in bad)
+        good_iter = self.iter - 1
+        if good_iter < self.start_iter or self._last_saved_iter == good_iter:
+            if good_iter < self.start_iter:  # diverged at the first iteration of this run
+                path = self.checkpointer.resumed_from or ""
+            else:
+                path = self.checkpointer.get_checkpoint_file()
+            saved = f"Last good checkpoint: {path}." if path else "No checkpoint was saved (it diverged at once)."
+        else:
+            path = self.save_checkpoint(
+                f"model_{good_iter:07d}", iteration=good_iter, resume_state=self._step_start_state
+            )
+            saved = f"Saved the last good state (after iteration {good_iter}) to {path or 'the main process'}."
         raise FloatingPointError(
-            f"Loss became non-finite at iteration {self.iter}: "
-            + ", ".join(f"{k}={values[k]}" for k in bad)
+            f"Loss became non-finite at {where}: {bad_text}"
             + " (all terms: "
             + ", ".join(f"{k}={v:.4g}" for k, v in values.items())
-            + "). Try a lower SOLVER.BASE_LR, a longer warmup or SOLVER.CLIP_GRADIENTS.ENABLED True."
+            + f"). {saved} Try a lower SOLVER.BASE_LR, a longer warmup or SOLVER.CLIP_GRADIENTS.ENABLED True."
         )
 
     def after_step(self) -> None:
         next_iter = self.iter + 1
         final = next_iter == self.max_iter
         period = int(self.cfg.SOLVER.CHECKPOINT_PERIOD)
+        # CHECKPOINT_PERIOD counts iterations; the scheduler / sampler / RNG state saved is
+        # the one after iteration `self.iter`, which `--resume` continues from.
         if final:
             self.save_checkpoint("model_final")
         elif period > 0 and next_iter % period == 0:

@@ -19,7 +19,7 @@ from backbones import Backbone, ShapeSpec
 from backbones.fuse import fuse_model, refuse_training_if_fused
 from backbones.registry import ReimportSafeRegistry
 
-from .backbone import build_backbone, convert_norm, resolve_stage, stage_with_stride
+from .backbone import build_backbone, convert_norm, resolve_norm, resolve_stage, stage_with_stride
 from .light_head import LargeSeparableConv
 from .poolers import PSRoIAlignPooler, RoIAlignPooler
 from .preprocess import ImagePreprocessor, rescale_boxes
@@ -192,13 +192,13 @@ def FasterRCNN(cfg) -> RCNN:
         tail = backbone.split_after(feature)
         if not len(tail):
             raise ValueError(f"C4 Faster R-CNN needs stages after {feature!r} to use as the box head")
-        tail = convert_norm(tail, cfg.MODEL.BACKBONE.NORM)
+        tail = convert_norm(tail, resolve_norm(cfg))
         rpn = build_rpn(cfg, backbone.output_shape(), [feature])
         stride = backbone.output_shape()[feature].stride
         pooler = RoIAlignPooler(feature, stride, bh.POOLER_RESOLUTION, bh.POOLER_SAMPLING_RATIO)
         box_head = C4BoxHead(tail)
         predictor = FastRCNNPredictor(backbone.stage_shape(list(tail.keys())[-1]).channels, num_classes)
-    backbone = convert_norm(backbone, cfg.MODEL.BACKBONE.NORM)
+    backbone = convert_norm(backbone, resolve_norm(cfg))
     return RCNN(backbone, rpn, _roi_heads(cfg, pooler, box_head, predictor), preprocessor, neck)
 
 
@@ -212,7 +212,7 @@ def LightHeadRCNN(cfg) -> RCNN:
     head_feature = resolve_stage(backbone, cfg.MODEL.BACKBONE.HEAD_FEATURE, 32, "MODEL.BACKBONE.HEAD_FEATURE")
     backbone.set_out_features([rpn_feature, head_feature])
     backbone.split_after(backbone.out_features[-1])  # unused later stages would idle in DDP
-    backbone = convert_norm(backbone, cfg.MODEL.BACKBONE.NORM)
+    backbone = convert_norm(backbone, resolve_norm(cfg))
     shapes = backbone.output_shape()
 
     lh = cfg.MODEL.LIGHT_HEAD

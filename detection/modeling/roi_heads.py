@@ -32,13 +32,18 @@ def fast_rcnn_losses(
     n = labels_t.numel()
     cls_loss = F.cross_entropy(class_logits, labels_t, reduction="none")
     box_regression = box_regression.reshape(n, box_regression.size(-1) // 4, 4)
-    box_loss = class_logits.new_zeros(n)
+    box_loss = class_logits.new_zeros(n, dtype=torch.float32)  # losses in float32, also under autocast
     pos = torch.where(labels_t > 0)[0]
     if pos.numel():
         per_pos = F.smooth_l1_loss(
             box_regression[pos, labels_t[pos]], targets_t[pos], beta=1 / 9, reduction="none"
         ).sum(dim=1)
-        box_loss = box_loss.index_put((pos,), per_pos)
+        box_loss = box_loss.index_put((pos,), per_pos.float())
+    else:
+        # No positive RoI (e.g. an image without objects): keep the box branch in the
+        # graph with a zero loss, so DistributedDataParallel sees a gradient for every
+        # parameter on every rank (otherwise the ranks' gradient all-reduces mismatch).
+        box_loss = box_loss + 0.0 * box_regression.sum()
     if ohem_topk > 0:
         with torch.no_grad():
             total = cls_loss + box_loss_weight * box_loss

@@ -24,6 +24,8 @@ __all__ = [
     "all_gather",
     "reduce_dict",
     "init_distributed_from_env",
+    "any_across_ranks",
+    "destroy_process_group",
 ]
 
 
@@ -83,18 +85,47 @@ def reduce_dict(values: Dict[str, torch.Tensor], average: bool = True) -> Dict[s
         return dict(zip(names, stacked))
 
 
-def init_distributed_from_env() -> bool:
+def init_distributed_from_env(backend: Optional[str] = None) -> bool:
     """Join the process group torchrun describes (``WORLD_SIZE`` > 1); returns whether
-    running distributed. NCCL with one GPU per process on CUDA machines, gloo otherwise."""
+    running distributed.
+
+    torchrun sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
+    ``MASTER_PORT`` for single- and multi-node launches alike, so the ``env://`` init
+    covers both. ``backend`` defaults to NCCL with one GPU per process (``LOCAL_RANK``)
+    when CUDA is available, gloo otherwise (CPU training); ``LITEDET_DIST_BACKEND``
+    overrides it (e.g. gloo on a GPU machine for CPU-only tests).
+    """
     if is_dist_initialized():
         return True
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
-    cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    backend = backend or os.environ.get("LITEDET_DIST_BACKEND") or ("nccl" if torch.cuda.is_available() else "gloo")
+    if backend == "nccl":
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"LOCAL_RANK={local_rank} but this machine has {torch.cuda.device_count()} GPU(s); "
+                "use --nproc_per_node <= the number of GPUs"
+            )
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend=backend)
     return True
+
+
+def any_across_ranks(flags: List[bool], device: Optional[torch.device] = None) -> List[bool]:
+    """Element-wise logical OR of ``flags`` over all ranks (one small all-reduce).
+
+    Used at iteration boundaries so every rank takes the same decision (stop after a
+    signal, stop on a non-finite loss) and none is left waiting in a collective.
+    ``device`` must be a CUDA device under NCCL.
+    """
+    if get_world_size() <= 1:
+        return list(flags)
+    if device is None:
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return [bool(v) for v in t.tolist()]
 
 
 def gather_to_main(obj: Any) -> Optional[List[Any]]:
@@ -109,3 +140,9 @@ def gather_to_main(obj: Any) -> Optional[List[Any]]:
         return [obj]
     out: List[Any] = all_gather(obj)
     return out if get_rank() == 0 else None
+
+
+def destroy_process_group() -> None:
+    """Leave the process group (end of a torchrun launch); a no-op when not distributed."""
+    if is_dist_initialized():
+        dist.destroy_process_group()

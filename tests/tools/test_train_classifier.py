@@ -180,4 +180,5 @@ def test_two_process_ddp_gathers_every_image(data_root, tmp_path):
     assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
     log = (out / "log.txt").read_text()
     assert "World size: 2" in log and "Accuracy on 12 images of val" in log
-    assert (out / "backbone_final.pth").is_file() and (out / "log.txt.rank1").is_file()
+    assert (out / "backbone_final.pth").is_file()
+    assert not (out / "log.txt.rank1").exists()  # only rank 0 writes files (others: warnings to stderr)

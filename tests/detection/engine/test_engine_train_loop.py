@@ -1,52 +1,19 @@
 """The training loop with a tiny fake model and loader (no dependency on the real detector)."""
+import importlib.util
 import json
 import os
 
 import pytest
 import torch
-from torch import nn
 
-from detection.config import get_cfg
 from detection.engine import Trainer
 
-
-class FakeDetector(nn.Module):
-    """Train mode: two loss terms; eval mode: one box per image."""
-
-    def __init__(self, nan_at=None):
-        super().__init__()
-        self.w = nn.Parameter(torch.tensor([1.0, -2.0]))
-        self.norm = nn.BatchNorm1d(2)
-        self.calls = 0
-        self.nan_at = nan_at
-
-    def forward(self, batched_inputs):
-        x = torch.stack([b["image"].float().mean() / 255 for b in batched_inputs])
-        if not self.training:
-            return [
-                {"boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0]]), "scores": torch.tensor([0.9]),
-                 "labels": torch.tensor([0])}
-                for _ in batched_inputs
-            ]
-        self.calls += 1
-        loss_a = ((self.w[0] * x - 1) ** 2).mean()
-        loss_b = (self.w[1] ** 2) * torch.ones(())
-        if self.nan_at is not None and self.calls - 1 == self.nan_at:
-            loss_b = loss_b * float("nan")
-        return {"loss_a": loss_a, "loss_b": loss_b}
-
-
-def fake_loader(batch=2):
-    g = torch.Generator().manual_seed(0)
-    i = 0
-    while True:
-        yield [
-            {"image": torch.randint(0, 255, (3, 8, 8), dtype=torch.uint8, generator=g), "height": 8, "width": 8,
-             "image_id": i * batch + j, "file_name": "", "instances": {"boxes": torch.zeros(0, 4),
-                                                                     "labels": torch.zeros(0, dtype=torch.int64)}}
-            for j in range(batch)
-        ]
-        i += 1
+_spec = importlib.util.spec_from_file_location(
+    "litedet_engine_fakes", os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine_fakes.py")
+)
+_fakes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_fakes)
+FakeDetector, fake_loader, _cfg = _fakes.FakeDetector, _fakes.fake_loader, _fakes.make_cfg
 
 
 class FakeEvalTrainer(Trainer):
@@ -56,22 +23,6 @@ class FakeEvalTrainer(Trainer):
     def test(cls, cfg, model, evaluators=None):
         assert not model.training
         return {"bbox": {"AP": 12.5, "AP50": 30.0}}
-
-
-def _cfg(tmp_path, **solver):
-    cfg = get_cfg()
-    cfg.OUTPUT_DIR = str(tmp_path)
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.DATASETS.TEST = ()
-    cfg.SOLVER.BASE_LR = 0.01
-    cfg.SOLVER.WARMUP_ITERS = 2
-    cfg.SOLVER.WARMUP_FACTOR = 0.5
-    cfg.SOLVER.STEPS = (4,)
-    cfg.SOLVER.MAX_ITER = 7
-    cfg.SOLVER.CHECKPOINT_PERIOD = 3
-    for k, v in solver.items():
-        setattr(cfg.SOLVER, k, v)
-    return cfg
 
 
 def _lines(path):
@@ -141,31 +92,59 @@ def test_non_finite_loss_stops_with_iteration_and_term(tmp_path):
         trainer.train()
 
 
-def test_clip_and_amp_flags_on_cpu(tmp_path):
+def test_clip_and_bf16_amp_on_cpu(tmp_path):
     cfg = _cfg(tmp_path, MAX_ITER=2, CHECKPOINT_PERIOD=0)
     cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
     cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "norm"
-    cfg.SOLVER.AMP.ENABLED = True  # CUDA only: falls back to float32 on CPU with a warning
-    trainer = Trainer(cfg, model=FakeDetector(), data_loader=fake_loader())
-    assert trainer.amp is False
+    cfg.SOLVER.AMP.ENABLED = True
+    cfg.SOLVER.AMP.DTYPE = "bfloat16"  # CPU autocast: bfloat16, no loss scaling
+
+    class DtypeProbe(FakeDetector):
+        seen = []
+
+        def forward(self, batched_inputs):
+            self.seen.append((torch.ones(2, 2) @ torch.ones(2, 2)).dtype)  # autocast-eligible op
+            return super().forward(batched_inputs)
+
+    model = DtypeProbe()
+    trainer = Trainer(cfg, model=model, data_loader=fake_loader())
+    assert trainer.amp and trainer.amp_dtype == torch.bfloat16 and not trainer.scaler.is_enabled()
     trainer.train()
+    assert model.seen == [torch.bfloat16, torch.bfloat16]
+    assert model.w.dtype == torch.float32  # master weights stay float32
     assert (tmp_path / "model_final.pth").exists()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_amp_on_cuda(tmp_path):
+def test_fp16_amp_on_cpu_is_refused(tmp_path):
+    from detection.config import ConfigError
+
+    cfg = _cfg(tmp_path, MAX_ITER=2)
+    cfg.SOLVER.AMP.ENABLED = True  # DTYPE float16 (default) needs CUDA
+    with pytest.raises(ConfigError, match="not supported on cpu: use SOLVER.AMP.DTYPE bfloat16"):
+        Trainer(cfg, model=FakeDetector(), data_loader=fake_loader())
+    cfg.SOLVER.AMP.DTYPE = "float8"
+    with pytest.raises(ConfigError, match="SOLVER.AMP.DTYPE must be 'float16' or 'bfloat16', got 'float8'"):
+        Trainer(cfg, model=FakeDetector(), data_loader=fake_loader())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="AMP with float16 + GradScaler needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_amp_on_cuda(tmp_path, dtype):
     cfg = _cfg(tmp_path, MAX_ITER=3, CHECKPOINT_PERIOD=0)
     cfg.MODEL.DEVICE = "cuda"
     cfg.SOLVER.AMP.ENABLED = True
+    cfg.SOLVER.AMP.DTYPE = dtype
+    if dtype == "bfloat16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16 support")
 
     def cuda_loader():
         for batch in fake_loader():
             yield [{**b, "image": b["image"].cuda()} for b in batch]
 
     trainer = Trainer(cfg, model=FakeDetector(), data_loader=cuda_loader())
-    assert trainer.amp
+    assert trainer.amp and trainer.scaler.is_enabled() == (dtype == "float16")
     trainer.train()
-    assert "scaler" in torch.load(tmp_path / "model_final.pth", weights_only=True)
+    assert ("scaler" in torch.load(tmp_path / "model_final.pth", weights_only=True)) == (dtype == "float16")
 
 
 def test_resume_of_finished_run_only_evaluates(tmp_path):

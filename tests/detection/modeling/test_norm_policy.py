@@ -1,0 +1,77 @@
+"""MODEL.BACKBONE.NORM: "" = auto (FrozenBN with pretrained backbone weights, BN from
+scratch), explicit values win, SyncBN only under DDP on CUDA (plain BN otherwise)."""
+import logging
+
+import pytest
+import torch
+from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
+
+from detection.config import get_cfg
+from detection.modeling import build_model
+from detection.modeling.backbone import convert_norm, resolve_norm
+from detection.utils import comm
+
+
+def _cfg(norm, weights="", device="cpu"):
+    cfg = get_cfg()
+    cfg.MODEL.BACKBONE.NORM = norm
+    cfg.MODEL.BACKBONE.WEIGHTS = weights
+    cfg.MODEL.DEVICE = device
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "norm, weights, expected",
+    [
+        ("", "imagenet.pth", "FrozenBN"),  # auto, pretrained
+        ("", "", "BN"),  # auto, from scratch
+        ("BN", "imagenet.pth", "BN"),  # explicit wins
+        ("FrozenBN", "", "FrozenBN"),
+        ("SyncBN", "", "BN"),  # single process: nothing to synchronise
+    ],
+)
+def test_resolve_norm(norm, weights, expected, caplog):
+    with caplog.at_level(logging.INFO, logger="detection.modeling.backbone"):
+        assert resolve_norm(_cfg(norm, weights)) == expected
+    if norm == "SyncBN":
+        assert "SyncBN: using plain BN (not running distributed)" in caplog.text
+    if norm == "":
+        assert f"'' (auto): {expected}" in caplog.text
+
+
+def test_syncbn_under_ddp(monkeypatch, caplog):
+    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
+    assert resolve_norm(_cfg("SyncBN", device="cuda")) == "SyncBN"
+    with caplog.at_level(logging.INFO, logger="detection.modeling.backbone"):
+        assert resolve_norm(_cfg("SyncBN", device="cpu")) == "BN"  # gloo on CPU: no SyncBatchNorm kernel
+    assert "SyncBatchNorm needs CUDA" in caplog.text
+
+
+def test_convert_norm_to_syncbn_and_invalid_value():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    assert isinstance(convert_norm(net, "SyncBN")[1], nn.SyncBatchNorm)
+    with pytest.raises(ValueError, match="MODEL.BACKBONE.NORM must be one of '', 'BN', 'FrozenBN', 'SyncBN'; got 'GN'"):
+        resolve_norm(_cfg("GN"))
+
+
+@pytest.mark.parametrize("norm, frozen", [("", True), ("BN", False)])
+def test_auto_freezes_bn_of_a_pretrained_backbone(tmp_path, norm, frozen):
+    import backbones
+    from backbones.weights import save_backbone_checkpoint
+
+    path = save_backbone_checkpoint(backbones.build_backbone("shufflenet_v2_0.5x"), str(tmp_path / "bb.pth"))
+    cfg = _cfg(norm, weights=path)
+    cfg.MODEL.BACKBONE.NAME = "shufflenet_v2_0.5x"
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
+    cfg.MODEL.LIGHT_HEAD.FC_DIM = 64
+    cfg.MODEL.LIGHT_HEAD.MID_CHANNELS = 16
+    model = build_model(cfg)
+    bn = [m for m in model.backbone.modules() if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d))]
+    assert bn and all(isinstance(m, FrozenBatchNorm2d) == frozen for m in bn)
+    # without weights, auto means trainable BN
+    cfg.MODEL.BACKBONE.WEIGHTS = ""
+    cfg.MODEL.BACKBONE.NORM = ""
+    scratch = build_model(cfg)
+    assert any(isinstance(m, nn.BatchNorm2d) and m.weight.requires_grad for m in scratch.backbone.modules())
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in scratch.backbone.modules())

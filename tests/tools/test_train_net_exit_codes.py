@@ -1,0 +1,76 @@
+"""tools/train_net.py maps training outcomes to documented exit codes with one clear line
+(the Trainer is replaced by a stub: only the tool's handling is under test here)."""
+import errno
+import importlib.util
+import logging
+import os
+import signal
+import sys
+
+import pytest
+
+from detection.checkpoint import CheckpointWriteError
+
+pytest.importorskip("detection.modeling")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+
+
+@pytest.fixture
+def train_net(monkeypatch):
+    spec = importlib.util.spec_from_file_location("litedet_tool_train_net_codes", os.path.join(ROOT, "tools", "train_net.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    for name in ("detection", "backbones", "fvcore", "__main__"):  # default_setup's handlers
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+
+
+def _stub(outcome):
+    class StubCheckpointer:
+        def get_checkpoint_file(self):
+            return "/out/model_0000007.pth"
+
+    class StubTrainer:
+        def __init__(self, cfg):
+            self.interrupted, self.iter, self.checkpointer = None, 0, StubCheckpointer()
+
+        def resume_or_load(self, resume):
+            pass
+
+        def train(self):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            self.interrupted, self.iter = outcome, 7
+            return {}
+
+    return StubTrainer
+
+
+@pytest.mark.parametrize(
+    "outcome, code, message",
+    [
+        (CheckpointWriteError(errno.ENOSPC, "cannot write checkpoint /out/model_0000009.pth: No space left"), 3,
+         "error: cannot write checkpoint /out/model_0000009.pth"),
+        (FloatingPointError("Loss became non-finite at iteration 4: loss_cls=nan"), 1,
+         "training diverged: Loss became non-finite at iteration 4"),
+        (signal.SIGTERM, 0, None),
+        (signal.SIGINT, 130, None),
+    ],
+)
+def test_exit_codes(train_net, monkeypatch, tmp_path, capsys, outcome, code, message):
+    monkeypatch.setattr(train_net, "Trainer", _stub(outcome))
+    argv = ["--config-file", CONFIG, "OUTPUT_DIR", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", ["tools/train_net.py", *argv])
+    assert train_net.main(argv) == code
+    out, err = capsys.readouterr()
+    if message:
+        assert message in err and "Traceback" not in err
+    else:
+        name = signal.Signals(outcome).name
+        assert f"Interrupted by {name} after iteration 7; checkpoint: /out/model_0000007.pth" in out
+        # --resume goes before the trailing KEY VALUE overrides
+        assert f"Continue with: tools/train_net.py --resume --config-file {CONFIG} OUTPUT_DIR {tmp_path}" in out
+        assert not (tmp_path / "metrics_final.json").exists()
