@@ -75,3 +75,19 @@ def test_auto_freezes_bn_of_a_pretrained_backbone(tmp_path, norm, frozen):
     scratch = build_model(cfg)
     assert any(isinstance(m, nn.BatchNorm2d) and m.weight.requires_grad for m in scratch.backbone.modules())
     assert not any(isinstance(m, FrozenBatchNorm2d) for m in scratch.backbone.modules())
+
+
+def test_shipped_base_configs_leave_the_norm_policy_automatic():
+    # an explicit FrozenBN in a Base config would freeze random statistics when training from scratch
+    import glob
+    import os
+
+    from detection.config import get_cfg
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "..", "configs")
+    bases = sorted(glob.glob(os.path.join(root, "Base-*.yaml")))
+    assert bases
+    for path in bases:
+        cfg = get_cfg()
+        cfg.merge_from_file(path)
+        assert cfg.MODEL.BACKBONE.NORM == "", path
