@@ -88,9 +88,18 @@ def our_config(args: argparse.Namespace, data_name: str, json_file: str, image_r
 
 
 def make_dataset(root: str, num_images: int) -> tuple:
-    from detection.data.shapes import generate_shapes_dataset, shapes_paths
+    """Generate the JPEGs in a subprocess: OpenCV work in this process before the loader
+    forks its workers can leave the workers deadlocked in ``cv2.setNumThreads`` (seen here
+    with torch threads set to 2: the worker blocks in a pthread_join inside cv2)."""
+    import subprocess
 
-    generate_shapes_dataset(root, num_train=num_images, num_val=1, image_size=(600, 800), seed=0)
+    from detection.data.shapes import shapes_paths
+
+    cmd = [sys.executable, "-m", "detection.data.shapes", "--root", root, "--num-train", str(num_images),
+           "--num-val", "1", "--image-size", "600", "800", "--seed", "0"]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    subprocess.run(cmd, check=True, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
     paths = shapes_paths(root)
     return paths.json_file("train"), paths.image_dir("train")
 
@@ -122,11 +131,11 @@ def train_step_fn(model: torch.nn.Module, forward: Callable[[], Dict[str, torch.
 def main(argv=None) -> int:
     args = parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines appear as they happen
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     from detection.data import build_detection_train_loader
     from detection.modeling import build_model
 
+    torch.set_num_threads(args.threads)  # for the header; set again after the loader test
     print(header("Training throughput: litedet Light-Head R-CNN vs torchvision Faster R-CNN MobileNetV3-320-FPN"))
     tmp = None
     if args.data_root is None:
@@ -170,6 +179,7 @@ def main(argv=None) -> int:
               f"{args.size}, flip) + batching of {args.batch}: {args.loader_batches} batches in {elapsed:.2f} s "
               f"= {loader_ips:.1f} images/s")
 
+    torch.set_num_threads(args.threads)
     # The same mapped batches for both models (decoded/augmented once, outside the timing).
     loader = build_detection_train_loader(cfg.clone() if hasattr(cfg, "clone") else cfg)
     loader.num_workers = 0
