@@ -42,12 +42,15 @@ def header(title: str, extra_versions: Optional[Dict[str, str]] = None) -> str:
     return "\n".join(lines)
 
 
-def ratio_line(name: str, ours: float, reference: float, unit: str, higher_is_better: bool, target: float) -> str:
+def ratio_line(
+    name: str, ours: float, reference: float, unit: str, higher_is_better: bool, target: float,
+    labels: tuple = ("ours", "reference"),
+) -> str:
     """``name: ours X unit, reference Y unit, ratio R (target >= T: PASS/FAIL)``; the ratio is
-    always "how many times better ours is"."""
+    always "how many times better the first is"."""
     ratio = ours / reference if higher_is_better else reference / ours
     verdict = "PASS" if ratio >= target else "FAIL"
     return (
-        f"{name}: ours {ours:.4g} {unit}, reference {reference:.4g} {unit}, ratio {ratio:.2f} "
+        f"{name}: {labels[0]} {ours:.4g} {unit}, {labels[1]} {reference:.4g} {unit}, ratio {ratio:.2f} "
         f"(target >= {target:g}: {verdict})"
     )

@@ -83,16 +83,19 @@ def synthetic_data(num_images: int, dets_per_image: int, num_classes: int, seed:
     return records, outputs
 
 
-def run_once(backend: str, records: List[dict], outputs: List[dict], classes: List[str]) -> Tuple[float, Dict[str, Any], np.ndarray]:
+def run_once(
+    backend: str, records: List[dict], outputs: List[dict], classes: List[str]
+) -> Tuple[float, float, Dict[str, Any], np.ndarray]:
+    """(wall seconds, CPU seconds of this process, bbox results, COCO stats) of one full pass."""
     from detection.evaluation import COCOEvaluator
 
     evaluator = COCOEvaluator(dataset_dicts=records, thing_classes=classes, backend=backend, distributed=False)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     evaluator.reset()
     for rec, out in zip(records, outputs):
         evaluator.process([{"image_id": rec["image_id"]}], [out])
     res = evaluator.evaluate()
-    return time.perf_counter() - t, res["bbox"], evaluator.stats
+    return time.perf_counter() - t, time.process_time() - cpu, res["bbox"], evaluator.stats
 
 
 def main(argv=None) -> int:
@@ -123,13 +126,15 @@ def main(argv=None) -> int:
           "evaluate/accumulate/summarize, per-class AP)")
     classes = [f"class{i}" for i in range(args.classes)]
     times: Dict[str, List[float]] = {"faster": [], "pycocotools": []}
+    cpu_times: Dict[str, List[float]] = {"faster": [], "pycocotools": []}
     results: Dict[str, Any] = {}
     for r in range(args.repeats):
         for backend in (("faster", "pycocotools") if r % 2 == 0 else ("pycocotools", "faster")):
-            elapsed, res, stats = run_once(backend, records, outputs, classes)
+            elapsed, cpu, res, stats = run_once(backend, records, outputs, classes)
             times[backend].append(elapsed)
+            cpu_times[backend].append(cpu)
             results[backend] = (res, stats)
-            print(f"  run {r + 1}/{args.repeats} {backend}: {elapsed:.3f} s", flush=True)
+            print(f"  run {r + 1}/{args.repeats} {backend}: {elapsed:.3f} s wall, {cpu:.3f} s CPU", flush=True)
 
     (res_f, stats_f), (res_p, stats_p) = results["faster"], results["pycocotools"]
     max_diff = float(np.max(np.abs(stats_f - stats_p)))
@@ -143,8 +148,12 @@ def main(argv=None) -> int:
     print(f"identical AP numbers: {'YES' if identical else 'NO'} (max |stats diff| {max_diff:.2e}, "
           f"max per-class AP diff {per_class_diff:.2e} points)")
     best_f, best_p = min(times["faster"]), min(times["pycocotools"])
-    print(ratio_line(f"evaluation time ({args.images} images x {args.dets} detections)", best_f, best_p, "s", False, 1.0))
-    print(f"absolute target: ours {best_f:.3f} s <= 1.5 s: {'PASS' if best_f <= 1.5 else 'FAIL'}")
+    cpu_f, cpu_p = min(cpu_times["faster"]), min(cpu_times["pycocotools"])
+    name = f"evaluation time ({args.images} images x {args.dets} detections)"
+    print(ratio_line(name + ", wall", best_f, best_p, "s", False, 1.0))
+    # CPU time of the (single-threaded) evaluation is less disturbed by other processes.
+    print(ratio_line(name + ", CPU", cpu_f, cpu_p, "s", False, 1.0))
+    print(f"absolute target: ours {best_f:.3f} s wall ({cpu_f:.3f} s CPU) <= 1.5 s: {'PASS' if best_f <= 1.5 else 'FAIL'}")
     return 0 if identical else 1
 
 

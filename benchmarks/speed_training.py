@@ -229,7 +229,8 @@ def main(argv=None) -> int:
                      ips["ours"], ips["reference"], "images/s", True, 1.5))
 
     if loader_ips is not None:
-        print(ratio_line("data loading vs model consumption (ours)", loader_ips, ips["ours"], "images/s", True, 3.0))
+        print(ratio_line("data loading vs our model's consumption", loader_ips, ips["ours"], "images/s", True, 3.0,
+                         labels=("loader delivers", "model consumes")))
     if tmp is not None:
         tmp.cleanup()
     return 0
