@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import io
 import itertools
 import json
 import logging
 import os
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -185,6 +186,12 @@ class COCOEvaluator(DatasetEvaluator):
 
         ``img_ids`` restricts the evaluation to those (raw) image ids, e.g. for a partial pass.
         """
+        # Hundreds of thousands of short-lived, acyclic dicts/lists are created below; the
+        # cyclic garbage collector would rescan them again and again (~20 % of the time).
+        with _gc_paused():
+            return self._evaluate(img_ids)
+
+    def _evaluate(self, img_ids: Optional[Sequence[Any]]) -> dict:
         predictions = self._predictions
         processed = self._processed_ids
         if self._distributed:
@@ -378,6 +385,19 @@ class COCOEvaluator(DatasetEvaluator):
         return dict(results)
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Disable the cyclic garbage collector for the block (reference counting still frees
+    memory), restoring its previous state."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _lean_cocoeval_faster(base: type) -> type:
     """``faster_coco_eval``'s ``COCOeval_faster`` whose ``evaluate`` skips the Python-level work
     over every (image, category) pair — a 400,000-entry dict of tuples of numpy ints for 5000
@@ -385,12 +405,36 @@ def _lean_cocoeval_faster(base: type) -> type:
     pairs that have both ground truth and detections, the same ones the library computes.
     The C++ evaluation/accumulation receives exactly the arguments the library passes."""
     from faster_coco_eval.core import faster_eval_api
+    from faster_coco_eval.core import mask as mask_utils
 
     class LeanCOCOevalFaster(base):
+        def _lean_applies(self) -> bool:
+            """Only the plain COCO box protocol takes the lean path; anything else is the library's."""
+            p = self.params
+            return (
+                bool(p.useCats)
+                and p.iouType == "bbox"
+                and not getattr(p, "compute_rle", False)
+                and not getattr(p, "compute_boundary", False)
+                and not self.separate_eval
+                and not getattr(self, "lvis_style", False)
+            )
+
+        def _box_ious(self, img: int, cat: int) -> Any:
+            """The library's ``computeIoU`` for boxes with its list/numpy detours removed:
+            detections by descending score (stable, as its mergesort), top ``maxDets[-1]``."""
+            gt = self.gt_dataset.get_instances([img], [cat], True)[0][0]
+            dt = self.dt_dataset.get_instances([img], [cat], True)[0][0]
+            if not gt or not dt:
+                return []
+            dt = sorted(dt, key=lambda d: -d["score"])[: self.params.maxDets[-1]]
+            iscrowd = [int(g.get("iscrowd", 0)) for g in gt]
+            return mask_utils.iou([d["bbox"] for d in dt], [g["bbox"] for g in gt], iscrowd)
+
         def evaluate(self) -> None:
             p = self.params
-            if not p.useCats or p.iouType != "bbox" or self.separate_eval or getattr(self, "lvis_style", False):
-                return super().evaluate()  # only the plain COCO bbox protocol takes the lean path
+            if not self._lean_applies():
+                return super().evaluate()
             p.imgIds = [int(i) for i in np.unique(p.imgIds)]
             p.catIds = [int(c) for c in np.unique(p.catIds)]
             p.maxDets = sorted(p.maxDets)
@@ -404,7 +448,7 @@ def _lean_cocoeval_faster(base: type) -> type:
             for img, cat in self._nonempty_iou_pairs:
                 i, k = img_index.get(img), cat_index.get(cat)
                 if i is not None and k is not None:
-                    ious[i][k] = self.ious[img, cat] = self.computeIoU(img, cat)
+                    ious[i][k] = self.ious[img, cat] = self._box_ious(img, cat)
             self._paramsEval = copy.deepcopy(self.params)
             self.eval = faster_eval_api._C.COCOevalEvaluateAccumulate(
                 self._paramsEval, ious, self.gt_dataset, self.dt_dataset, p.imgIds, p.catIds, True

@@ -271,7 +271,7 @@ def test_lean_faster_evaluate_equals_library_evaluate(restrict: bool) -> None:
             e.summarize()
         evals.append(e)
     library, lean = evals
-    assert type(lean) is not COCOeval_faster
+    assert type(lean) is not COCOeval_faster and lean._lean_applies()
     assert 0.05 < library.stats[0] < 0.95
     np.testing.assert_array_equal(lean.stats, library.stats)
     np.testing.assert_array_equal(lean.eval["precision"], library.eval["precision"])
@@ -294,3 +294,18 @@ def test_evaluate_twice_and_dropped_predictions(backend: str, caplog: pytest.Log
     assert first == pytest.approx(second, nan_ok=True)
     assert "1 predictions refer to images that are not in the ground truth" in caplog.text
     assert "1 predictions have labels outside the 3 known classes" in caplog.text
+
+
+def test_evaluate_restores_garbage_collector_state() -> None:
+    """evaluate() pauses the cyclic GC for speed and must leave it as it found it."""
+    import gc
+
+    records, outputs = random_set(2, n_images=4)
+    was = gc.isenabled()
+    try:
+        for state in (True, False):
+            (gc.enable if state else gc.disable)()
+            evaluate(records, outputs, backend="faster")
+            assert gc.isenabled() is state
+    finally:
+        (gc.enable if was else gc.disable)()
