@@ -11,7 +11,7 @@ on every image's output (torch tensors, as the model returns them) and
 per-class AP). Each backend runs ``--repeats`` times, alternating, and the best (least
 disturbed) run is reported. Both must give identical AP numbers.
 
-Run: ``.venv/bin/python benchmarks/speed_evaluation.py`` (well under a minute).
+Run: ``.venv/bin/python benchmarks/speed_evaluation.py`` (about a minute, mostly pycocotools).
 """
 from __future__ import annotations
 

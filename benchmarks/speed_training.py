@@ -99,7 +99,9 @@ def make_dataset(root: str, num_images: int) -> tuple:
            "--num-val", "1", "--image-size", "600", "800", "--seed", "0"]
     env = dict(os.environ)
     env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    subprocess.run(cmd, check=True, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+    proc = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"generating the benchmark dataset failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
     paths = shapes_paths(root)
     return paths.json_file("train"), paths.image_dir("train")
 
