@@ -4,7 +4,7 @@ RSS; ``ru_maxrss`` where /proc is missing).
 
 - inference: Light-Head R-CNN ShuffleNet v2 1.0x
   (configs/COCO-LightHead/lighthead_shufflenet_v2_1.0x.yaml) on one 800 x 1200 image, eval
-  mode under ``torch.inference_mode``, against torchvision's
+  mode under ``torch.inference_mode``, plain and fused (``model.eval().fuse()``), against torchvision's
   ``fasterrcnn_mobilenet_v3_large_fpn`` (weights=None, weights_backbone=None, 91 classes,
   min_size=800, max_size=1200 so that it also runs at 800 x 1200);
 - training: the setting of ``benchmarks/speed_training.py`` (Light-Head R-CNN ShuffleNet
@@ -73,7 +73,7 @@ def child(which: str, mode: str, threads: int, steps: int) -> dict:
         items = synthetic_batch(1, 800, 1200)
     else:
         items = synthetic_batch(8, 512, 683)
-    if which == "ours":
+    if which in ("ours", "ours-fused"):
         from detection.config import load_config
         from detection.modeling import build_model
 
@@ -85,6 +85,8 @@ def child(which: str, mode: str, threads: int, steps: int) -> dict:
                 ["MODEL.DEVICE", "cpu", "MODEL.BACKBONE.NORM", "BN", "MODEL.BACKBONE.FREEZE_AT", "0"],
             )
         model = build_model(cfg)
+        if which == "ours-fused":  # the inference fast path (BN folded, fused units, channels-last)
+            model = model.eval().fuse(inplace=True)
         run = lambda: model(items)  # noqa: E731
     else:
         from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn, fasterrcnn_mobilenet_v3_large_fpn
@@ -133,7 +135,7 @@ def main(argv=None) -> int:
     p.add_argument("--inference-runs", type=int, default=3, help="forward passes at 800x1200 (default 3)")
     p.add_argument("--training-steps", type=int, default=2, help="SGD steps of batch 8 at 512 px (default 2)")
     p.add_argument("--only", choices=["inference", "training"], help="measure only one of the two")
-    p.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["ours", "ours-fused", "reference"], help=argparse.SUPPRESS)
     p.add_argument("--mode", choices=["inference", "training"], help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -159,11 +161,15 @@ def main(argv=None) -> int:
         if args.only and mode != args.only:
             continue
         print(f"{mode}: {text}")
-        res = {which: measure(which, mode, args.threads, steps) for which in ("ours", "reference")}
+        variants = ("ours", "ours-fused", "reference") if mode == "inference" else ("ours", "reference")
+        res = {which: measure(which, mode, args.threads, steps) for which in variants}
         for which, r in res.items():
             print(f"  {which}: peak RSS {r['peak_mib']:.0f} MiB (after imports + model build {r['baseline_mib']:.0f} MiB; "
                   f"run {r['seconds']:.1f} s)")
         print(ratio_line(f"{mode} peak RSS", res["ours"]["peak_mib"], res["reference"]["peak_mib"], "MiB", False, 1.0))
+        if "ours-fused" in res:
+            print(ratio_line(f"{mode} peak RSS, ours fused (model.eval().fuse())", res["ours-fused"]["peak_mib"],
+                             res["reference"]["peak_mib"], "MiB", False, 1.0))
     return 0
 
 
