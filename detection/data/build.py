@@ -10,7 +10,6 @@ Testing uses `InferenceSampler`: each rank gets one contiguous chunk of the data
 from __future__ import annotations
 
 import contextlib
-
 import itertools
 import logging
 import pickle

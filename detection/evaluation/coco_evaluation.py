@@ -418,6 +418,10 @@ def _lean_cocoeval_faster(base: type) -> type:
                 and not getattr(p, "compute_boundary", False)
                 and not self.separate_eval
                 and not getattr(self, "lvis_style", False)
+                # library internals this path relies on (faster-coco-eval 1.8); else fall back
+                and hasattr(faster_eval_api._C, "COCOevalEvaluateAccumulate")
+                and hasattr(self, "gt_dataset")
+                and hasattr(self, "dt_dataset")
             )
 
         def _box_ious(self, img: int, cat: int) -> Any:
@@ -439,6 +443,8 @@ def _lean_cocoeval_faster(base: type) -> type:
             p.catIds = [int(c) for c in np.unique(p.catIds)]
             p.maxDets = sorted(p.maxDets)
             self._prepare()
+            if not hasattr(self, "_nonempty_iou_pairs"):  # a library version without it
+                return super().evaluate()
             img_index = {img: i for i, img in enumerate(p.imgIds)}
             cat_index = {cat: k for k, cat in enumerate(p.catIds)}
             # One shared empty list for every pair without both gt and detections (read-only in C++).
