@@ -9,6 +9,7 @@ Testing uses `InferenceSampler`: each rank gets one contiguous chunk of the data
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import pickle
@@ -400,6 +401,29 @@ def _worker_init(worker_id: int) -> None:
         info.dataset.reseed(seed)
 
 
+@contextlib.contextmanager
+def _cv2_threads_stopped(active: bool = True) -> Iterator[None]:
+    """Stop OpenCV's worker threads in this process while data-loader workers are forked.
+
+    A forked child inherits OpenCV's thread-pool bookkeeping but not its threads; the
+    workers' ``cv2.setNumThreads(1)`` (`_worker_init`) then joins threads that do not exist
+    and hangs forever. It happens (intermittently) when this process ran parallel OpenCV
+    code before, e.g. generating litedet_shapes in-process. With the pool shut down at fork
+    time there is nothing stale to join; the previous thread count is restored after.
+    """
+    if not active:
+        yield
+        return
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
+
+
 class _FixedIterBatchSampler:
     """Hands DataLoader an already-positioned batch iterator (used after a restore)."""
 
@@ -468,7 +492,8 @@ class TrainLoader:
             persistent_workers=False,
         )
         self._loader = loader
-        self._iter = iter(loader)
+        with _cv2_threads_stopped(self.num_workers > 0):
+            self._iter = iter(loader)  # forks the workers
 
     def __iter__(self) -> "TrainLoader":
         return self

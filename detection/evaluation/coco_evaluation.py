@@ -10,13 +10,15 @@ the default because it is several times faster on large sets) and the reference
 from __future__ import annotations
 
 import contextlib
+import copy
+import gc
 import io
 import itertools
 import json
 import logging
 import os
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -169,22 +171,27 @@ class COCOEvaluator(DatasetEvaluator):
         self._processed_ids = []
 
     def process(self, inputs: Sequence[Mapping[str, Any]], outputs: Sequence[Mapping[str, Any]]) -> None:
-        """Store each output as COCO result entries (XYWH, float64) keyed by the raw image id."""
+        """Store each output as arrays (XYWH float64 boxes, scores, labels) keyed by the raw image
+        id; the COCO result dicts are built once in ``evaluate`` (per-box dicts here would cost
+        more than the whole COCO evaluation on large sets)."""
         for inp, out in zip(inputs, outputs):
             image_id = inp["image_id"]
             self._processed_ids.append(image_id)
             boxes, scores, labels = prediction_arrays(image_id, out)
-            wh = boxes[:, 2:] - boxes[:, :2]
-            for b, w, s, l in zip(boxes.tolist(), wh.tolist(), scores.tolist(), labels.tolist()):
-                self._predictions.append(
-                    {"image_id": image_id, "label": l, "bbox": [b[0], b[1], w[0], w[1]], "score": s}
-                )
+            boxes[:, 2:] -= boxes[:, :2]
+            self._predictions.append((image_id, boxes, scores, labels))
 
     def evaluate(self, img_ids: Optional[Sequence[Any]] = None) -> dict:
         """Gather, convert, write ``coco_instances_results.json`` and compute box AP.
 
         ``img_ids`` restricts the evaluation to those (raw) image ids, e.g. for a partial pass.
         """
+        # Hundreds of thousands of short-lived, acyclic dicts/lists are created below; the
+        # cyclic garbage collector would rescan them again and again (~20 % of the time).
+        with _gc_paused():
+            return self._evaluate(img_ids)
+
+    def _evaluate(self, img_ids: Optional[Sequence[Any]]) -> dict:
         predictions = self._predictions
         processed = self._processed_ids
         if self._distributed:
@@ -203,18 +210,17 @@ class COCOEvaluator(DatasetEvaluator):
 
         coco_results: List[dict] = []
         dropped_label = dropped_image = 0
-        for p in predictions:
-            image_id = remap.get(p["image_id"], p["image_id"])
+        for raw_id, boxes, scores, labels in predictions:
+            image_id = remap.get(raw_id, raw_id)
             if image_id not in gt_image_ids:
-                dropped_image += 1
+                dropped_image += len(scores)
                 continue
-            cat = contig_to_cat.get(p["label"])
-            if cat is None:
-                dropped_label += 1
-                continue
-            coco_results.append(
-                {"image_id": image_id, "category_id": cat, "bbox": list(p["bbox"]), "score": p["score"]}
-            )
+            cats = [contig_to_cat.get(l) for l in labels.tolist()]
+            for b, s, cat in zip(boxes.tolist(), scores.tolist(), cats):
+                if cat is None:
+                    dropped_label += 1
+                    continue
+                coco_results.append({"image_id": image_id, "category_id": cat, "bbox": b, "score": s})
         if dropped_image:
             logger.warning("%d predictions refer to images that are not in the ground truth; ignored", dropped_image)
         if dropped_label:
@@ -306,8 +312,8 @@ class COCOEvaluator(DatasetEvaluator):
         instead, and keep theirs at DEBUG level for when it is needed.
         """
         buf = io.StringIO()
-        # loadRes adds fields to each result dict; give it copies so the evaluator can be rerun.
-        dt_list = [dict(r) for r in coco_results]
+        # loadRes adds fields to each result dict; ``evaluate`` builds them afresh on every call.
+        dt_list = coco_results
         with contextlib.redirect_stdout(buf):
             if self._backend == "faster":
                 try:
@@ -319,7 +325,7 @@ class COCOEvaluator(DatasetEvaluator):
                 quiet = lambda *a, **k: None  # noqa: E731
                 coco_gt = FCOCO(_fresh_copy(gt), print_function=quiet)
                 coco_dt = coco_gt.loadRes(dt_list)
-                coco_eval = COCOeval_faster(coco_gt, coco_dt, "bbox", print_function=quiet)
+                coco_eval = _lean_cocoeval_faster(COCOeval_faster)(coco_gt, coco_dt, "bbox", print_function=quiet)
             else:
                 from pycocotools.coco import COCO
                 from pycocotools.cocoeval import COCOeval
@@ -377,6 +383,84 @@ class COCOEvaluator(DatasetEvaluator):
             )
             logger.info("Per-category bbox AP:\n%s", table)
         return dict(results)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Disable the cyclic garbage collector for the block (reference counting still frees
+    memory), restoring its previous state."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _lean_cocoeval_faster(base: type) -> type:
+    """``faster_coco_eval``'s ``COCOeval_faster`` whose ``evaluate`` skips the Python-level work
+    over every (image, category) pair — a 400,000-entry dict of tuples of numpy ints for 5000
+    COCO images, several times the cost of the C++ matching — and computes IoUs only for the
+    pairs that have both ground truth and detections, the same ones the library computes.
+    The C++ evaluation/accumulation receives exactly the arguments the library passes."""
+    from faster_coco_eval.core import faster_eval_api
+    from faster_coco_eval.core import mask as mask_utils
+
+    class LeanCOCOevalFaster(base):
+        def _lean_applies(self) -> bool:
+            """Only the plain COCO box protocol takes the lean path; anything else is the library's."""
+            p = self.params
+            return (
+                bool(p.useCats)
+                and p.iouType == "bbox"
+                and not getattr(p, "compute_rle", False)
+                and not getattr(p, "compute_boundary", False)
+                and not self.separate_eval
+                and not getattr(self, "lvis_style", False)
+                # library internals this path relies on (faster-coco-eval 1.8); else fall back
+                and hasattr(faster_eval_api._C, "COCOevalEvaluateAccumulate")
+                and hasattr(self, "gt_dataset")
+                and hasattr(self, "dt_dataset")
+            )
+
+        def _box_ious(self, img: int, cat: int) -> Any:
+            """The library's ``computeIoU`` for boxes with its list/numpy detours removed:
+            detections by descending score (stable, as its mergesort), top ``maxDets[-1]``."""
+            gt = self.gt_dataset.get_instances([img], [cat], True)[0][0]
+            dt = self.dt_dataset.get_instances([img], [cat], True)[0][0]
+            if not gt or not dt:
+                return []
+            dt = sorted(dt, key=lambda d: -d["score"])[: self.params.maxDets[-1]]
+            iscrowd = [int(g.get("iscrowd", 0)) for g in gt]
+            return mask_utils.iou([d["bbox"] for d in dt], [g["bbox"] for g in gt], iscrowd)
+
+        def evaluate(self) -> None:
+            p = self.params
+            if not self._lean_applies():
+                return super().evaluate()
+            p.imgIds = [int(i) for i in np.unique(p.imgIds)]
+            p.catIds = [int(c) for c in np.unique(p.catIds)]
+            p.maxDets = sorted(p.maxDets)
+            self._prepare()
+            if not hasattr(self, "_nonempty_iou_pairs"):  # a library version without it
+                return super().evaluate()
+            img_index = {img: i for i, img in enumerate(p.imgIds)}
+            cat_index = {cat: k for k, cat in enumerate(p.catIds)}
+            # One shared empty list for every pair without both gt and detections (read-only in C++).
+            empty: list = []
+            ious = [[empty] * len(p.catIds) for _ in p.imgIds]
+            self.ious = {}
+            for img, cat in self._nonempty_iou_pairs:
+                i, k = img_index.get(img), cat_index.get(cat)
+                if i is not None and k is not None:
+                    ious[i][k] = self.ious[img, cat] = self._box_ious(img, cat)
+            self._paramsEval = copy.deepcopy(self.params)
+            self.eval = faster_eval_api._C.COCOevalEvaluateAccumulate(
+                self._paramsEval, ious, self.gt_dataset, self.dt_dataset, p.imgIds, p.catIds, True
+            )
+
+    return LeanCOCOevalFaster
 
 
 def _fresh_copy(gt: dict) -> dict:

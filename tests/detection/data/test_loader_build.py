@@ -180,3 +180,29 @@ def test_test_loader(tiny_coco):
     assert [b[0]["image_id"] for b in batches] == list(range(8))
     first = batches[0][0]
     assert tuple(first["image"].shape) == (3, 40, 60) and "instances" not in first
+
+
+def test_workers_fork_with_opencv_threads_stopped(tiny_coco, monkeypatch):
+    """Workers must be forked while OpenCV's thread pool is shut down (a pool alive at fork
+    time made the workers' cv2.setNumThreads(1) hang); the count is restored afterwards."""
+    import detection.data.build as build_mod
+
+    cfg, _, _ = tiny_coco
+    cfg.DATALOADER.NUM_WORKERS = 1
+    cv2.setNumThreads(2)
+    seen = []
+    original_iter = build_mod.DataLoader.__iter__
+
+    def recording_iter(self):
+        seen.append(cv2.getNumThreads())
+        return original_iter(self)
+
+    monkeypatch.setattr(build_mod.DataLoader, "__iter__", recording_iter)
+    # Parallel OpenCV work in this process before the fork (what in-process dataset generation does).
+    cv2.resize(np.zeros((1200, 1600, 3), np.uint8), (800, 600))
+    loader = build_detection_train_loader(cfg)
+    batch = next(iter(loader))
+    loader.close()
+    assert len(batch) == 2
+    assert seen == [1]
+    assert cv2.getNumThreads() == 2

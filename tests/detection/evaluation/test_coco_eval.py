@@ -241,3 +241,71 @@ def test_library_output_is_not_printed(capsys: pytest.CaptureFixture) -> None:
     for b in BACKENDS:
         evaluate(records, outputs, backend=b)
     assert capsys.readouterr().out == ""
+
+
+# ----------------------------------------------------------------------------- speed paths
+@pytest.mark.parametrize("restrict", [False, True])
+def test_lean_faster_evaluate_equals_library_evaluate(restrict: bool) -> None:
+    """The evaluator's lean ``COCOeval_faster.evaluate`` (IoUs only for non-empty pairs) gives
+    the library's own precision/recall arrays and stats, also on an image subset."""
+    from faster_coco_eval import COCO as FCOCO, COCOeval_faster
+
+    from detection.evaluation.coco_evaluation import _lean_cocoeval_faster
+
+    records, outputs = random_set(11, n_images=40)
+    gt = convert_to_coco_dict(records, CLASSES)
+    dets = [
+        {"image_id": i, "category_id": int(l), "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": float(s)}
+        for i, o in outputs.items()
+        for b, s, l in zip(o["boxes"].tolist(), o["scores"].tolist(), o["labels"].tolist())
+    ]
+    evals = []
+    for cls in (COCOeval_faster, _lean_cocoeval_faster(COCOeval_faster)):
+        coco_gt = FCOCO(json.loads(json.dumps(gt)), print_function=lambda *a, **k: None)
+        e = cls(coco_gt, coco_gt.loadRes(json.loads(json.dumps(dets))), "bbox", print_function=lambda *a, **k: None)
+        if restrict:
+            e.params.imgIds = [r["image_id"] for r in records[::3]]
+        with contextlib.redirect_stdout(io.StringIO()):
+            e.evaluate()
+            e.accumulate()
+            e.summarize()
+        evals.append(e)
+    library, lean = evals
+    assert type(lean) is not COCOeval_faster and lean._lean_applies()
+    assert 0.05 < library.stats[0] < 0.95
+    np.testing.assert_array_equal(lean.stats, library.stats)
+    np.testing.assert_array_equal(lean.eval["precision"], library.eval["precision"])
+    np.testing.assert_array_equal(lean.eval["recall"], library.eval["recall"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluate_twice_and_dropped_predictions(backend: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Predictions are stored as arrays: a second ``evaluate`` gives the same numbers, and
+    unknown images / labels are dropped with a warning, as before."""
+    records, outputs = random_set(5)
+    ev = COCOEvaluator(dataset_dicts=records, thing_classes=CLASSES, backend=backend)
+    for r in records:
+        if r["image_id"] in outputs:
+            ev.process([r], [outputs[r["image_id"]]])
+    ev.process([{"image_id": 999999}], [out([A], [0.9], [0])])  # not in the ground truth
+    ev.process([{"image_id": records[0]["image_id"]}], [out([A], [0.9], [7])])  # label outside the classes
+    first = ev.evaluate()["bbox"]
+    second = ev.evaluate()["bbox"]
+    assert first == pytest.approx(second, nan_ok=True)
+    assert "1 predictions refer to images that are not in the ground truth" in caplog.text
+    assert "1 predictions have labels outside the 3 known classes" in caplog.text
+
+
+def test_evaluate_restores_garbage_collector_state() -> None:
+    """evaluate() pauses the cyclic GC for speed and must leave it as it found it."""
+    import gc
+
+    records, outputs = random_set(2, n_images=4)
+    was = gc.isenabled()
+    try:
+        for state in (True, False):
+            (gc.enable if state else gc.disable)()
+            evaluate(records, outputs, backend="faster")
+            assert gc.isenabled() is state
+    finally:
+        (gc.enable if was else gc.disable)()

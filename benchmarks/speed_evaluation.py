@@ -1,0 +1,161 @@
+"""COCO-style evaluation speed: our COCOEvaluator (faster-coco-eval backend) against the
+same evaluator on the pycocotools backend, on identical synthetic data.
+
+Data (fixed seed): ``--images`` images (default 5000) with 1-15 ground-truth boxes each
+(80 categories, sizes spanning COCO's small/medium/large, ~3 % crowd), and exactly
+``--dets`` detections per image (default 10): jittered copies of ground-truth boxes
+(realistic overlap, a share with the wrong class) plus random false positives, random
+scores. The timed path is what evaluation does after inference: ``evaluator.process``
+on every image's output (torch tensors, as the model returns them) and
+``evaluator.evaluate()`` (ground-truth conversion, COCOeval evaluate/accumulate/summarize,
+per-class AP). Each backend runs ``--repeats`` times, alternating, and the best (least
+disturbed) run is reported. Both must give identical AP numbers.
+
+Run: ``.venv/bin/python benchmarks/speed_evaluation.py`` (about a minute, mostly pycocotools).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks._report import header, ratio_line  # noqa: E402
+
+
+def synthetic_data(num_images: int, dets_per_image: int, num_classes: int, seed: int) -> Tuple[List[dict], List[dict]]:
+    """(records, outputs): litedet dataset records and model outputs for them."""
+    rng = np.random.default_rng(seed)
+    records, outputs = [], []
+    for image_id in range(1, num_images + 1):
+        h, w = int(rng.integers(360, 641)), int(rng.integers(480, 641))
+        n_gt = int(rng.integers(1, 16))
+        # log-uniform sizes: ~ a third each small (< 32^2), medium, large (> 96^2)
+        side = np.exp(rng.uniform(np.log(8), np.log(300), size=(n_gt, 2)))
+        side = np.minimum(side, [w - 1, h - 1])
+        x1 = rng.uniform(0, w - side[:, 0])
+        y1 = rng.uniform(0, h - side[:, 1])
+        gt = np.stack([x1, y1, x1 + side[:, 0], y1 + side[:, 1]], axis=1)
+        gt_cls = rng.integers(0, num_classes, size=n_gt)
+        crowd = rng.random(n_gt) < 0.03
+        records.append(
+            {
+                "image_id": image_id,
+                "height": h,
+                "width": w,
+                "file_name": f"{image_id:06d}.jpg",
+                "annotations": [
+                    {"bbox": b.tolist(), "category_id": int(c), "iscrowd": int(k)} for b, c, k in zip(gt, gt_cls, crowd)
+                ],
+            }
+        )
+        n_true = min(n_gt, int(rng.integers(dets_per_image // 2, dets_per_image + 1)))
+        src = rng.integers(0, n_gt, size=n_true)
+        wh = gt[src, 2:] - gt[src, :2]
+        jitter = rng.normal(0, 0.12, size=(n_true, 4)) * np.concatenate([wh, wh], axis=1)
+        true_boxes = gt[src] + jitter
+        true_cls = np.where(rng.random(n_true) < 0.15, rng.integers(0, num_classes, size=n_true), gt_cls[src])
+        n_false = dets_per_image - n_true
+        fs = np.exp(rng.uniform(np.log(8), np.log(300), size=(n_false, 2)))
+        fx, fy = rng.uniform(0, w, size=n_false), rng.uniform(0, h, size=n_false)
+        false_boxes = np.stack([fx, fy, fx + fs[:, 0], fy + fs[:, 1]], axis=1)
+        boxes = np.concatenate([true_boxes, false_boxes])
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
+        scores = np.concatenate([rng.uniform(0.3, 1.0, n_true), rng.uniform(0.05, 0.7, n_false)])
+        labels = np.concatenate([true_cls, rng.integers(0, num_classes, size=n_false)])
+        order = np.argsort(-scores)
+        outputs.append(
+            {
+                "boxes": torch.from_numpy(boxes[order]).float(),
+                "scores": torch.from_numpy(scores[order]).float(),
+                "labels": torch.from_numpy(labels[order]).long(),
+            }
+        )
+    return records, outputs
+
+
+def run_once(
+    backend: str, records: List[dict], outputs: List[dict], classes: List[str]
+) -> Tuple[float, float, Dict[str, Any], np.ndarray]:
+    """(wall seconds, CPU seconds of this process, bbox results, COCO stats) of one full pass."""
+    from detection.evaluation import COCOEvaluator
+
+    evaluator = COCOEvaluator(dataset_dicts=records, thing_classes=classes, backend=backend, distributed=False)
+    t, cpu = time.perf_counter(), time.process_time()
+    evaluator.reset()
+    for rec, out in zip(records, outputs):
+        evaluator.process([{"image_id": rec["image_id"]}], [out])
+    res = evaluator.evaluate()
+    return time.perf_counter() - t, time.process_time() - cpu, res["bbox"], evaluator.stats
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=5000, help="number of images (default 5000)")
+    p.add_argument("--dets", type=int, default=10, help="detections per image (default 10)")
+    p.add_argument("--classes", type=int, default=80, help="number of categories (default 80)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per backend, alternating; best reported (default 3)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines appear as they happen
+    logging.disable(logging.WARNING)  # the evaluators' INFO tables; we print our own lines
+    torch.set_num_threads(1)
+
+    import faster_coco_eval
+    import pycocotools
+
+    print(header("COCO evaluation speed: COCOEvaluator, faster-coco-eval vs pycocotools backend",
+                 {"faster-coco-eval": faster_coco_eval.__version__,
+                  "pycocotools": getattr(pycocotools, "__version__", "?"), "numpy": np.__version__}))
+    t = time.perf_counter()
+    records, outputs = synthetic_data(args.images, args.dets, args.classes, args.seed)
+    n_gt = sum(len(r["annotations"]) for r in records)
+    n_dt = sum(len(o["scores"]) for o in outputs)
+    print(f"data: {args.images} images, {n_gt} ground-truth boxes, {n_dt} detections, {args.classes} classes, "
+          f"seed {args.seed} (built in {time.perf_counter() - t:.1f} s, not timed)")
+    print("timed: evaluator.reset + process(each image's output) + evaluate() (gt conversion, "
+          "evaluate/accumulate/summarize, per-class AP)")
+    classes = [f"class{i}" for i in range(args.classes)]
+    times: Dict[str, List[float]] = {"faster": [], "pycocotools": []}
+    cpu_times: Dict[str, List[float]] = {"faster": [], "pycocotools": []}
+    results: Dict[str, Any] = {}
+    for r in range(args.repeats):
+        for backend in (("faster", "pycocotools") if r % 2 == 0 else ("pycocotools", "faster")):
+            elapsed, cpu, res, stats = run_once(backend, records, outputs, classes)
+            times[backend].append(elapsed)
+            cpu_times[backend].append(cpu)
+            results[backend] = (res, stats)
+            print(f"  run {r + 1}/{args.repeats} {backend}: {elapsed:.3f} s wall, {cpu:.3f} s CPU", flush=True)
+
+    (res_f, stats_f), (res_p, stats_p) = results["faster"], results["pycocotools"]
+    max_diff = float(np.max(np.abs(stats_f - stats_p)))
+    per_class_diff = max(
+        abs(res_f[k] - res_p[k]) for k in res_f if k.startswith("AP-") and np.isfinite(res_f[k]) and np.isfinite(res_p[k])
+    )
+    same_nan = all(np.isnan(res_f[k]) == np.isnan(res_p[k]) for k in res_f)
+    print("COCO stats (faster):      " + " ".join(f"{v:.6f}" for v in stats_f))
+    print("COCO stats (pycocotools): " + " ".join(f"{v:.6f}" for v in stats_p))
+    identical = max_diff < 1e-9 and per_class_diff < 1e-7 and same_nan
+    print(f"identical AP numbers: {'YES' if identical else 'NO'} (max |stats diff| {max_diff:.2e}, "
+          f"max per-class AP diff {per_class_diff:.2e} points)")
+    best_f, best_p = min(times["faster"]), min(times["pycocotools"])
+    cpu_f, cpu_p = min(cpu_times["faster"]), min(cpu_times["pycocotools"])
+    name = f"evaluation time ({args.images} images x {args.dets} detections)"
+    print(ratio_line(name + ", wall", best_f, best_p, "s", False, 1.0))
+    # CPU time of the (single-threaded) evaluation is less disturbed by other processes.
+    print(ratio_line(name + ", CPU", cpu_f, cpu_p, "s", False, 1.0))
+    print(f"absolute target: ours {best_f:.3f} s wall ({cpu_f:.3f} s CPU) <= 1.5 s: {'PASS' if best_f <= 1.5 else 'FAIL'}")
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
