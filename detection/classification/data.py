@@ -21,15 +21,20 @@ import itertools
 import logging
 import math
 import os
-import random
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from detection.data.build import InferenceSampler, TrainingSampler
+from detection.data.build import (
+    InferenceSampler,
+    PositionedBatchSampler,
+    ResumableTrainLoader,
+    TrainingSampler,
+    seed_worker,
+)
 from detection.utils import comm
 
 __all__ = [
@@ -208,22 +213,7 @@ def collate_classification(samples: Sequence[Tuple[torch.Tensor, int]]) -> Class
     return ClassificationBatch(images, labels)
 
 
-def _worker_init(worker_id: int) -> None:
-    info = torch.utils.data.get_worker_info()
-    seed = int(info.seed % (2**31)) if info is not None else worker_id
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-class _FixedIterBatchSampler:
-    def __init__(self, it: Iterator[List[int]]) -> None:
-        self._it = it
-
-    def __iter__(self) -> Iterator[List[int]]:
-        return self._it
-
-
-class ClassificationTrainLoader:
+class ClassificationTrainLoader(ResumableTrainLoader):
     """Infinite iterator of `ClassificationBatch` for this process.
 
     Batch ``b`` holds positions ``b * batch_size .. (b + 1) * batch_size - 1`` of this
@@ -236,14 +226,9 @@ class ClassificationTrainLoader:
         self, dataset: ImageFolderDataset, sampler: TrainingSampler, batch_size: int, num_workers: int = 0,
         seed: int = 0, pin_memory: bool = False,
     ) -> None:
+        super().__init__(sampler, batch_size, num_workers, seed)
         self.dataset = dataset
-        self.sampler = sampler
-        self.batch_size = int(batch_size)
-        self.num_workers = int(num_workers)
-        self.seed = int(seed)
         self.pin_memory = bool(pin_memory)
-        self._num_batches = 0
-        self._iter: Optional[Iterator[ClassificationBatch]] = None
 
     def _batches(self) -> Iterator[List[int]]:
         self.sampler.load_state_dict({"num_yielded": self._num_batches * self.batch_size})
@@ -251,54 +236,20 @@ class ClassificationTrainLoader:
         while True:
             yield list(itertools.islice(stream, self.batch_size))
 
-    def _start(self) -> None:
-        rank = self.sampler.state_dict()["rank"]
-        generator = torch.Generator()
-        generator.manual_seed((self.seed * 1000003 + rank * 7919 + self._num_batches) % (2**63))
+    def _make_loader(self) -> DataLoader:
+        generator = self._worker_generator()
         if self.num_workers == 0:  # augmentations draw from the global torch RNG here
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-        loader = DataLoader(
+        return DataLoader(
             self.dataset,
-            batch_sampler=_FixedIterBatchSampler(self._batches()),
+            batch_sampler=PositionedBatchSampler(self._batches()),
             num_workers=self.num_workers,
             collate_fn=collate_classification,
-            worker_init_fn=_worker_init,
+            worker_init_fn=seed_worker,
             generator=generator,
             pin_memory=self.pin_memory,
             persistent_workers=False,
         )
-        self._iter = iter(loader)
-
-    def __iter__(self) -> "ClassificationTrainLoader":
-        return self
-
-    def __next__(self) -> ClassificationBatch:
-        if self._iter is None:
-            self._start()
-        assert self._iter is not None
-        batch = next(self._iter)
-        self._num_batches += 1
-        return batch
-
-    def state_dict(self) -> Dict[str, Any]:
-        s = self.sampler.state_dict()
-        return {
-            "num_batches": self._num_batches,
-            "batch_size": self.batch_size,
-            "seed": s["seed"],
-            "size": s["size"],
-            "world_size": s["world_size"],
-        }
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        for key, mine in self.state_dict().items():
-            if key != "num_batches" and key in state and state[key] != mine:
-                raise ValueError(
-                    f"train loader state has {key}={state[key]!r} but this loader has {mine!r}; "
-                    "the saved position does not apply to this data/batch setup"
-                )
-        self._iter = None
-        self._num_batches = int(state["num_batches"])
 
     def __repr__(self) -> str:
         return (

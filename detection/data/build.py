@@ -35,6 +35,7 @@ __all__ = [
     "AspectRatioGroupedBatchSampler",
     "MapDataset",
     "TrainLoader",
+    "ResumableTrainLoader",
     "trivial_batch_collator",
 ]
 
@@ -387,7 +388,7 @@ def aspect_ratio_flags(records: Sequence[Dict[str, Any]]) -> np.ndarray:
 # ---------------------------------------------------------------------------- loaders
 
 
-def _worker_init(worker_id: int) -> None:
+def seed_worker(worker_id: int) -> None:
     """Seed each worker differently (python, numpy, albumentations) and keep OpenCV to one
     thread: workers already run in parallel and oversubscribing cores slows everything."""
     import cv2
@@ -406,7 +407,7 @@ def _cv2_threads_stopped(active: bool = True) -> Iterator[None]:
     """Stop OpenCV's worker threads in this process while data-loader workers are forked.
 
     A forked child inherits OpenCV's thread-pool bookkeeping but not its threads; the
-    workers' ``cv2.setNumThreads(1)`` (`_worker_init`) then joins threads that do not exist
+    workers' ``cv2.setNumThreads(1)`` (`seed_worker`) then joins threads that do not exist
     and hangs forever. It happens (intermittently) when this process ran parallel OpenCV
     code before, e.g. generating litedet_shapes in-process. With the pool shut down at fork
     time there is nothing stale to join; the previous thread count is restored after.
@@ -424,7 +425,7 @@ def _cv2_threads_stopped(active: bool = True) -> Iterator[None]:
         cv2.setNumThreads(threads)
 
 
-class _FixedIterBatchSampler:
+class PositionedBatchSampler:
     """Hands DataLoader an already-positioned batch iterator (used after a restore)."""
 
     def __init__(self, it: Iterator[List[int]]) -> None:
@@ -434,7 +435,87 @@ class _FixedIterBatchSampler:
         return self._it
 
 
-class TrainLoader:
+class ResumableTrainLoader:
+    """Base of the infinite, resumable training loaders (detection and classification).
+
+    Batch ``b`` is the ``b``-th batch of this rank's `TrainingSampler` stream, so
+    ``state_dict()`` only needs the number of batches handed out plus what must match for
+    that count to mean the same thing (batch size, seed, dataset size, world size);
+    ``load_state_dict()`` checks those and positions the stream without reading any image.
+    Subclasses build the positioned DataLoader in `_make_loader` and may post-process
+    batches in `_after_batch`.
+    """
+
+    def __init__(self, sampler: TrainingSampler, batch_size: int, num_workers: int = 0, seed: int = 0) -> None:
+        self.sampler = sampler
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self._num_batches = 0
+        self._iter: Optional[Iterator[Any]] = None
+        self._loader: Optional[DataLoader] = None
+
+    def _worker_generator(self) -> torch.Generator:
+        """Seeds the DataLoader's workers from (seed, rank, position), so a restart is reproducible."""
+        rank = self.sampler.state_dict()["rank"]
+        generator = torch.Generator()
+        generator.manual_seed((self.seed * 1000003 + rank * 7919 + self._num_batches) % (2**63))
+        return generator
+
+    def _make_loader(self) -> DataLoader:
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        self._loader = self._make_loader()
+        with _cv2_threads_stopped(self.num_workers > 0):
+            self._iter = iter(self._loader)  # forks the workers
+
+    def _after_batch(self, batch: Any) -> Any:
+        return batch
+
+    def __iter__(self) -> "ResumableTrainLoader":
+        return self
+
+    def __next__(self) -> Any:
+        if self._iter is None:
+            self._start()
+        assert self._iter is not None
+        batch = self._after_batch(next(self._iter))
+        self._num_batches += 1
+        return batch
+
+    def _extra_state(self) -> Dict[str, Any]:
+        """Settings (besides the sampler's) that a saved position only applies to."""
+        return {}
+
+    def state_dict(self) -> Dict[str, Any]:
+        s = self.sampler.state_dict()
+        return {
+            "num_batches": self._num_batches,
+            "batch_size": self.batch_size,
+            **self._extra_state(),
+            "seed": s["seed"],
+            "size": s["size"],
+            "world_size": s["world_size"],
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        for key, mine in self.state_dict().items():
+            if key != "num_batches" and key in state and state[key] != mine:
+                raise ValueError(
+                    f"train loader state has {key}={state[key]!r} but this loader has {mine!r}; "
+                    "the saved position does not apply to this data/batch setup"
+                )
+        self.close()
+        self._num_batches = int(state["num_batches"])
+
+    def close(self) -> None:
+        """Stop the worker processes (a new iteration restarts them)."""
+        self._iter = None
+        self._loader = None
+
+
+class TrainLoader(ResumableTrainLoader):
     """Infinite iterator of training batches (lists of mapped dicts).
 
     ``state_dict()`` records how many batches were handed out; ``load_state_dict()``
@@ -455,16 +536,11 @@ class TrainLoader:
         seed: int = 0,
         max_bad_sample_fraction: float = 0.05,
     ) -> None:
+        super().__init__(sampler, batch_size, num_workers, seed)
         self.dataset = dataset
         self.bad_samples = BadSampleCounter(max_bad_sample_fraction)
-        self.sampler = sampler
-        self.batch_size = int(batch_size)
         self.aspect_ratio_grouping = bool(aspect_ratio_grouping)
-        self.num_workers = int(num_workers)
-        self.seed = int(seed)
         self._flags = dataset.aspect_flags if aspect_ratio_grouping else None
-        self._num_batches = 0
-        self._iter: Optional[Iterator[List[Dict[str, Any]]]] = None
 
     def _seeded_stream(self) -> Iterator[Tuple[int, int]]:
         for pos, idx in self.sampler.iter_with_positions():
@@ -477,60 +553,22 @@ class TrainLoader:
             next(batches)
         return batches
 
-    def _start(self) -> None:
-        rank = self.sampler.state_dict()["rank"]
-        batches = self._batch_sampler(self._num_batches)
-        generator = torch.Generator()
-        generator.manual_seed((self.seed * 1000003 + rank * 7919 + self._num_batches) % (2**63))
-        loader = DataLoader(
+    def _make_loader(self) -> DataLoader:
+        return DataLoader(
             self.dataset,
-            batch_sampler=_FixedIterBatchSampler(batches),
+            batch_sampler=PositionedBatchSampler(self._batch_sampler(self._num_batches)),
             num_workers=self.num_workers,
             collate_fn=trivial_batch_collator,
-            worker_init_fn=_worker_init,
-            generator=generator,
+            worker_init_fn=seed_worker,
+            generator=self._worker_generator(),
             persistent_workers=False,
         )
-        self._loader = loader
-        with _cv2_threads_stopped(self.num_workers > 0):
-            self._iter = iter(loader)  # forks the workers
 
-    def __iter__(self) -> "TrainLoader":
-        return self
+    def _after_batch(self, batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        return self.bad_samples.update(batch)
 
-    def __next__(self) -> List[Dict[str, Any]]:
-        if self._iter is None:
-            self._start()
-        assert self._iter is not None
-        batch = self.bad_samples.update(next(self._iter))
-        self._num_batches += 1
-        return batch
-
-    def state_dict(self) -> Dict[str, Any]:
-        s = self.sampler.state_dict()
-        return {
-            "num_batches": self._num_batches,
-            "batch_size": self.batch_size,
-            "aspect_ratio_grouping": self.aspect_ratio_grouping,
-            "seed": s["seed"],
-            "size": s["size"],
-            "world_size": s["world_size"],
-        }
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        for key, mine in self.state_dict().items():
-            if key != "num_batches" and key in state and state[key] != mine:
-                raise ValueError(
-                    f"train loader state has {key}={state[key]!r} but this loader has {mine!r}; "
-                    "the saved position does not apply to this data/batch setup"
-                )
-        self.close()
-        self._num_batches = int(state["num_batches"])
-
-    def close(self) -> None:
-        """Stop the worker processes (a new iteration restarts them)."""
-        self._iter = None
-        self._loader = None
+    def _extra_state(self) -> Dict[str, Any]:
+        return {"aspect_ratio_grouping": self.aspect_ratio_grouping}
 
     def __repr__(self) -> str:
         return (
@@ -619,5 +657,5 @@ def build_detection_test_loader(
         sampler=InferenceSampler(len(dataset)),
         num_workers=int(cfg.DATALOADER.NUM_WORKERS if num_workers is None else num_workers),
         collate_fn=trivial_batch_collator,
-        worker_init_fn=_worker_init,
+        worker_init_fn=seed_worker,
     )

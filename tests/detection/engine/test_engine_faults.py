@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from detection.checkpoint import CheckpointWriteError, DetectionCheckpointer
+from detection.checkpoint import CheckpointWriteError
 from detection.engine import Trainer
 from detection.engine.train_loop import capture_rng_state, restore_rng_state
 

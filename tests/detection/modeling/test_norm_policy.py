@@ -3,7 +3,6 @@ scratch), explicit values win, SyncBN only under DDP on CUDA (plain BN otherwise
 import logging
 
 import pytest
-import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
