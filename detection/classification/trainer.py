@@ -6,7 +6,6 @@ its ``build_*`` class methods. Plus the start-up resolution of data-dependent ke
 """
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from typing import Any, Mapping, Optional, Sequence
@@ -14,9 +13,9 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
-import backbones
 from backbones.weights import save_backbone_checkpoint
 from detection.config import ConfigError
+from detection.config.validate import check_backbone_name, resolve_device
 from detection.engine import Trainer
 
 from .data import (
@@ -68,17 +67,8 @@ def resolve_config(cfg, *, train: bool = True):
     ``SOLVER.MAX_ITER``. Raises `ConfigError` / `ImageFolderError` naming the key or path."""
     cfg = cfg.clone()
     cfg.defrost()
-    name = cfg.MODEL.BACKBONE.NAME
-    if name not in backbones.list_backbones():
-        close = difflib.get_close_matches(name, backbones.list_backbones(), n=3, cutoff=0.6)
-        hint = f"; did you mean {' or '.join(close)}?" if close else " (see `python tools/analyze_model.py --list`)"
-        raise ConfigError(f"MODEL.BACKBONE.NAME: no backbone named {name!r}{hint}")
-    try:
-        device = torch.device(cfg.MODEL.DEVICE)
-    except RuntimeError as err:
-        raise ConfigError(f"MODEL.DEVICE: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but CUDA is not available here; use MODEL.DEVICE cpu")
+    check_backbone_name(cfg.MODEL.BACKBONE.NAME)
+    resolve_device(cfg)  # unusable MODEL.DEVICE -> ConfigError
     s = cfg.SOLVER
     if s.IMS_PER_BATCH <= 0:
         raise ConfigError(f"SOLVER.IMS_PER_BATCH must be positive, got {s.IMS_PER_BATCH}")

@@ -11,11 +11,14 @@ start-up.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable, List
+from typing import TYPE_CHECKING, Any, Iterable, List
 
 from .config import ConfigError
 
-__all__ = ["validate_config", "BAD_SAMPLE_POLICIES"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["validate_config", "check_backbone_name", "resolve_device", "BAD_SAMPLE_POLICIES"]
 
 BAD_SAMPLE_POLICIES = ("error", "skip")
 
@@ -30,6 +33,27 @@ def _unknown(key: str, value: str, registered: Iterable[str]) -> ConfigError:
 def _require(ok: bool, message: str) -> None:
     if not ok:
         raise ConfigError(message)
+
+
+def check_backbone_name(name: str, key: str = "MODEL.BACKBONE.NAME") -> None:
+    """`ConfigError` listing the registered variants (closest first) when ``name`` is not one."""
+    import backbones
+
+    if name not in backbones.list_backbones():
+        raise _unknown(key, name, backbones.list_backbones())
+
+
+def resolve_device(cfg: Any) -> "torch.device":
+    """``MODEL.DEVICE`` as a `torch.device`; `ConfigError` if unparsable or CUDA is absent."""
+    import torch
+
+    try:
+        device = torch.device(cfg.MODEL.DEVICE)
+    except RuntimeError as err:
+        raise ConfigError(f"MODEL.DEVICE: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but CUDA is not available here; use MODEL.DEVICE cpu")
+    return device
 
 
 def _check_values(cfg: Any) -> None:
@@ -116,12 +140,9 @@ def _check_build(cfg: Any) -> None:
 
 def validate_config(cfg: Any, build: bool = True) -> None:
     """Raise `ConfigError` for the first problem found (see the module docstring)."""
-    import backbones
-
     from detection.modeling import META_ARCH_REGISTRY
 
-    if cfg.MODEL.BACKBONE.NAME not in backbones.list_backbones():
-        raise _unknown("MODEL.BACKBONE.NAME", cfg.MODEL.BACKBONE.NAME, backbones.list_backbones())
+    check_backbone_name(cfg.MODEL.BACKBONE.NAME)
     archs = [k for k, _ in META_ARCH_REGISTRY]
     if cfg.MODEL.META_ARCHITECTURE not in archs:
         raise _unknown("MODEL.META_ARCHITECTURE", cfg.MODEL.META_ARCHITECTURE, archs)

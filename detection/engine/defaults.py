@@ -245,33 +245,12 @@ def check_config(cfg, *, train: bool = True, test: bool = True) -> None:
     Registers DATASETS.REGISTER_* datasets as a side effect."""
     import difflib
 
-    import backbones
 
     from detection.config import ConfigError
-    from detection.config.validate import validate_config
+    from detection.config.validate import resolve_device, validate_config
 
     validate_config(cfg)  # names (listing the registered ones), values, model build on "meta"
-    name = cfg.MODEL.BACKBONE.NAME
-    if name not in backbones.list_backbones():
-        close = difflib.get_close_matches(name, backbones.list_backbones(), n=3, cutoff=0.6)
-        hint = f"; did you mean {' or '.join(close)}?" if close else " (see `python tools/analyze_model.py --list`)"
-        raise ConfigError(f"MODEL.BACKBONE.NAME: no backbone named {name!r}{hint}")
-    try:
-        from detection.modeling import META_ARCH_REGISTRY
-    except ImportError:
-        META_ARCH_REGISTRY = None
-    if META_ARCH_REGISTRY is not None:
-        archs = [k for k, _ in META_ARCH_REGISTRY]
-        if cfg.MODEL.META_ARCHITECTURE not in archs:
-            raise ConfigError(
-                f"MODEL.META_ARCHITECTURE: unknown {cfg.MODEL.META_ARCHITECTURE!r}; expected one of {sorted(archs)}"
-            )
-    try:
-        device = torch.device(cfg.MODEL.DEVICE)
-    except RuntimeError as err:
-        raise ConfigError(f"MODEL.DEVICE: {err}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but CUDA is not available here; use MODEL.DEVICE cpu")
+    device = resolve_device(cfg)
     from detection.modeling.backbone import NORMS
 
     if cfg.MODEL.BACKBONE.NORM not in NORMS:
