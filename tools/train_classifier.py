@@ -15,8 +15,10 @@ metrics_final.json (top-1 / top-5 accuracy) and backbone_final.pth: the trained 
 for a detector's MODEL.BACKBONE.WEIGHTS (--export-backbone PATH writes it to PATH instead;
 with --eval-only it exports the evaluated MODEL.WEIGHTS).
 
-Exit status: 0 success; 2 invalid config / command line / dataset folder / checkpoint (one
-line on stderr, no traceback); 1 training diverged (non-finite loss).
+Exit status (as tools/train_net.py, detection/engine/launch.py): 0 success, or stopped by
+SIGTERM after saving a checkpoint; 130 stopped by Ctrl-C after saving a checkpoint; 2
+invalid config / command line / dataset folder / checkpoint (one line on stderr, no
+traceback); 1 training diverged (non-finite loss); 3 cannot write to OUTPUT_DIR.
 """
 from __future__ import annotations
 
@@ -24,15 +26,13 @@ import json
 import logging
 import math
 import os
-import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from backbones.weights import CheckpointError as BackboneCheckpointError  # noqa: E402
-from detection.checkpoint import CheckpointError, DetectionCheckpointer  # noqa: E402
+from detection.checkpoint import DetectionCheckpointer  # noqa: E402
 from detection.classification import (  # noqa: E402
     ClassificationTrainer,
     ImageFolderError,
@@ -43,6 +43,7 @@ from detection.classification import (  # noqa: E402
 from detection.classification.data import train_classes  # noqa: E402
 from detection.config import ConfigError  # noqa: E402
 from detection.engine import comm, default_argument_parser, default_setup  # noqa: E402
+from detection.engine.launch import Interrupted, run_reporting_errors  # noqa: E402
 
 logger = logging.getLogger("detection.tools.train_classifier")
 
@@ -162,25 +163,13 @@ def train(cfg, args):
     _check_input_format(trainer.unwrapped_model)
     results = trainer.train()
     if trainer.interrupted is not None:  # SIGTERM / Ctrl-C: a checkpoint was saved, the run is not finished
-        import signal
-
-        if comm.is_main_process():
-            print(f"Interrupted by {signal.Signals(trainer.interrupted).name} after iteration {trainer.iter}; "
-                  f"checkpoint: {trainer.checkpointer.get_checkpoint_file()}. Continue with --resume.", flush=True)
-        sys.exit(130 if trainer.interrupted == signal.SIGINT else 0)
+        raise Interrupted(trainer.interrupted, trainer.iter, trainer.checkpointer.get_checkpoint_file())
     _print_results(results)
     exported = _export(cfg, trainer.unwrapped_model, args.export_backbone or os.path.join(cfg.OUTPUT_DIR, BACKBONE_FILE),
                        trainer.iter)
     final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
     path = write_results(cfg, results, weights=final, iteration=trainer.iter, eval_only=False, backbone_file=exported)
     return path, exported
-
-
-def _one_line(err: BaseException) -> str:
-    """DataLoader workers re-raise with the worker traceback in the message: keep the last line."""
-    lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
-    text = lines[-1] if lines else type(err).__name__
-    return re.sub(r"^[\w.]*Error: ", "", text)  # "pkg.mod.ImageFolderError: msg" -> "msg"
 
 
 def main(argv=None) -> int:
@@ -204,24 +193,12 @@ def main(argv=None) -> int:
         print(f"{prog}: dataset error: {err}", file=sys.stderr)
         return 2
     default_setup(cfg, args)
-    try:
-        path, exported = evaluate(cfg, args) if args.eval_only else train(cfg, args)
-    except ConfigError as err:
-        logger.error("%s", err)
-        print(f"{prog}: config error: {err}", file=sys.stderr)
-        return 2
-    except ImageFolderError as err:
-        logger.error("%s", err)
-        print(f"{prog}: dataset error: {_one_line(err)}", file=sys.stderr)
-        return 2
-    except (CheckpointError, BackboneCheckpointError) as err:
-        logger.error("%s", err)
-        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
-        return 2
-    except FloatingPointError as err:
-        logger.error("Training stopped: %s", err)
-        print(f"{prog}: training diverged: {err}", file=sys.stderr)
-        return 1
+    code, done = run_reporting_errors(
+        prog, lambda: evaluate(cfg, args) if args.eval_only else train(cfg, args), input_errors=(ImageFolderError,)
+    )
+    if done is None:  # failed (one line printed) or interrupted after a checkpoint
+        return code
+    path, exported = done
     if comm.is_main_process():
         out = os.path.abspath(cfg.OUTPUT_DIR)
         lines = [f"Results written to {os.path.abspath(path)}"]

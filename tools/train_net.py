@@ -30,27 +30,21 @@ import json
 import logging
 import math
 import os
-import signal
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from detection.checkpoint import CheckpointError, CheckpointWriteError, DetectionCheckpointer  # noqa: E402
+from detection.checkpoint import DetectionCheckpointer  # noqa: E402
 from detection.config import ConfigError, load_config  # noqa: E402
-from detection.data.bad_samples import describe_error  # noqa: E402
-from detection.data.errors import BadSampleError, DatasetError  # noqa: E402
 from detection.engine import Trainer, check_config, comm, default_argument_parser, default_setup  # noqa: E402
+from detection.engine.launch import EXIT_CONFIG, EXIT_WRITE_ERROR, Interrupted, run_reporting_errors  # noqa: E402
 
 logger = logging.getLogger("detection.tools.train_net")
 
 RESULTS_FILE = "metrics_final.json"
 
-EXIT_DIVERGED = 1
-EXIT_CONFIG = 2
-EXIT_WRITE_ERROR = 3
-EXIT_SIGINT = 130  # shell convention for Ctrl-C: stops `train && evaluate` chains
 
 
 def setup(args):
@@ -137,22 +131,10 @@ def train(cfg, args) -> str:
     trainer.resume_or_load(resume=args.resume)
     results = trainer.train()
     if trainer.interrupted is not None:
-        raise _Interrupted(trainer.interrupted, trainer.iter, trainer.checkpointer.get_checkpoint_file())
+        raise Interrupted(trainer.interrupted, trainer.iter, trainer.checkpointer.get_checkpoint_file())
     _print_results(results)
     final = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
     return write_results(cfg, results, weights=final, iteration=trainer.iter, eval_only=False)
-
-
-def _resume_command() -> str:
-    # --resume must come before the trailing KEY VALUE overrides
-    rest = [a for a in sys.argv[1:] if a != "--resume"]
-    return " ".join([sys.argv[0], "--resume", *rest])
-
-
-class _Interrupted(Exception):
-    def __init__(self, signum: int, iteration: int, checkpoint: str) -> None:
-        super().__init__(signum)
-        self.signum, self.iteration, self.checkpoint = signum, iteration, checkpoint
 
 
 def main(argv=None) -> int:
@@ -177,39 +159,9 @@ def _main(args, prog: str) -> int:
     except OSError as err:
         print(f"{prog}: error: cannot write to OUTPUT_DIR {cfg.OUTPUT_DIR}: {err}", file=sys.stderr)
         return EXIT_WRITE_ERROR
-    try:
-        path = evaluate(cfg, args) if args.eval_only else train(cfg, args)
-    except ConfigError as err:
-        logger.error("%s", err)
-        print(f"{prog}: config error: {err}", file=sys.stderr)
-        return EXIT_CONFIG
-    except CheckpointError as err:
-        logger.error("%s", err)
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (DatasetError, BadSampleError, FileNotFoundError) as err:  # bad input data (one line, file named)
-        logger.error("%s", describe_error(err))
-        print(f"{prog}: data error: {describe_error(err)}", file=sys.stderr)
-        return EXIT_CONFIG
-    except FloatingPointError as err:
-        logger.error("Training stopped: %s", err)
-        print(f"{prog}: training diverged: {err}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except (CheckpointWriteError, OSError) as err:
-        # our own write errors carry the path in strerror; others name it in filename
-        text = str(err) if err.filename or not err.strerror else err.strerror
-        logger.error("%s", text)
-        print(f"{prog}: error: {text}", file=sys.stderr)
-        return EXIT_WRITE_ERROR
-    except _Interrupted as stop:
-        if comm.is_main_process():
-            print(
-                f"Interrupted by {signal.Signals(stop.signum).name} after iteration {stop.iteration}; "
-                f"checkpoint: {os.path.abspath(stop.checkpoint) if stop.checkpoint else '(none)'}\n"
-                f"Continue with: {_resume_command()}",
-                flush=True,
-            )
-        return EXIT_SIGINT if stop.signum == signal.SIGINT else 0
+    code, path = run_reporting_errors(prog, lambda: evaluate(cfg, args) if args.eval_only else train(cfg, args))
+    if path is None:  # failed (one line printed) or interrupted after a checkpoint
+        return code
     if comm.is_main_process():
         out = os.path.abspath(cfg.OUTPUT_DIR)
         lines = [f"Results written to {os.path.abspath(path)}"]

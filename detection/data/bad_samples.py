@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Dict, List, Tuple
 
 from .errors import BadSampleError
@@ -39,12 +40,11 @@ def bad_sample_policy(cfg: Any) -> Tuple[bool, float]:
 def describe_error(err: BaseException) -> str:
     """One line for ``err``. Errors re-raised from DataLoader workers carry the worker's
     whole traceback in their message; its last line is the original ``Type: message``."""
-    text = str(err).strip()
-    if "\n" in text:
-        last = text.splitlines()[-1].strip()
-        head, sep, rest = last.partition(": ")
-        text = rest if sep and "." in head and " " not in head else last
-    return text
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else type(err).__name__
+    # "pkg.mod.SomeError: message" -> "message"
+    return re.sub(r"^[\w.]*(Error|Exception): ", "", lines[-1])
 
 
 class BadSampleCounter:
