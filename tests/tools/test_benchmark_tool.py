@@ -129,3 +129,17 @@ def test_fuse_option_times_the_fused_model(bench, tmp_path):
 
     clf = backbones.build_classifier("shufflenet_v2_0.5x").eval()
     assert bench._maybe_fuse(clf, True, "onnxruntime").fused  # what --fuse hands to the exporters
+
+
+@pytest.mark.parametrize(
+    "backend",
+    ["torchscript", pytest.param("ncnn", marks=pytest.mark.slow), pytest.param("compile", marks=pytest.mark.slow)],
+)
+def test_backbone_benchmark_other_backends(bench, tmp_path, backend):
+    j = tmp_path / "b.json"
+    args = ["--config-file", CONFIG, "--backbone-only", "--backend", backend, "--input", "64x96", "--batch", "1",
+            "--threads", "1", "--iters", "2", "--warmup", "1", "--json", str(j), *SMALL]
+    assert bench.main(args) == 0
+    row = json.loads(j.read_text())[0]
+    assert (row["backend"], row["part"]) == (backend, "backbone")
+    assert row["p10_ms"] <= row["median_ms"] <= row["p90_ms"] and row["median_ms"] > 0
