@@ -67,7 +67,7 @@ def convert_to_coco_dict(
             }
         )
         for ann in rec.get("annotations", []):
-            x1, y1, x2, y2 = (float(v) for v in ann["bbox"])
+            x1, y1, x2, y2 = map(float, ann["bbox"])
             w, h = x2 - x1, y2 - y1
             cat = int(ann["category_id"])
             if cat not in contiguous_to_dataset_id:
