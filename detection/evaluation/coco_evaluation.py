@@ -147,6 +147,7 @@ class COCOEvaluator(DatasetEvaluator):
                 self._json_file = getattr(meta, "json_file", None) or None
         self._gt_cache: Optional[dict] = None  # built lazily: loading a large json is not free
         self._box_gt: Optional[BoxGroundTruth] = None  # ground truth indexed for the fast path
+        self._fast_path_ok: Optional[bool] = None
         self._image_id_remap: Optional[Dict[Any, int]] = None
         self.stats: Optional[np.ndarray] = None
         self.precision: Optional[np.ndarray] = None
@@ -253,8 +254,9 @@ class COCOEvaluator(DatasetEvaluator):
                 len(gt_image_ids),
             )
 
+        use_fast_path = self._backend == "faster" and fast_path_available() and self._supports_fast_path(gt)
         coco_results: Optional[List[dict]] = None  # per-box dicts, only when something needs them
-        if self._output_dir or self._backend != "faster" or not fast_path_available():
+        if self._output_dir or not use_fast_path:
             coco_results = _result_dicts(dt_image, dt_cat, dt_boxes, dt_scores)
         if self._output_dir:
             os.makedirs(self._output_dir, exist_ok=True)
@@ -273,7 +275,7 @@ class COCOEvaluator(DatasetEvaluator):
             return {"bbox": dict(res)}
 
         eval_img_ids = None if img_ids is None else [remap.get(i, i) for i in img_ids]
-        if self._backend == "faster" and fast_path_available():
+        if use_fast_path:
             if self._box_gt is None:
                 self._box_gt = BoxGroundTruth(gt)
             quiet = lambda *a, **k: None  # noqa: E731
@@ -317,6 +319,13 @@ class COCOEvaluator(DatasetEvaluator):
             gt = convert_to_coco_dict(records, self._thing_classes, contiguous_to_dataset_id=contig_to_dataset)
         self._gt_cache = gt
         return gt
+
+    def _supports_fast_path(self, gt: dict) -> bool:
+        if self._fast_path_ok is None:
+            self._fast_path_ok = BoxGroundTruth.supports(gt)
+            if not self._fast_path_ok:
+                logger.info("Ground truth has non-integer ids: using faster-coco-eval's Python path")
+        return self._fast_path_ok
 
     def _cat_to_contiguous(self, gt: dict) -> Dict[int, int]:
         if self._id_map:

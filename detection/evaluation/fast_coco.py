@@ -46,6 +46,19 @@ class BoxGroundTruth:
 
     Built once per evaluator; read-only afterwards (the C++ only reads the dicts)."""
 
+    @staticmethod
+    def supports(gt: dict) -> bool:
+        """Integer image, category and annotation ids (what the arrays hold); anything else
+        goes through the library's own Python path."""
+        def is_int(v: Any) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        return (
+            all(is_int(img["id"]) for img in gt["images"])
+            and all(is_int(c["id"]) for c in gt["categories"])
+            and all(is_int(a.get("image_id")) and is_int(a.get("category_id")) for a in gt.get("annotations", []))
+        )
+
     def __init__(self, gt: dict) -> None:
         from faster_coco_eval.core import faster_eval_api
 

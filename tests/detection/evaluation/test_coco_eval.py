@@ -382,3 +382,13 @@ def test_evaluate_restores_garbage_collector_state() -> None:
             assert gc.isenabled() is state
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_fast_path_only_for_integer_ids() -> None:
+    """Arrays hold integer ids; a json with other ids is left to the library's own path."""
+    from detection.evaluation.fast_coco import BoxGroundTruth
+
+    gt, _ = random_coco(3, n_images=5)
+    assert BoxGroundTruth.supports(gt)
+    assert not BoxGroundTruth.supports(dict(gt, images=[dict(i, id=str(i["id"])) for i in gt["images"]]))
+    assert not BoxGroundTruth.supports(dict(gt, annotations=[dict(a, category_id=True) for a in gt["annotations"]]))
