@@ -1,29 +1,31 @@
-"""Box AP with the COCO protocol on top of faster-coco-eval's C++ matching/accumulation, fed
-directly from arrays.
+"""Box AP with the COCO protocol (pycocotools' ``COCOeval`` for ``iouType="bbox"``), computed
+with numpy from arrays.
 
-The library's Python layer (``COCO.createIndex``, ``loadRes``, ``COCOeval._prepare``, the
-per-(image, category) IoU loop and its 400,000-pair bookkeeping for 5000 COCO images) costs
-more than its C++ core. Here:
+The COCO libraries spend most of their time in Python bookkeeping (``COCO.createIndex``,
+``loadRes``, ``_prepare``, one dict per box and one evaluation per (image, category, area)
+of all 400,000 image/category pairs of 5000 COCO images). Here:
 
-* ground truth is indexed once per evaluator (``BoxGroundTruth``) and reused by every
-  ``evaluate`` call, since it does not change during a training run;
-* detections stay numpy arrays until the one dict per box the C++ reads;
-* all IoUs are computed in one vectorised pass over every (image, category) pair that has both
-  ground truth and detections, with the arithmetic of the COCO API's ``bbIou`` (so the floats
-  are bit-identical);
-* the C++ evaluate+accumulate runs once per category on only the images that have ground truth
-  or detections of that category. Images with neither contribute nothing to a category's
-  precision/recall (``evaluateImg`` returns None for them), and the relative image order is
-  kept, so score ties break exactly as in one full call; the per-category arrays are stacked.
+* ground truth is indexed once per evaluator (``BoxGroundTruth``: box/area/crowd/id arrays)
+  and reused by every ``evaluate`` call, since it does not change during a training run;
+* detections stay numpy arrays; only (image, category) pairs with detections or ground truth
+  take part (the others contribute nothing to any precision/recall);
+* all IoUs come from one vectorised pass with the arithmetic of the COCO API's ``bbIou``;
+* the greedy matching (``evaluateImg``) runs for all pairs, area ranges and IoU thresholds at
+  once, one detection rank at a time, on pairs bucketed by padded size;
+* the accumulation (``accumulate``) uses the COCO API's operations in its order (cumulative
+  counts as floats, ``tp / (fp + tp + eps)``, right-to-left precision envelope,
+  ``searchsorted(..., side="left")`` at the 101 recall thresholds), per category.
 
-The result is the library's ``COCOeval_faster`` object with ``eval`` (precision, recall,
-scores) filled and ``summarize`` run, so ``stats`` equal the library's and pycocotools' to the
-last bit (tests/detection/evaluation/test_coco_eval.py checks this on randomized data).
+``precision``/``recall``/``scores`` and the 12 stats equal pycocotools' bit for bit
+(tests/detection/evaluation/test_coco_eval.py checks this on randomized sets with crowd,
+ignore flags, area ranges, ties, empty images and > 100 detections per image/category).
+faster-coco-eval's ``COCOeval_faster`` object carries the result (its ``summarize`` makes
+the stats), so callers see the same object as on the library's own path.
 """
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
