@@ -1,5 +1,6 @@
-"""COCO-style evaluation speed: our COCOEvaluator (faster-coco-eval backend) against the
-same evaluator on the pycocotools backend, on identical synthetic data.
+"""COCO-style evaluation speed: our COCOEvaluator (default ``faster`` backend, whose box AP
+comes from detection/evaluation/fast_coco.py) against the same evaluator on the pycocotools
+backend, on identical synthetic data.
 
 Data (fixed seed): ``--images`` images (default 5000) with 1-15 ground-truth boxes each
 (80 categories, sizes spanning COCO's small/medium/large, ~3 % crowd), and exactly
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
     import faster_coco_eval
     import pycocotools
 
-    print(header("COCO evaluation speed: COCOEvaluator, faster-coco-eval vs pycocotools backend",
+    print(header("COCO evaluation speed: COCOEvaluator, default (faster) vs pycocotools backend",
                  {"faster-coco-eval": faster_coco_eval.__version__,
                   "pycocotools": getattr(pycocotools, "__version__", "?"), "numpy": np.__version__}))
     t = time.perf_counter()

@@ -3,8 +3,9 @@
 Ground truth is the dataset's COCO json when there is one (so numbers match the official
 evaluation exactly, including crowd regions and the json's own ``area`` values), otherwise it
 is converted in memory from the dataset records, which lets VOC-style or custom datasets be
-reported with COCO metrics too. Two interchangeable backends: ``faster_coco_eval`` (C++,
-the default because it is several times faster on large sets) and the reference
+reported with COCO metrics too. Two interchangeable backends: ``faster`` (the default:
+box AP computed with numpy from arrays, ``fast_coco.py``, ground truth indexed once per
+evaluator; faster-coco-eval's Python path for non-integer ids) and the reference
 ``pycocotools``; they give the same numbers.
 """
 from __future__ import annotations
