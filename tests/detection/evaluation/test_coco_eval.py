@@ -246,7 +246,8 @@ def test_library_output_is_not_printed(capsys: pytest.CaptureFixture) -> None:
 # ----------------------------------------------------------------------------- speed paths
 def random_coco(seed: int, n_images: int = 60, n_cats: int = 12):
     """A COCO gt dict and result list that exercise every branch of the protocol: crowd and
-    json-``ignore`` ground truth, a json ``area`` unlike the box area, empty images, images
+    json-``ignore`` ground truth, a json ``area`` unlike the box area, duplicate and
+    crowd-covered boxes (IoU ties, ignored vs. regular candidates), empty images, images
     with detections but no ground truth, categories without any ground truth or detections,
     tied scores, degenerate boxes and one (image, category) with more than 100 detections."""
     rng = np.random.default_rng(seed)
@@ -266,6 +267,12 @@ def random_coco(seed: int, n_images: int = 60, n_cats: int = 12):
             if rng.random() < 0.1:
                 a["ignore"] = 1  # COCO gives iscrowd precedence: this flag must change nothing
             anns.append(a)
+            if rng.random() < 0.25:  # an overlapping twin: exact copy (IoU ties) or a crowd region
+                twin = dict(a, id=len(anns) + 1, iscrowd=int(rng.random() < 0.5), area=box[2] * box[3])
+                twin.pop("ignore", None)
+                if rng.random() < 0.5:
+                    twin["bbox"] = [box[0] - 2.0, box[1] - 2.0, box[2] + 4.0, box[3] + 4.0]
+                anns.append(twin)
         gts = [a for a in anns if a["image_id"] == img]
         for a in gts:
             if rng.random() < 0.8:
@@ -330,6 +337,40 @@ def test_fast_path_equals_library_and_pycocotools(seed: int, restrict: bool) -> 
     for key in ("precision", "recall", "scores"):
         np.testing.assert_allclose(fast.eval[key], lib.eval[key], rtol=0, atol=1e-12, err_msg=key)
     np.testing.assert_allclose(fast.stats, lib.stats, rtol=0, atol=1e-12)
+
+
+def test_fast_path_iou_ties_go_to_the_later_ground_truth() -> None:
+    """Two ground-truth boxes with exactly the same IoU to the best detection: the COCO rule
+    gives it the later one, leaving the first for the next detection (recall 1, not 0.5)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from detection.evaluation.fast_coco import BoxGroundTruth, evaluate_boxes
+
+    boxes = [[22.0, 20.0, 10.0, 10.0], [18.0, 20.0, 10.0, 10.0]]  # mirror images around the detection
+    gt = {
+        "images": [{"id": 1, "width": 64, "height": 64}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [
+            {"id": i + 1, "image_id": 1, "category_id": 1, "bbox": b, "area": 100.0, "iscrowd": 0}
+            for i, b in enumerate(boxes)
+        ],
+    }
+    dets = [([20.0, 20.0, 10.0, 10.0], 0.9), ([22.0, 20.0, 10.0, 10.0], 0.8)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref_gt = COCO()
+        ref_gt.dataset = json.loads(json.dumps(gt))
+        ref_gt.createIndex()
+        ref = COCOeval(ref_gt, ref_gt.loadRes([{"image_id": 1, "category_id": 1, "bbox": b, "score": s}
+                                                 for b, s in dets]), "bbox")
+        ref.evaluate()
+        ref.accumulate()
+        ref.summarize()
+        fast = evaluate_boxes(BoxGroundTruth(gt), np.array([1, 1]), np.array([1, 1]),
+                              np.array([b for b, _ in dets]), np.array([s for _, s in dets]))
+    assert ref.eval["recall"][0, 0, 0, -1] == 1.0
+    np.testing.assert_array_equal(fast.eval["recall"], ref.eval["recall"])
+    np.testing.assert_array_equal(fast.eval["precision"], ref.eval["precision"])
 
 
 def test_fast_path_ground_truth_is_reused_and_unchanged() -> None:
