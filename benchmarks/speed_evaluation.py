@@ -1,17 +1,25 @@
-"""COCO-style evaluation speed: our COCOEvaluator (faster-coco-eval backend) against the
-same evaluator on the pycocotools backend, on identical synthetic data.
+"""COCO-style evaluation speed: our COCOEvaluator (default ``faster`` backend, whose box AP
+comes from detection/evaluation/fast_coco.py) against the same evaluator on the pycocotools
+backend, on identical synthetic data.
 
 Data (fixed seed): ``--images`` images (default 5000) with 1-15 ground-truth boxes each
 (80 categories, sizes spanning COCO's small/medium/large, ~3 % crowd), and exactly
 ``--dets`` detections per image (default 10): jittered copies of ground-truth boxes
 (realistic overlap, a share with the wrong class) plus random false positives, random
-scores. The timed path is what evaluation does after inference: ``evaluator.process``
-on every image's output (torch tensors, as the model returns them) and
-``evaluator.evaluate()`` (ground-truth conversion, COCOeval evaluate/accumulate/summarize,
-per-class AP). Each backend runs ``--repeats`` times, alternating, and the best (least
-disturbed) run is reported. Both must give identical AP numbers.
+scores. The timed path is what evaluation does after inference: ``evaluator.reset``,
+``evaluator.process`` on every image's output (torch tensors, as the model returns them) and
+``evaluator.evaluate()`` (COCO evaluate/accumulate/summarize, per-class AP). Each run
+builds a fresh ``COCOEvaluator`` from the dataset records and times two passes:
 
-Run: ``.venv/bin/python benchmarks/speed_evaluation.py`` (about a minute, mostly pycocotools).
+* first call: also converts the records to COCO ground truth and indexes it (what a
+  one-off evaluation, e.g. ``tools/train_net.py --eval-only``, pays) -- the target applies here;
+* repeated call: the same evaluator again, ground truth reused (periodic evaluation during
+  training).
+
+Each backend runs ``--repeats`` times, alternating, and the best (least disturbed) run is
+reported. Both must give identical AP numbers.
+
+Run: ``.venv/bin/python benchmarks/speed_evaluation.py`` (about two minutes, mostly pycocotools).
 """
 from __future__ import annotations
 
@@ -83,19 +91,31 @@ def synthetic_data(num_images: int, dets_per_image: int, num_classes: int, seed:
     return records, outputs
 
 
-def run_once(
-    backend: str, records: List[dict], outputs: List[dict], classes: List[str]
-) -> Tuple[float, float, Dict[str, Any], np.ndarray]:
-    """(wall seconds, CPU seconds of this process, bbox results, COCO stats) of one full pass."""
-    from detection.evaluation import COCOEvaluator
-
-    evaluator = COCOEvaluator(dataset_dicts=records, thing_classes=classes, backend=backend, distributed=False)
+def timed_pass(evaluator: Any, records: List[dict], outputs: List[dict]) -> Tuple[float, float, Dict[str, Any]]:
+    """(wall s, CPU s, bbox results) of reset + process(every image's output) + evaluate()."""
     t, cpu = time.perf_counter(), time.process_time()
     evaluator.reset()
     for rec, out in zip(records, outputs):
         evaluator.process([{"image_id": rec["image_id"]}], [out])
     res = evaluator.evaluate()
-    return time.perf_counter() - t, time.process_time() - cpu, res["bbox"], evaluator.stats
+    return time.perf_counter() - t, time.process_time() - cpu, res["bbox"]
+
+
+def run_once(
+    backend: str, records: List[dict], outputs: List[dict], classes: List[str]
+) -> Tuple[Tuple[float, float], Tuple[float, float], Dict[str, Any], np.ndarray]:
+    """One fresh evaluator, two passes: ((wall, CPU) of the first call, which converts and
+    indexes the ground truth; (wall, CPU) of a repeated call on the same evaluator, which
+    reuses it, as in periodic evaluation during training), bbox results, COCO stats."""
+    from detection.evaluation import COCOEvaluator
+
+    evaluator = COCOEvaluator(dataset_dicts=records, thing_classes=classes, backend=backend, distributed=False)
+    first_wall, first_cpu, res = timed_pass(evaluator, records, outputs)
+    stats = evaluator.stats.copy()
+    again_wall, again_cpu, res_again = timed_pass(evaluator, records, outputs)
+    if not (np.array_equal(stats, evaluator.stats) and res_again.keys() == res.keys()):
+        raise RuntimeError(f"{backend}: the repeated evaluation gave different numbers")
+    return (first_wall, first_cpu), (again_wall, again_cpu), res, stats
 
 
 def main(argv=None) -> int:
@@ -113,7 +133,7 @@ def main(argv=None) -> int:
     import faster_coco_eval
     import pycocotools
 
-    print(header("COCO evaluation speed: COCOEvaluator, faster-coco-eval vs pycocotools backend",
+    print(header("COCO evaluation speed: COCOEvaluator, default (faster) vs pycocotools backend",
                  {"faster-coco-eval": faster_coco_eval.__version__,
                   "pycocotools": getattr(pycocotools, "__version__", "?"), "numpy": np.__version__}))
     t = time.perf_counter()
@@ -122,19 +142,22 @@ def main(argv=None) -> int:
     n_dt = sum(len(o["scores"]) for o in outputs)
     print(f"data: {args.images} images, {n_gt} ground-truth boxes, {n_dt} detections, {args.classes} classes, "
           f"seed {args.seed} (built in {time.perf_counter() - t:.1f} s, not timed)")
-    print("timed: evaluator.reset + process(each image's output) + evaluate() (gt conversion, "
-          "evaluate/accumulate/summarize, per-class AP)")
+    print("timed, per backend and run: a fresh COCOEvaluator (dataset records as ground truth), "
+          "pass 1 = reset + process(each image's output) + evaluate() (ground-truth conversion and "
+          "indexing, evaluate/accumulate/summarize, per-class AP); pass 2 = the same again on the "
+          "same evaluator (ground truth reused)")
     classes = [f"class{i}" for i in range(args.classes)]
-    times: Dict[str, List[float]] = {"faster": [], "pycocotools": []}
-    cpu_times: Dict[str, List[float]] = {"faster": [], "pycocotools": []}
+    first: Dict[str, List[Tuple[float, float]]] = {"faster": [], "pycocotools": []}
+    again: Dict[str, List[Tuple[float, float]]] = {"faster": [], "pycocotools": []}
     results: Dict[str, Any] = {}
     for r in range(args.repeats):
         for backend in (("faster", "pycocotools") if r % 2 == 0 else ("pycocotools", "faster")):
-            elapsed, cpu, res, stats = run_once(backend, records, outputs, classes)
-            times[backend].append(elapsed)
-            cpu_times[backend].append(cpu)
+            t1, t2, res, stats = run_once(backend, records, outputs, classes)
+            first[backend].append(t1)
+            again[backend].append(t2)
             results[backend] = (res, stats)
-            print(f"  run {r + 1}/{args.repeats} {backend}: {elapsed:.3f} s wall, {cpu:.3f} s CPU", flush=True)
+            print(f"  run {r + 1}/{args.repeats} {backend}: first call {t1[0]:.3f} s wall, {t1[1]:.3f} s CPU; "
+                  f"repeated call {t2[0]:.3f} s wall, {t2[1]:.3f} s CPU", flush=True)
 
     (res_f, stats_f), (res_p, stats_p) = results["faster"], results["pycocotools"]
     max_diff = float(np.max(np.abs(stats_f - stats_p)))
@@ -144,16 +167,20 @@ def main(argv=None) -> int:
     same_nan = all(np.isnan(res_f[k]) == np.isnan(res_p[k]) for k in res_f)
     print("COCO stats (faster):      " + " ".join(f"{v:.6f}" for v in stats_f))
     print("COCO stats (pycocotools): " + " ".join(f"{v:.6f}" for v in stats_p))
-    identical = max_diff < 1e-9 and per_class_diff < 1e-7 and same_nan
+    identical = max_diff < 1e-12 and per_class_diff < 1e-10 and same_nan
     print(f"identical AP numbers: {'YES' if identical else 'NO'} (max |stats diff| {max_diff:.2e}, "
           f"max per-class AP diff {per_class_diff:.2e} points)")
-    best_f, best_p = min(times["faster"]), min(times["pycocotools"])
-    cpu_f, cpu_p = min(cpu_times["faster"]), min(cpu_times["pycocotools"])
-    name = f"evaluation time ({args.images} images x {args.dets} detections)"
-    print(ratio_line(name + ", wall", best_f, best_p, "s", False, 1.0))
-    # CPU time of the (single-threaded) evaluation is less disturbed by other processes.
-    print(ratio_line(name + ", CPU", cpu_f, cpu_p, "s", False, 1.0))
-    print(f"absolute target: ours {best_f:.3f} s wall ({cpu_f:.3f} s CPU) <= 1.5 s: {'PASS' if best_f <= 1.5 else 'FAIL'}")
+    name = f"evaluation ({args.images} images x {args.dets} detections)"
+    for label, runs in (("first call", first), ("repeated call", again)):
+        wall_f, wall_p = min(w for w, _ in runs["faster"]), min(w for w, _ in runs["pycocotools"])
+        cpu_f, cpu_p = min(c for _, c in runs["faster"]), min(c for _, c in runs["pycocotools"])
+        print(ratio_line(f"{name}, {label}, wall", wall_f, wall_p, "s", False, 1.0))
+        # CPU time of the (single-threaded) evaluation is less disturbed by other processes.
+        print(ratio_line(f"{name}, {label}, CPU", cpu_f, cpu_p, "s", False, 1.0))
+    best_first = min(w for w, _ in first["faster"])
+    best_again = min(w for w, _ in again["faster"])
+    print(f"absolute target (first call, all included): ours {best_first:.3f} s wall <= 1.5 s: "
+          f"{'PASS' if best_first <= 1.5 else 'FAIL'}; repeated call {best_again:.3f} s wall")
     return 0 if identical else 1
 
 

@@ -3,14 +3,14 @@
 Ground truth is the dataset's COCO json when there is one (so numbers match the official
 evaluation exactly, including crowd regions and the json's own ``area`` values), otherwise it
 is converted in memory from the dataset records, which lets VOC-style or custom datasets be
-reported with COCO metrics too. Two interchangeable backends: ``faster_coco_eval`` (C++,
-the default because it is several times faster on large sets) and the reference
+reported with COCO metrics too. Two interchangeable backends: ``faster`` (the default:
+box AP computed with numpy from arrays, ``fast_coco.py``, ground truth indexed once per
+evaluator; faster-coco-eval's Python path for non-integer ids) and the reference
 ``pycocotools``; they give the same numbers.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import gc
 import io
 import itertools
@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 import numpy as np
 
 from .evaluator import DatasetEvaluator, gather_to_main, prediction_arrays
+from .fast_coco import BoxGroundTruth, evaluate_boxes, fast_path_available
 from .metrics import create_small_table
 
 __all__ = ["COCOEvaluator", "convert_to_coco_dict", "COCO_METRIC_NAMES", "COCO_STAT_NAMES"]
@@ -67,7 +68,7 @@ def convert_to_coco_dict(
             }
         )
         for ann in rec.get("annotations", []):
-            x1, y1, x2, y2 = (float(v) for v in ann["bbox"])
+            x1, y1, x2, y2 = map(float, ann["bbox"])
             w, h = x2 - x1, y2 - y1
             cat = int(ann["category_id"])
             if cat not in contiguous_to_dataset_id:
@@ -146,6 +147,8 @@ class COCOEvaluator(DatasetEvaluator):
             if self._json_file is None and self._dataset_dicts is None:
                 self._json_file = getattr(meta, "json_file", None) or None
         self._gt_cache: Optional[dict] = None  # built lazily: loading a large json is not free
+        self._box_gt: Optional[BoxGroundTruth] = None  # ground truth indexed for the fast path
+        self._fast_path_ok: Optional[bool] = None
         self._image_id_remap: Optional[Dict[Any, int]] = None
         self.stats: Optional[np.ndarray] = None
         self.precision: Optional[np.ndarray] = None
@@ -208,19 +211,36 @@ class COCOEvaluator(DatasetEvaluator):
         remap = self._image_id_remap or {}
         gt_image_ids = {img["id"] for img in gt["images"]}
 
-        coco_results: List[dict] = []
-        dropped_label = dropped_image = 0
+        # All detections as flat arrays in result order (image order, then the model's order).
+        lut_size = max(contig_to_cat) + 1 if contig_to_cat else 0
+        label_to_cat = np.full(lut_size, -1, dtype=np.int64)
+        for contig, cat in contig_to_cat.items():
+            if contig >= 0:
+                label_to_cat[contig] = cat
+        kept = []  # (image id, boxes, scores, labels) of predictions on ground-truth images
+        dropped_image = 0
         for raw_id, boxes, scores, labels in predictions:
             image_id = remap.get(raw_id, raw_id)
-            if image_id not in gt_image_ids:
+            if image_id in gt_image_ids:
+                kept.append((image_id, boxes, scores, labels))
+            else:
                 dropped_image += len(scores)
-                continue
-            cats = [contig_to_cat.get(l) for l in labels.tolist()]
-            for b, s, cat in zip(boxes.tolist(), scores.tolist(), cats):
-                if cat is None:
-                    dropped_label += 1
-                    continue
-                coco_results.append({"image_id": image_id, "category_id": cat, "bbox": b, "score": s})
+        if kept:
+            counts = [len(k[2]) for k in kept]
+            dt_image = np.repeat(np.asarray([k[0] for k in kept], dtype=np.int64), counts)
+            dt_boxes = np.concatenate([k[1] for k in kept]).astype(np.float64, copy=False).reshape(-1, 4)
+            dt_scores = np.concatenate([k[2] for k in kept]).astype(np.float64, copy=False)
+            labels = np.concatenate([k[3] for k in kept]).astype(np.int64, copy=False)
+        else:
+            dt_image, labels, dt_scores, dt_boxes = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0),
+                                                     np.zeros((0, 4)))
+        in_range = (labels >= 0) & (labels < lut_size)
+        dt_cat = np.full(len(labels), -1, dtype=np.int64)
+        dt_cat[in_range] = label_to_cat[labels[in_range]]
+        known = dt_cat >= 0
+        dropped_label = int(len(known) - known.sum())
+        if dropped_label:
+            dt_image, dt_cat, dt_boxes, dt_scores = dt_image[known], dt_cat[known], dt_boxes[known], dt_scores[known]
         if dropped_image:
             logger.warning("%d predictions refer to images that are not in the ground truth; ignored", dropped_image)
         if dropped_label:
@@ -235,14 +255,18 @@ class COCOEvaluator(DatasetEvaluator):
                 len(gt_image_ids),
             )
 
+        use_fast_path = self._backend == "faster" and fast_path_available() and self._supports_fast_path(gt)
+        coco_results: Optional[List[dict]] = None  # per-box dicts, only when something needs them
+        if self._output_dir or not use_fast_path:
+            coco_results = _result_dicts(dt_image, dt_cat, dt_boxes, dt_scores)
         if self._output_dir:
             os.makedirs(self._output_dir, exist_ok=True)
             path = os.path.join(self._output_dir, "coco_instances_results.json")
             with open(path, "w") as f:
                 json.dump(coco_results, f)
-            logger.info("Saved %d detections to %s", len(coco_results), path)
+            logger.info("Saved %d detections to %s", len(dt_scores), path)
 
-        if not coco_results:
+        if not len(dt_scores):
             logger.warning("No predictions from the model! Reporting zeros.")
             self.stats = np.zeros(len(COCO_STAT_NAMES))
             self.precision = None
@@ -252,7 +276,14 @@ class COCOEvaluator(DatasetEvaluator):
             return {"bbox": dict(res)}
 
         eval_img_ids = None if img_ids is None else [remap.get(i, i) for i in img_ids]
-        coco_eval = self._run_cocoeval(gt, coco_results, eval_img_ids)
+        if use_fast_path:
+            if self._box_gt is None:
+                self._box_gt = BoxGroundTruth(gt)
+            quiet = lambda *a, **k: None  # noqa: E731
+            with contextlib.redirect_stdout(io.StringIO()):
+                coco_eval = evaluate_boxes(self._box_gt, dt_image, dt_cat, dt_boxes, dt_scores, eval_img_ids, quiet)
+        else:
+            coco_eval = self._run_cocoeval(gt, coco_results, eval_img_ids)
         self.stats = np.asarray(coco_eval.stats, dtype=np.float64)[: len(COCO_STAT_NAMES)].copy()
         self.precision = np.asarray(coco_eval.eval["precision"])
         results = self._derive_results(self.stats, self.precision, list(coco_eval.params.catIds), class_names)
@@ -290,6 +321,13 @@ class COCOEvaluator(DatasetEvaluator):
         self._gt_cache = gt
         return gt
 
+    def _supports_fast_path(self, gt: dict) -> bool:
+        if self._fast_path_ok is None:
+            self._fast_path_ok = BoxGroundTruth.supports(gt)
+            if not self._fast_path_ok:
+                logger.info("Ground truth has non-integer ids: using faster-coco-eval's Python path")
+        return self._fast_path_ok
+
     def _cat_to_contiguous(self, gt: dict) -> Dict[int, int]:
         if self._id_map:
             return dict(self._id_map)
@@ -325,7 +363,7 @@ class COCOEvaluator(DatasetEvaluator):
                 quiet = lambda *a, **k: None  # noqa: E731
                 coco_gt = FCOCO(_fresh_copy(gt), print_function=quiet)
                 coco_dt = coco_gt.loadRes(dt_list)
-                coco_eval = _lean_cocoeval_faster(COCOeval_faster)(coco_gt, coco_dt, "bbox", print_function=quiet)
+                coco_eval = COCOeval_faster(coco_gt, coco_dt, "bbox", print_function=quiet)
             else:
                 from pycocotools.coco import COCO
                 from pycocotools.cocoeval import COCOeval
@@ -398,69 +436,12 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _lean_cocoeval_faster(base: type) -> type:
-    """``faster_coco_eval``'s ``COCOeval_faster`` whose ``evaluate`` skips the Python-level work
-    over every (image, category) pair — a 400,000-entry dict of tuples of numpy ints for 5000
-    COCO images, several times the cost of the C++ matching — and computes IoUs only for the
-    pairs that have both ground truth and detections, the same ones the library computes.
-    The C++ evaluation/accumulation receives exactly the arguments the library passes."""
-    from faster_coco_eval.core import faster_eval_api
-    from faster_coco_eval.core import mask as mask_utils
-
-    class LeanCOCOevalFaster(base):
-        def _lean_applies(self) -> bool:
-            """Only the plain COCO box protocol takes the lean path; anything else is the library's."""
-            p = self.params
-            return (
-                bool(p.useCats)
-                and p.iouType == "bbox"
-                and not getattr(p, "compute_rle", False)
-                and not getattr(p, "compute_boundary", False)
-                and not self.separate_eval
-                and not getattr(self, "lvis_style", False)
-                # library internals this path relies on (faster-coco-eval 1.8); else fall back
-                and hasattr(faster_eval_api._C, "COCOevalEvaluateAccumulate")
-                and hasattr(self, "gt_dataset")
-                and hasattr(self, "dt_dataset")
-            )
-
-        def _box_ious(self, img: int, cat: int) -> Any:
-            """The library's ``computeIoU`` for boxes with its list/numpy detours removed:
-            detections by descending score (stable, as its mergesort), top ``maxDets[-1]``."""
-            gt = self.gt_dataset.get_instances([img], [cat], True)[0][0]
-            dt = self.dt_dataset.get_instances([img], [cat], True)[0][0]
-            if not gt or not dt:
-                return []
-            dt = sorted(dt, key=lambda d: -d["score"])[: self.params.maxDets[-1]]
-            iscrowd = [int(g.get("iscrowd", 0)) for g in gt]
-            return mask_utils.iou([d["bbox"] for d in dt], [g["bbox"] for g in gt], iscrowd)
-
-        def evaluate(self) -> None:
-            p = self.params
-            if not self._lean_applies():
-                return super().evaluate()
-            p.imgIds = [int(i) for i in np.unique(p.imgIds)]
-            p.catIds = [int(c) for c in np.unique(p.catIds)]
-            p.maxDets = sorted(p.maxDets)
-            self._prepare()
-            if not hasattr(self, "_nonempty_iou_pairs"):  # a library version without it
-                return super().evaluate()
-            img_index = {img: i for i, img in enumerate(p.imgIds)}
-            cat_index = {cat: k for k, cat in enumerate(p.catIds)}
-            # One shared empty list for every pair without both gt and detections (read-only in C++).
-            empty: list = []
-            ious = [[empty] * len(p.catIds) for _ in p.imgIds]
-            self.ious = {}
-            for img, cat in self._nonempty_iou_pairs:
-                i, k = img_index.get(img), cat_index.get(cat)
-                if i is not None and k is not None:
-                    ious[i][k] = self.ious[img, cat] = self._box_ious(img, cat)
-            self._paramsEval = copy.deepcopy(self.params)
-            self.eval = faster_eval_api._C.COCOevalEvaluateAccumulate(
-                self._paramsEval, ious, self.gt_dataset, self.dt_dataset, p.imgIds, p.catIds, True
-            )
-
-    return LeanCOCOevalFaster
+def _result_dicts(image: np.ndarray, cat: np.ndarray, boxes: np.ndarray, scores: np.ndarray) -> List[dict]:
+    """COCO result dicts (the ``coco_instances_results.json`` format) from flat arrays."""
+    return [
+        {"image_id": i, "category_id": c, "bbox": b, "score": s}
+        for i, c, b, s in zip(image.tolist(), cat.tolist(), boxes.tolist(), scores.tolist())
+    ]
 
 
 def _fresh_copy(gt: dict) -> dict:

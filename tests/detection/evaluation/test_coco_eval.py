@@ -244,38 +244,154 @@ def test_library_output_is_not_printed(capsys: pytest.CaptureFixture) -> None:
 
 
 # ----------------------------------------------------------------------------- speed paths
-@pytest.mark.parametrize("restrict", [False, True])
-def test_lean_faster_evaluate_equals_library_evaluate(restrict: bool) -> None:
-    """The evaluator's lean ``COCOeval_faster.evaluate`` (IoUs only for non-empty pairs) gives
-    the library's own precision/recall arrays and stats, also on an image subset."""
+def random_coco(seed: int, n_images: int = 60, n_cats: int = 12):
+    """A COCO gt dict and result list that exercise every branch of the protocol: crowd and
+    json-``ignore`` ground truth, a json ``area`` unlike the box area, duplicate and
+    crowd-covered boxes (IoU ties, ignored vs. regular candidates), empty images, images
+    with detections but no ground truth, categories without any ground truth or detections,
+    tied scores, degenerate boxes and one (image, category) with more than 100 detections."""
+    rng = np.random.default_rng(seed)
+    cat_ids = [int(c) for c in sorted(rng.choice(np.arange(1, 200), size=n_cats, replace=False))]
+    images, anns, dets = [], [], []
+    for img in rng.choice(np.arange(1, 10_000), size=n_images, replace=False).tolist():
+        images.append({"id": img, "width": 640, "height": 480})
+        used = cat_ids[: n_cats - 2]  # the last two categories never get ground truth
+        n_gt = 0 if rng.random() < 0.15 else int(rng.integers(1, 12))
+        for _ in range(n_gt):
+            side = np.exp(rng.uniform(np.log(4), np.log(300), size=2))
+            x, y = rng.uniform(0, 640 - side[0]), rng.uniform(0, 480 - side[1])
+            box = [float(x), float(y), float(side[0]), float(side[1])]
+            area = box[2] * box[3] * (rng.uniform(0.5, 1.0) if rng.random() < 0.3 else 1.0)
+            a = {"id": len(anns) + 1, "image_id": img, "category_id": int(rng.choice(used)), "bbox": box,
+                 "area": area, "iscrowd": int(rng.random() < 0.12)}
+            if rng.random() < 0.1:
+                a["ignore"] = 1  # COCO gives iscrowd precedence: this flag must change nothing
+            anns.append(a)
+            if rng.random() < 0.25:  # an overlapping twin: exact copy (IoU ties) or a crowd region
+                twin = dict(a, id=len(anns) + 1, iscrowd=int(rng.random() < 0.5), area=box[2] * box[3])
+                twin.pop("ignore", None)
+                if rng.random() < 0.5:
+                    twin["bbox"] = [box[0] - 2.0, box[1] - 2.0, box[2] + 4.0, box[3] + 4.0]
+                anns.append(twin)
+        gts = [a for a in anns if a["image_id"] == img]
+        for a in gts:
+            if rng.random() < 0.8:
+                b = np.asarray(a["bbox"]) + rng.normal(0, 0.15, 4) * np.r_[a["bbox"][2:], a["bbox"][2:]]
+                cat = a["category_id"] if rng.random() < 0.85 else int(rng.choice(cat_ids))
+                dets.append((img, cat, b, float(np.round(rng.random(), 1))))  # rounded: many ties
+        for _ in range(int(rng.integers(0, 6))):
+            b = np.r_[rng.uniform(0, 600, 2), np.exp(rng.uniform(0, np.log(300), 2))]
+            if rng.random() < 0.05:
+                b[2] = 0.0  # degenerate
+            dets.append((img, int(rng.choice(cat_ids)), b, float(rng.random())))
+    crowded = images[0]["id"]  # > maxDets (100) detections in one (image, category)
+    for _ in range(130):
+        b = np.r_[rng.uniform(0, 300, 2), rng.uniform(10, 200, 2)]
+        dets.append((crowded, cat_ids[0], b, float(np.round(rng.random(), 2))))
+    gt = {"images": images, "annotations": anns, "categories": [{"id": c, "name": str(c)} for c in cat_ids]}
+    results = [{"image_id": i, "category_id": c, "bbox": [float(v) for v in b], "score": s} for i, c, b, s in dets]
+    return gt, results
+
+
+@pytest.mark.parametrize("seed,restrict", [(0, False), (1, False), (2, True)])
+def test_fast_path_equals_library_and_pycocotools(seed: int, restrict: bool) -> None:
+    """``evaluate_boxes`` (array input, vectorised IoU, numpy matching and accumulation) gives
+    pycocotools' precision/recall/scores arrays and stats bit for bit and faster-coco-eval's
+    to 1e-12, also on an image subset."""
     from faster_coco_eval import COCO as FCOCO, COCOeval_faster
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
 
-    from detection.evaluation.coco_evaluation import _lean_cocoeval_faster
+    from detection.evaluation.fast_coco import BoxGroundTruth, evaluate_boxes
 
-    records, outputs = random_set(11, n_images=40)
-    gt = convert_to_coco_dict(records, CLASSES)
-    dets = [
-        {"image_id": i, "category_id": int(l), "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": float(s)}
-        for i, o in outputs.items()
-        for b, s, l in zip(o["boxes"].tolist(), o["scores"].tolist(), o["labels"].tolist())
-    ]
-    evals = []
-    for cls in (COCOeval_faster, _lean_cocoeval_faster(COCOeval_faster)):
-        coco_gt = FCOCO(json.loads(json.dumps(gt)), print_function=lambda *a, **k: None)
-        e = cls(coco_gt, coco_gt.loadRes(json.loads(json.dumps(dets))), "bbox", print_function=lambda *a, **k: None)
-        if restrict:
-            e.params.imgIds = [r["image_id"] for r in records[::3]]
-        with contextlib.redirect_stdout(io.StringIO()):
+    gt, results = random_coco(seed)
+    img_ids = [img["id"] for img in gt["images"][::3]] if restrict else None
+    quiet = lambda *a, **k: None  # noqa: E731
+    with contextlib.redirect_stdout(io.StringIO()):
+        lib_gt = FCOCO(json.loads(json.dumps(gt)), print_function=quiet)
+        lib = COCOeval_faster(lib_gt, lib_gt.loadRes(json.loads(json.dumps(results))), "bbox", print_function=quiet)
+        ref_gt = COCO()
+        ref_gt.dataset = json.loads(json.dumps(gt))
+        ref_gt.createIndex()
+        ref = COCOeval(ref_gt, ref_gt.loadRes(json.loads(json.dumps(results))), "bbox")
+        for e in (lib, ref):
+            if img_ids is not None:
+                e.params.imgIds = list(img_ids)
             e.evaluate()
             e.accumulate()
             e.summarize()
-        evals.append(e)
-    library, lean = evals
-    assert type(lean) is not COCOeval_faster and lean._lean_applies()
-    assert 0.05 < library.stats[0] < 0.95
-    np.testing.assert_array_equal(lean.stats, library.stats)
-    np.testing.assert_array_equal(lean.eval["precision"], library.eval["precision"])
-    np.testing.assert_array_equal(lean.eval["recall"], library.eval["recall"])
+        fast = evaluate_boxes(
+            BoxGroundTruth(gt),
+            np.asarray([r["image_id"] for r in results]),
+            np.asarray([r["category_id"] for r in results]),
+            np.asarray([r["bbox"] for r in results], dtype=np.float64),
+            np.asarray([r["score"] for r in results]),
+            img_ids,
+        )
+    assert 0.05 < ref.stats[0] < 0.95
+    for key in ("precision", "recall", "scores"):  # the reference, bit for bit
+        np.testing.assert_array_equal(fast.eval[key], ref.eval[key], err_msg=key)
+    np.testing.assert_array_equal(fast.stats, ref.stats[: len(fast.stats)])
+    # faster-coco-eval's C++ differs from pycocotools by rounding only (precision 1.0 where the
+    # COCO API's tp / (tp + fp + eps) gives 1 - 2e-16).
+    for key in ("precision", "recall", "scores"):
+        np.testing.assert_allclose(fast.eval[key], lib.eval[key], rtol=0, atol=1e-12, err_msg=key)
+    np.testing.assert_allclose(fast.stats, lib.stats, rtol=0, atol=1e-12)
+
+
+def test_fast_path_iou_ties_go_to_the_later_ground_truth() -> None:
+    """Two ground-truth boxes with exactly the same IoU to the best detection: the COCO rule
+    gives it the later one, leaving the first for the next detection (recall 1, not 0.5)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from detection.evaluation.fast_coco import BoxGroundTruth, evaluate_boxes
+
+    boxes = [[22.0, 20.0, 10.0, 10.0], [18.0, 20.0, 10.0, 10.0]]  # mirror images around the detection
+    gt = {
+        "images": [{"id": 1, "width": 64, "height": 64}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [
+            {"id": i + 1, "image_id": 1, "category_id": 1, "bbox": b, "area": 100.0, "iscrowd": 0}
+            for i, b in enumerate(boxes)
+        ],
+    }
+    dets = [([20.0, 20.0, 10.0, 10.0], 0.9), ([22.0, 20.0, 10.0, 10.0], 0.8)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref_gt = COCO()
+        ref_gt.dataset = json.loads(json.dumps(gt))
+        ref_gt.createIndex()
+        ref = COCOeval(ref_gt, ref_gt.loadRes([{"image_id": 1, "category_id": 1, "bbox": b, "score": s}
+                                                 for b, s in dets]), "bbox")
+        ref.evaluate()
+        ref.accumulate()
+        ref.summarize()
+        fast = evaluate_boxes(BoxGroundTruth(gt), np.array([1, 1]), np.array([1, 1]),
+                              np.array([b for b, _ in dets]), np.array([s for _, s in dets]))
+    assert ref.eval["recall"][0, 0, 0, -1] == 1.0
+    np.testing.assert_array_equal(fast.eval["recall"], ref.eval["recall"])
+    np.testing.assert_array_equal(fast.eval["precision"], ref.eval["precision"])
+
+
+def test_fast_path_ground_truth_is_reused_and_unchanged() -> None:
+    """The evaluator indexes the ground truth once and reuses it: a second ``evaluate`` on new
+    predictions gives the numbers a fresh evaluator gives."""
+    records, outputs = random_set(4)
+    ev = COCOEvaluator(dataset_dicts=records, thing_classes=CLASSES, backend="faster", distributed=False)
+    ev.evaluate()  # no predictions yet
+    for r in records:
+        if r["image_id"] in outputs:
+            ev.process([r], [outputs[r["image_id"]]])
+    second = ev.evaluate()["bbox"]
+    box_gt = ev._box_gt
+    third = ev.evaluate()["bbox"]
+    assert ev._box_gt is box_gt is not None
+    fresh = evaluate(records, outputs, backend="faster")
+    reference = evaluate(records, outputs, backend="pycocotools")
+    np.testing.assert_allclose(fresh.pop("_stats"), reference.pop("_stats"), rtol=0, atol=1e-12)
+    assert 0 < fresh["AP"] < 100
+    assert second == pytest.approx(fresh, nan_ok=True) and third == pytest.approx(fresh, nan_ok=True)
+    assert reference == pytest.approx(fresh, nan_ok=True)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -309,3 +425,13 @@ def test_evaluate_restores_garbage_collector_state() -> None:
             assert gc.isenabled() is state
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_fast_path_only_for_integer_ids() -> None:
+    """Arrays hold integer ids; a json with other ids is left to the library's own path."""
+    from detection.evaluation.fast_coco import BoxGroundTruth
+
+    gt, _ = random_coco(3, n_images=5)
+    assert BoxGroundTruth.supports(gt)
+    assert not BoxGroundTruth.supports(dict(gt, images=[dict(i, id=str(i["id"])) for i in gt["images"]]))
+    assert not BoxGroundTruth.supports(dict(gt, annotations=[dict(a, category_id=True) for a in gt["annotations"]]))
