@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.ops import boxes as box_ops
 
 __all__ = ["LiteRoIHeads", "C4BoxHead", "TwoFCBoxHead", "FastRCNNPredictor", "fast_rcnn_losses"]
 
@@ -81,6 +82,9 @@ class LiteRoIHeads(RoIHeads):
             proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
         box_features = self.box_roi_pool(features, proposals, image_shapes)
         box_features = self.box_head(box_features)
+        if not self.training and getattr(self.box_predictor, "fused", False):
+            boxes, scores, labels_out = self._detect_scored_pairs(box_features, proposals, image_shapes)
+            return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels_out)], {}
         class_logits, box_regression = self.box_predictor(box_features)
 
         if self.training:
@@ -96,6 +100,39 @@ class LiteRoIHeads(RoIHeads):
         boxes, scores, labels_out = self.postprocess_detections(class_logits, box_regression, proposals, image_shapes)
         results = [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels_out)]
         return results, {}
+
+
+    def _detect_scored_pairs(
+        self, box_features: Tensor, proposals: List[Tensor], image_shapes: List[Tuple[int, int]]
+    ) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
+        """`postprocess_detections` (torchvision's) computing box deltas only where used.
+
+        Only (RoI, class) pairs scoring above ``score_thresh`` can become detections, so
+        the class scores come first and the class-specific box deltas, decoding and
+        clipping are computed for those pairs alone; then the same small-box removal, NMS
+        per class and top-k. Same detections as computing every delta (the deltas of a
+        pair are the same dot products, up to float rounding)."""
+        predictor: FastRCNNPredictor = self.box_predictor
+        x = box_features.flatten(1)
+        scores_all = F.softmax(predictor.cls_score(x), -1)
+        out_boxes, out_scores, out_labels = [], [], []
+        start = 0
+        for props, image_shape in zip(proposals, image_shapes):
+            rows = slice(start, start + len(props))
+            start += len(props)
+            scores = scores_all[rows, 1:]  # background dropped, as torchvision does
+            roi, cls = torch.where(scores > self.score_thresh)  # row-major: torchvision's order
+            scores, cls = scores[roi, cls], cls + 1
+            deltas = predictor.class_box_deltas(x[rows], roi, cls)
+            boxes = self.box_coder.decode_single(deltas, props[roi])
+            boxes = box_ops.clip_boxes_to_image(boxes, image_shape)
+            keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
+            boxes, scores, cls = boxes[keep], scores[keep], cls[keep]
+            keep = box_ops.batched_nms(boxes, scores, cls, self.nms_thresh)[: self.detections_per_img]
+            out_boxes.append(boxes[keep])
+            out_scores.append(scores[keep])
+            out_labels.append(cls[keep])
+        return out_boxes, out_scores, out_labels
 
 
 class C4BoxHead(nn.Module):
@@ -141,6 +178,26 @@ class FastRCNNPredictor(nn.Module):
         nn.init.constant_(self.bbox_pred.bias, 0)
         #: set by `backbones.fuse.fuse_model`: both layers as one GEMM (one pass over x)
         self.fused = False
+
+    def class_box_deltas(self, x: Tensor, rows: Tensor, classes: Tensor) -> Tensor:
+        """Box deltas ``(P, 4)`` of class ``classes[p]`` for RoI ``x[rows[p]]`` (flattened
+        features), without computing the other classes' deltas.
+
+        One small GEMM per class present; when more than a quarter of all pairs are asked
+        for, one GEMM over the RoIs involved (fewer, larger GEMMs run faster)."""
+        out = x.new_empty((len(rows), 4))
+        if not len(rows):
+            return out
+        weight = self.bbox_pred.weight.view(-1, 4, x.shape[1])
+        bias = self.bbox_pred.bias.view(-1, 4)
+        if 4 * len(rows) > x.shape[0] * weight.shape[0]:
+            used, local = torch.unique(rows, return_inverse=True)
+            full = self.bbox_pred(x[used]).view(len(used), -1, 4)
+            return full[local, classes]
+        for c in torch.unique(classes).tolist():
+            members = torch.where(classes == c)[0]
+            out[members] = torch.addmm(bias[c], x[rows[members]], weight[c].t())
+        return out
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         x = x.flatten(1)
