@@ -14,7 +14,7 @@ Squeeze-and-Excitation blocks have no BN and are left as they are.
 from __future__ import annotations
 
 import copy
-from typing import Tuple, TypeVar, Union
+from typing import Optional, Tuple, TypeVar, Union
 
 import torch
 from torch import nn
@@ -100,7 +100,7 @@ def count_batchnorms(module: nn.Module) -> int:
 M = TypeVar("M", bound=nn.Module)
 
 
-def fuse_model(model: M, inplace: bool = False, channels_last: bool = True) -> M:
+def fuse_model(model: M, inplace: bool = False, channels_last: bool = True, winograd: Optional[bool] = None) -> M:
     """The inference fast path of any model of this package (backbone, classifier, detector).
 
     Folds every BatchNorm into its conv, switches the modules that have an inference-only
@@ -108,7 +108,8 @@ def fuse_model(model: M, inplace: bool = False, channels_last: bool = True) -> M
     channels-last (depthwise and 1x1 convs run faster on NHWC data on CPU; see
     ``benchmarks/speed_inference.py``) and runs the wide dense 3x3 stride-1 convs (the
     RPN's) as Winograd F(4x4, 3x3) (`use_winograd`); ``channels_last=False`` keeps NCHW
-    and plain convs, the form to export to ONNX (whose convs are NCHW). ``model`` must be in eval mode; the result refuses
+    and plain convs, the form to export to ONNX (whose convs are NCHW). ``winograd``
+    (default: ``channels_last``) switches the Winograd replacement on or off on its own. ``model`` must be in eval mode; the result refuses
     ``train()``. Returns a fused deep copy, or ``model`` itself fused when ``inplace``.
     Idempotent: fusing a fused model changes nothing.
     """
@@ -120,7 +121,7 @@ def fuse_model(model: M, inplace: bool = False, channels_last: bool = True) -> M
     if not inplace:
         model = copy.deepcopy(model)
     fold_batchnorms(model)
-    if channels_last:
+    if channels_last if winograd is None else winograd:
         use_winograd(model)
     for m in model.modules():
         if hasattr(m, "fused") and not isinstance(getattr(type(m), "fused", None), property):

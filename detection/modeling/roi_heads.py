@@ -68,6 +68,9 @@ class LiteRoIHeads(RoIHeads):
         super().__init__(*args, **kwargs)
         self.box_loss_weight = box_loss_weight
         self.ohem_topk = ohem_topk
+        #: set by `backbones.fuse.fuse_model`: box deltas only for pairs above the score
+        #: threshold (`_detect_scored_pairs`)
+        self.fused = False
 
     def forward(
         self,
@@ -82,7 +85,7 @@ class LiteRoIHeads(RoIHeads):
             proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
         box_features = self.box_roi_pool(features, proposals, image_shapes)
         box_features = self.box_head(box_features)
-        if not self.training and getattr(self.box_predictor, "fused", False):
+        if self.fused and not self.training and hasattr(self.box_predictor, "class_box_deltas"):
             boxes, scores, labels_out = self._detect_scored_pairs(box_features, proposals, image_shapes)
             return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels_out)], {}
         class_logits, box_regression = self.box_predictor(box_features)
@@ -179,21 +182,22 @@ class FastRCNNPredictor(nn.Module):
         #: set by `backbones.fuse.fuse_model`: both layers as one GEMM (one pass over x)
         self.fused = False
 
-    def class_box_deltas(self, x: Tensor, rows: Tensor, classes: Tensor) -> Tensor:
+    def class_box_deltas(self, x: Tensor, rows: Tensor, classes: Tensor, dense_ratio: float = 3.0) -> Tensor:
         """Box deltas ``(P, 4)`` of class ``classes[p]`` for RoI ``x[rows[p]]`` (flattened
         features), without computing the other classes' deltas.
 
-        One small GEMM per class present; when more than a quarter of all pairs are asked
-        for, one GEMM over the RoIs involved (fewer, larger GEMMs run faster)."""
+        One small GEMM per class present (its RoIs gathered); when the pairs average
+        ``dense_ratio`` or more per RoI involved, one GEMM over those RoIs instead (gathering
+        rows for many pairs costs more than the GEMM they would save)."""
         out = x.new_empty((len(rows), 4))
         if not len(rows):
             return out
+        used, local = torch.unique(rows, return_inverse=True)
+        if len(rows) >= dense_ratio * len(used):
+            inputs = x if len(used) == x.shape[0] else x[used]
+            return self.bbox_pred(inputs).view(len(used), -1, 4)[local, classes]
         weight = self.bbox_pred.weight.view(-1, 4, x.shape[1])
         bias = self.bbox_pred.bias.view(-1, 4)
-        if 4 * len(rows) > x.shape[0] * weight.shape[0]:
-            used, local = torch.unique(rows, return_inverse=True)
-            full = self.bbox_pred(x[used]).view(len(used), -1, 4)
-            return full[local, classes]
         for c in torch.unique(classes).tolist():
             members = torch.where(classes == c)[0]
             out[members] = torch.addmm(bias[c], x[rows[members]], weight[c].t())

@@ -105,13 +105,14 @@ def test_fused_detections_equal_unfused_at_score_thresholds(score_thresh):
     torch.testing.assert_close(out["boxes"], ref["boxes"], atol=1e-3, rtol=1e-4)
 
 
-@pytest.mark.parametrize("pairs", [0, 7, 300])  # none, per-class GEMMs, one GEMM over the RoIs involved
-def test_class_box_deltas(pairs):
+# none; per-class GEMMs; one GEMM over all RoIs; one GEMM over the 20 RoIs involved
+@pytest.mark.parametrize("pairs,roi_range", [(0, 60), (7, 60), (40, 60), (300, 60), (100, 20)])
+def test_class_box_deltas(pairs, roi_range):
     g = torch.Generator().manual_seed(pairs)
     predictor = FastRCNNPredictor(32, 4).eval()
     torch.nn.init.normal_(predictor.bbox_pred.weight, generator=g)
     x = torch.randn(60, 32, generator=g)
-    rows = torch.randint(0, 60, (pairs,), generator=g)
+    rows = torch.randint(0, roi_range, (pairs,), generator=g)
     classes = torch.randint(0, 5, (pairs,), generator=g)
     expected = predictor.bbox_pred(x).view(60, 5, 4)[rows, classes]
     torch.testing.assert_close(predictor.class_box_deltas(x, rows, classes), expected, atol=1e-5, rtol=1e-5)
