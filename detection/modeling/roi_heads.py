@@ -6,11 +6,22 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import boxes as box_ops
 
 __all__ = ["LiteRoIHeads", "C4BoxHead", "TwoFCBoxHead", "FastRCNNPredictor", "fast_rcnn_losses"]
+
+
+def _tracing() -> bool:
+    """Export (ONNX / TorchScript tracing, torch.compile) needs a data-independent graph."""
+    return (
+        torchvision._is_tracing()
+        or torch.jit.is_scripting()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+    )
 
 
 def fast_rcnn_losses(
@@ -85,7 +96,7 @@ class LiteRoIHeads(RoIHeads):
             proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
         box_features = self.box_roi_pool(features, proposals, image_shapes)
         box_features = self.box_head(box_features)
-        if self.fused and not self.training and hasattr(self.box_predictor, "class_box_deltas"):
+        if self.fused and not self.training and hasattr(self.box_predictor, "class_box_deltas") and not _tracing():
             boxes, scores, labels_out = self._detect_scored_pairs(box_features, proposals, image_shapes)
             return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels_out)], {}
         class_logits, box_regression = self.box_predictor(box_features)

@@ -106,6 +106,27 @@ def test_fused_detections_equal_unfused_at_score_thresholds(score_thresh):
 
 
 # none; per-class GEMMs; one GEMM over all RoIs; one GEMM over the 20 RoIs involved
+def test_fused_heads_trace_the_dense_path(monkeypatch):
+    """Tracing (ONNX / TorchScript export) must not bake in a data-dependent pair count."""
+    import torchvision
+
+    from detection.modeling.roi_heads import LiteRoIHeads
+
+    model = tiny_detector("LightHeadRCNN", False, "shufflenet_v2_0.5x", "FrozenBN")
+    fused = model.fuse(channels_last=False)
+    calls = []
+    original = LiteRoIHeads._detect_scored_pairs
+    monkeypatch.setattr(LiteRoIHeads, "_detect_scored_pairs", lambda *a: calls.append(1) or original(*a))
+    image = torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    inputs = [{"image": image, "height": 128, "width": 160}]
+    with torch.no_grad():
+        fused(inputs)
+        assert calls == [1]
+        monkeypatch.setattr(torchvision, "_is_tracing", lambda: True)
+        out = fused(inputs)[0]
+    assert calls == [1] and len(out["boxes"]) > 0
+
+
 @pytest.mark.parametrize("pairs,roi_range", [(0, 60), (7, 60), (40, 60), (300, 60), (100, 20)])
 def test_class_box_deltas(pairs, roi_range):
     g = torch.Generator().manual_seed(pairs)
