@@ -191,3 +191,24 @@ def test_rpn_filter_proposals_equals_torchvision():
         for x, y in zip(a, b):
             assert torch.equal(x, y)
     assert len(ours[0][0]) == 100
+
+
+@pytest.mark.slow
+def test_compiled_dense_part_equals_eager(monkeypatch):
+    """The benchmark's fastest path: inductor (freezing) over the fused backbone, neck and RPN head."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "freezing", True)
+    model = tiny_detector("LightHeadRCNN", False, "shufflenet_v2_0.5x", "FrozenBN")
+    fused = model.fuse()
+    compiled = model.fuse()
+    compiled.backbone = torch.compile(compiled.backbone)
+    compiled.neck = torch.compile(compiled.neck)
+    compiled.rpn.head = torch.compile(compiled.rpn.head)
+    image = torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    inputs = [{"image": image, "height": 128, "width": 160}]
+    with torch.inference_mode():
+        ref, out = fused(inputs)[0], compiled(inputs)[0]
+    assert len(ref["boxes"]) > 0
+    torch.testing.assert_close(out["boxes"], ref["boxes"], atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(out["scores"], ref["scores"], atol=1e-4, rtol=1e-4)
