@@ -109,9 +109,10 @@ def fuse_model(model: M, inplace: bool = False, channels_last: bool = True, wino
     ``benchmarks/speed_inference.py``) and runs the wide dense 3x3 stride-1 convs (the
     RPN's) as Winograd F(4x4, 3x3) (`use_winograd`); ``channels_last=False`` keeps NCHW
     and plain convs, the form to export to ONNX (whose convs are NCHW). ``winograd``
-    (default: ``channels_last``) switches the Winograd replacement on or off on its own. ``model`` must be in eval mode; the result refuses
-    ``train()``. Returns a fused deep copy, or ``model`` itself fused when ``inplace``.
-    Idempotent: fusing a fused model changes nothing.
+    (default: ``channels_last``) switches the Winograd replacement on or off on its own.
+    ``model`` must be in eval mode; the result refuses ``train()``. Returns a fused deep
+    copy, or ``model`` itself fused when ``inplace``. Idempotent: fusing a fused model
+    changes nothing.
     """
     if model.training:
         raise RuntimeError(

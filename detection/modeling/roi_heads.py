@@ -115,7 +115,6 @@ class LiteRoIHeads(RoIHeads):
         results = [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels_out)]
         return results, {}
 
-
     def _detect_scored_pairs(
         self, box_features: Tensor, proposals: List[Tensor], image_shapes: List[Tuple[int, int]]
     ) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
