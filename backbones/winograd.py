@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["WinogradConv3x3", "winograd_filter", "winograd_conv3x3"]
+__all__ = ["WinogradConv3x3", "winograd_filter", "winograd_conv3x3", "supports_winograd"]
 
 TILE = 4  # output tile side (m); input tile side m + 2
 _BT = [
@@ -48,6 +48,17 @@ def _kron(m: list) -> Tensor:
     """2-d transform ``M X M^T`` of a flattened square tile as one matrix (float64)."""
     t = torch.tensor(m, dtype=torch.float64)
     return torch.kron(t, t)
+
+
+_TRANSFORMS: dict = {}
+
+
+def _transform(m: list, like: Tensor) -> Tensor:
+    """``_kron(m)`` in ``like``'s dtype and device, built once per combination."""
+    key = (id(m), like.dtype, like.device)
+    if key not in _TRANSFORMS:
+        _TRANSFORMS[key] = _kron(m).to(dtype=like.dtype, device=like.device)
+    return _TRANSFORMS[key]
 
 
 def winograd_filter(weight: Tensor) -> Tensor:
@@ -88,16 +99,6 @@ def winograd_conv3x3(x: Tensor, filt: Tensor, bias: Optional[Tensor] = None) -> 
     return out.permute(0, 3, 1, 2)
 
 
-_CACHE: dict = {}
-
-
-def _transform(m: list, like: Tensor) -> Tensor:
-    key = (id(m), like.dtype, like.device)
-    if key not in _CACHE:
-        _CACHE[key] = _kron(m).to(dtype=like.dtype, device=like.device)
-    return _CACHE[key]
-
-
 class WinogradConv3x3(nn.Module):
     """Inference-only replacement of a dense 3x3, stride-1, padding-1 `nn.Conv2d`."""
 
@@ -117,6 +118,7 @@ class WinogradConv3x3(nn.Module):
 
 
 def supports_winograd(conv: nn.Module) -> bool:
+    """Whether ``conv`` is a dense 3x3, stride-1, padding-1 (zeros), undilated `nn.Conv2d`."""
     return (
         isinstance(conv, nn.Conv2d)
         and conv.kernel_size == (3, 3)
