@@ -54,13 +54,15 @@ class RCNN(GeneralizedRCNN):
         #: set by `fuse`: inference-only fast path
         self.fused = False
 
-    def fuse(self, inplace: bool = False, channels_last: bool = True) -> "RCNN":
+    def fuse(self, inplace: bool = False, channels_last: bool = True, winograd: Optional[bool] = None) -> "RCNN":
         """Inference fast path (eval mode only): every BatchNorm (backbone and C4 box head)
         folded into its conv, fused ShuffleNet v2 units, channels-last weights and feature
-        maps. Detections equal the unfused model's up to float rounding. Returns a fused
-        copy, or fuses this model when ``inplace``; the result refuses ``train()``
-        (see `backbones.fuse.fuse_model`)."""
-        return fuse_model(self, inplace=inplace, channels_last=channels_last)
+        maps, the wide dense 3x3 convs (RPN) as Winograd F(4x4, 3x3) (``winograd``,
+        default ``channels_last``), box deltas only for the (RoI, class) pairs above the
+        score threshold. Detections equal the unfused model's up to float rounding.
+        Returns a fused copy, or fuses this model when ``inplace``; the result refuses
+        ``train()`` (see `backbones.fuse.fuse_model`)."""
+        return fuse_model(self, inplace=inplace, channels_last=channels_last, winograd=winograd)
 
     def train(self, mode: bool = True) -> "RCNN":
         refuse_training_if_fused(self, mode)

@@ -6,10 +6,22 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.ops import boxes as box_ops
 
 __all__ = ["LiteRoIHeads", "C4BoxHead", "TwoFCBoxHead", "FastRCNNPredictor", "fast_rcnn_losses"]
+
+
+def _tracing() -> bool:
+    """Export (ONNX / TorchScript tracing, torch.compile) needs a data-independent graph."""
+    return (
+        torchvision._is_tracing()
+        or torch.jit.is_scripting()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+    )
 
 
 def fast_rcnn_losses(
@@ -72,6 +84,9 @@ class LiteRoIHeads(RoIHeads):
         super().__init__(*args, **kwargs)
         self.box_loss_weight = box_loss_weight
         self.ohem_topk = ohem_topk
+        #: set by `backbones.fuse.fuse_model`: box deltas only for pairs above the score
+        #: threshold (`_detect_scored_pairs`)
+        self.fused = False
 
     def forward(
         self,
@@ -86,6 +101,9 @@ class LiteRoIHeads(RoIHeads):
             proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
         box_features = self.box_roi_pool(features, proposals, image_shapes)
         box_features = self.box_head(box_features)
+        if self.fused and not self.training and hasattr(self.box_predictor, "class_box_deltas") and not _tracing():
+            boxes, scores, labels_out = self._detect_scored_pairs(box_features, proposals, image_shapes)
+            return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels_out)], {}
         class_logits, box_regression = self.box_predictor(box_features)
 
         if self.training:
@@ -101,6 +119,38 @@ class LiteRoIHeads(RoIHeads):
         boxes, scores, labels_out = self.postprocess_detections(class_logits, box_regression, proposals, image_shapes)
         results = [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels_out)]
         return results, {}
+
+    def _detect_scored_pairs(
+        self, box_features: Tensor, proposals: List[Tensor], image_shapes: List[Tuple[int, int]]
+    ) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
+        """`postprocess_detections` (torchvision's) computing box deltas only where used.
+
+        Only (RoI, class) pairs scoring above ``score_thresh`` can become detections, so
+        the class scores come first and the class-specific box deltas, decoding and
+        clipping are computed for those pairs alone; then the same small-box removal, NMS
+        per class and top-k. Same detections as computing every delta (the deltas of a
+        pair are the same dot products, up to float rounding)."""
+        predictor: FastRCNNPredictor = self.box_predictor
+        x = box_features.flatten(1)
+        scores_all = F.softmax(predictor.cls_score(x), -1)
+        out_boxes, out_scores, out_labels = [], [], []
+        start = 0
+        for props, image_shape in zip(proposals, image_shapes):
+            rows = slice(start, start + len(props))
+            start += len(props)
+            scores = scores_all[rows, 1:]  # background dropped, as torchvision does
+            roi, cls = torch.where(scores > self.score_thresh)  # row-major: torchvision's order
+            scores, cls = scores[roi, cls], cls + 1
+            deltas = predictor.class_box_deltas(x[rows], roi, cls)
+            boxes = self.box_coder.decode_single(deltas, props[roi])
+            boxes = box_ops.clip_boxes_to_image(boxes, image_shape)
+            keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
+            boxes, scores, cls = boxes[keep], scores[keep], cls[keep]
+            keep = box_ops.batched_nms(boxes, scores, cls, self.nms_thresh)[: self.detections_per_img]
+            out_boxes.append(boxes[keep])
+            out_scores.append(scores[keep])
+            out_labels.append(cls[keep])
+        return out_boxes, out_scores, out_labels
 
 
 class C4BoxHead(nn.Module):
@@ -146,6 +196,27 @@ class FastRCNNPredictor(nn.Module):
         nn.init.constant_(self.bbox_pred.bias, 0)
         #: set by `backbones.fuse.fuse_model`: both layers as one GEMM (one pass over x)
         self.fused = False
+
+    def class_box_deltas(self, x: Tensor, rows: Tensor, classes: Tensor, dense_ratio: float = 3.0) -> Tensor:
+        """Box deltas ``(P, 4)`` of class ``classes[p]`` for RoI ``x[rows[p]]`` (flattened
+        features), without computing the other classes' deltas.
+
+        One small GEMM per class present (its RoIs gathered); when the pairs average
+        ``dense_ratio`` or more per RoI involved, one GEMM over those RoIs instead (gathering
+        rows for many pairs costs more than the GEMM they would save)."""
+        out = x.new_empty((len(rows), 4))
+        if not len(rows):
+            return out
+        used, local = torch.unique(rows, return_inverse=True)
+        if len(rows) >= dense_ratio * len(used):
+            inputs = x if len(used) == x.shape[0] else x[used]
+            return self.bbox_pred(inputs).view(len(used), -1, 4)[local, classes]
+        weight = self.bbox_pred.weight.view(-1, 4, x.shape[1])
+        bias = self.bbox_pred.bias.view(-1, 4)
+        for c in torch.unique(classes).tolist():
+            members = torch.where(classes == c)[0]
+            out[members] = torch.addmm(bias[c], x[rows[members]], weight[c].t())
+        return out
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         x = x.flatten(1)

@@ -85,10 +85,12 @@ class RPNHead(nn.Module):
     def forward(self, features: List[Tensor]):
         logits, deltas = [], []
         for x in features:
-            t = torch.relu(self.conv(x))
+            t = self.conv(x)
             if self.fused and not self.training:
+                t = torch.relu_(t)  # a fresh tensor: no extra copy
                 score, delta = self._pointwise_pair(t)
             else:
+                t = torch.relu(t)
                 score, delta = self.cls_logits(t), self.bbox_pred(t)
             logits.append(score)
             deltas.append(delta)

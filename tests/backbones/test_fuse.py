@@ -9,6 +9,7 @@ from torchvision.ops import FrozenBatchNorm2d
 import backbones
 from backbones.fuse import count_batchnorms, fold_batchnorms, fuse_conv_bn
 from backbones.registry import get_variant
+from backbones import shufflenet_v2
 from backbones.shufflenet_v2 import ShuffleV2Block
 
 # One or two small widths of every registered family (1.0x ShuffleNet v2: test_fused_shufflenet_v2_layouts).
@@ -85,8 +86,11 @@ def fused_pair(shortcut_channels=None, **kwargs) -> nn.Sequential:
 @pytest.mark.parametrize(
     "kwargs", [{}, {"extra_dw": True}, {"use_se": True}, {"residual": True}, {"shortcut_channels": 16}]
 )
-@pytest.mark.parametrize("channels_last", [True, False])
-def test_fused_units_equal_unfused(kwargs, channels_last):
+@pytest.mark.parametrize("channels_last,onednn", [(True, True), (True, False), (False, True)])
+def test_fused_units_equal_unfused(kwargs, channels_last, onednn, monkeypatch):
+    # onednn=False: the addmm + relu_ fallback of the 1x1 convs
+    monkeypatch.setattr(shufflenet_v2, "USE_ONEDNN_LINEAR", onednn and shufflenet_v2.USE_ONEDNN_LINEAR)
+    monkeypatch.setattr(shufflenet_v2, "ONEDNN_MIN_ROWS", 1)  # tiny test maps
     pair = fused_pair(**kwargs)
     fused = backbones.fuse.fuse_model(pair, channels_last=channels_last)
     x = torch.randn(2, 24, 16, 12)

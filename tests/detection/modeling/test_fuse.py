@@ -6,9 +6,11 @@ import torch
 from torchvision.ops import batched_nms, nms
 from torchvision.ops import FrozenBatchNorm2d
 
-from backbones.fuse import count_batchnorms
+from backbones.fuse import WINOGRAD_MIN_CHANNELS, count_batchnorms
+from backbones.winograd import WinogradConv3x3
 from detection.config import get_cfg
 from detection.modeling import build_model
+from detection.modeling.roi_heads import FastRCNNPredictor
 from detection.modeling.rpn import batched_nms_topk, nms_topk
 
 CASES = [
@@ -32,7 +34,7 @@ def tiny_detector(meta: str, fpn: bool, backbone: str, norm: str):
         cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 64
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0  # keep detections so they can be compared
-    cfg.MODEL.RPN.HEAD_CONV_DIM = 32
+    cfg.MODEL.RPN.HEAD_CONV_DIM = 64  # wide enough for the fused RPN conv to run as Winograd
     cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 300
     cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 30
     cfg.MODEL.LIGHT_HEAD.FC_DIM = 64
@@ -58,6 +60,10 @@ def test_fused_detector_equals_unfused(meta, fpn, backbone, norm):
     model = tiny_detector(meta, fpn, backbone, norm)
     fused = model.fuse()
     assert count_batchnorms(fused) == 0 and count_batchnorms(model) > 0
+    conv = model.rpn.head.conv
+    wide = min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
+    assert isinstance(fused.rpn.head.conv, WinogradConv3x3) is wide
+    assert not any(isinstance(m, WinogradConv3x3) for m in model.fuse(channels_last=False).modules())  # export form
     image = torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     inputs = [{"image": image, "height": 128, "width": 160}]
     with torch.no_grad():
@@ -76,6 +82,61 @@ def test_fused_detector_equals_unfused(meta, fpn, backbone, norm):
         ref, out = model(inputs)[0], fused(inputs)[0]
     assert len(ref["boxes"]) > 0
     torch.testing.assert_close(out["scores"].sort().values, ref["scores"].sort().values, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("score_thresh", [0.0, 0.3, 0.99])
+def test_fused_detections_equal_unfused_at_score_thresholds(score_thresh):
+    """The fused heads compute box deltas only for pairs above the score threshold."""
+    torch.manual_seed(0)
+    model = tiny_detector("LightHeadRCNN", False, "shufflenet_v2_0.5x", "FrozenBN")
+    with torch.no_grad():  # spread the class scores so that thresholds select subsets
+        model.roi_heads.box_predictor.cls_score.weight.mul_(300)
+        model.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([0.0, 1.5, 0.5, -1.0]))
+        model.roi_heads.box_predictor.bbox_pred.weight.mul_(100)
+    model.roi_heads.score_thresh = score_thresh
+    fused = model.fuse()
+    image = torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    inputs = [{"image": image, "height": 256, "width": 320}]
+    with torch.no_grad():
+        ref, out = model(inputs)[0], fused(inputs)[0]
+    assert (len(ref["boxes"]) > 0) is (score_thresh < 0.9)
+    assert torch.equal(out["labels"], ref["labels"])
+    torch.testing.assert_close(out["scores"], ref["scores"], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out["boxes"], ref["boxes"], atol=1e-3, rtol=1e-4)
+
+
+# none; per-class GEMMs; one GEMM over all RoIs; one GEMM over the 20 RoIs involved
+def test_fused_heads_trace_the_dense_path(monkeypatch):
+    """Tracing (ONNX / TorchScript export) must not bake in a data-dependent pair count."""
+    import torchvision
+
+    from detection.modeling.roi_heads import LiteRoIHeads
+
+    model = tiny_detector("LightHeadRCNN", False, "shufflenet_v2_0.5x", "FrozenBN")
+    fused = model.fuse(channels_last=False)
+    calls = []
+    original = LiteRoIHeads._detect_scored_pairs
+    monkeypatch.setattr(LiteRoIHeads, "_detect_scored_pairs", lambda *a: calls.append(1) or original(*a))
+    image = torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    inputs = [{"image": image, "height": 128, "width": 160}]
+    with torch.no_grad():
+        fused(inputs)
+        assert calls == [1]
+        monkeypatch.setattr(torchvision, "_is_tracing", lambda: True)
+        out = fused(inputs)[0]
+    assert calls == [1] and len(out["boxes"]) > 0
+
+
+@pytest.mark.parametrize("pairs,roi_range", [(0, 60), (7, 60), (40, 60), (300, 60), (100, 20)])
+def test_class_box_deltas(pairs, roi_range):
+    g = torch.Generator().manual_seed(pairs)
+    predictor = FastRCNNPredictor(32, 4).eval()
+    torch.nn.init.normal_(predictor.bbox_pred.weight, generator=g)
+    x = torch.randn(60, 32, generator=g)
+    rows = torch.randint(0, roi_range, (pairs,), generator=g)
+    classes = torch.randint(0, 5, (pairs,), generator=g)
+    expected = predictor.bbox_pred(x).view(60, 5, 4)[rows, classes]
+    torch.testing.assert_close(predictor.class_box_deltas(x, rows, classes), expected, atol=1e-5, rtol=1e-5)
 
 
 def test_fused_detector_refuses_training():
@@ -130,3 +191,24 @@ def test_rpn_filter_proposals_equals_torchvision():
         for x, y in zip(a, b):
             assert torch.equal(x, y)
     assert len(ours[0][0]) == 100
+
+
+@pytest.mark.slow
+def test_compiled_dense_part_equals_eager(monkeypatch):
+    """The benchmark's fastest path: inductor (freezing) over the fused backbone, neck and RPN head."""
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config, "freezing", True)
+    model = tiny_detector("LightHeadRCNN", False, "shufflenet_v2_0.5x", "FrozenBN")
+    fused = model.fuse()
+    compiled = model.fuse()
+    compiled.backbone = torch.compile(compiled.backbone)
+    compiled.neck = torch.compile(compiled.neck)
+    compiled.rpn.head = torch.compile(compiled.rpn.head)
+    image = torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    inputs = [{"image": image, "height": 128, "width": 160}]
+    with torch.inference_mode():
+        ref, out = fused(inputs)[0], compiled(inputs)[0]
+    assert len(ref["boxes"]) > 0
+    torch.testing.assert_close(out["boxes"], ref["boxes"], atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(out["scores"], ref["scores"], atol=1e-4, rtol=1e-4)
