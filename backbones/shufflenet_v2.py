@@ -87,6 +87,7 @@ def _pointwise(x: Tensor, conv: nn.Conv2d, relu: bool = False) -> Tensor:
         USE_ONEDNN_LINEAR
         and rows.shape[0] >= ONEDNN_MIN_ROWS
         and rows.is_contiguous()
+        and rows.device.type == "cpu"
         and rows.dtype == torch.float32
         and not rows.requires_grad
     ):

@@ -37,7 +37,8 @@ def header(title: str, extra_versions: Optional[Dict[str, str]] = None) -> str:
         f"torch threads: {torch.get_num_threads()}",
         "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         f"load average at start (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-        + ("  <- machine busy, numbers are noisy" if load[0] > 0.5 else ""),
+        # a job that ended just before still weighs on the 1-min average; half the cores busy is "busy"
+        + ("  <- machine busy, numbers are noisy" if load[0] > 0.5 * (os.cpu_count() or 1) else ""),
     ]
     return "\n".join(lines)
 

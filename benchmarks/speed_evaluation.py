@@ -130,12 +130,13 @@ def main(argv=None) -> int:
     logging.disable(logging.WARNING)  # the evaluators' INFO tables; we print our own lines
     torch.set_num_threads(1)
 
+    from importlib.metadata import version
+
     import faster_coco_eval
-    import pycocotools
 
     print(header("COCO evaluation speed: COCOEvaluator, default (faster) vs pycocotools backend",
                  {"faster-coco-eval": faster_coco_eval.__version__,
-                  "pycocotools": getattr(pycocotools, "__version__", "?"), "numpy": np.__version__}))
+                  "pycocotools": version("pycocotools"), "numpy": np.__version__}))
     t = time.perf_counter()
     records, outputs = synthetic_data(args.images, args.dets, args.classes, args.seed)
     n_gt = sum(len(r["annotations"]) for r in records)

@@ -127,6 +127,13 @@ def train(cfg, args) -> str:
             "MODEL.BACKBONE.NORM is FrozenBN but neither MODEL.BACKBONE.WEIGHTS nor MODEL.WEIGHTS is set: "
             "the backbone trains from scratch with frozen, untrained BatchNorm statistics"
         )
+    if cfg.MODEL.BACKBONE.FREEZE_AT > 0 and not cfg.MODEL.BACKBONE.WEIGHTS and not cfg.MODEL.WEIGHTS:
+        # frozen random layers never learn: almost always a forgotten MODEL.BACKBONE.WEIGHTS
+        logger.warning(
+            "MODEL.BACKBONE.FREEZE_AT %d freezes randomly initialised layers (no MODEL.BACKBONE.WEIGHTS or "
+            "MODEL.WEIGHTS); set MODEL.BACKBONE.FREEZE_AT 0 to train the whole backbone from scratch",
+            cfg.MODEL.BACKBONE.FREEZE_AT,
+        )
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     results = trainer.train()

@@ -416,6 +416,11 @@ class Trainer:
             for w in self._writers:
                 w.close()
             self._writers = []
+            # stop loader workers now (the position is kept), not at interpreter exit
+            close_loader = getattr(self._data_loader, "close", None)
+            if callable(close_loader):
+                close_loader()
+            self._data_iter = None
         total = time.perf_counter() - self._train_start
         done = last + 1 - self.start_iter
         if self.interrupted is not None:

@@ -113,11 +113,5 @@ def build_backbone(cfg) -> Backbone:
 
         report = load_checkpoint(backbone, bcfg.WEIGHTS, layout=bcfg.WEIGHTS_LAYOUT)
         logger.info("backbone weights %s: %s", bcfg.WEIGHTS, report)
-    elif bcfg.FREEZE_AT > 0:
-        # frozen random layers never learn; almost always a forgotten MODEL.BACKBONE.WEIGHTS
-        logger.warning(
-            "MODEL.BACKBONE.FREEZE_AT %d freezes randomly initialised layers (no MODEL.BACKBONE.WEIGHTS); "
-            "set FREEZE_AT 0 to train the backbone from scratch", bcfg.FREEZE_AT,
-        )
     backbone.freeze(bcfg.FREEZE_AT)
     return backbone

@@ -74,3 +74,16 @@ def test_exit_codes(train_net, monkeypatch, tmp_path, capsys, outcome, code, mes
         # --resume goes before the trailing KEY VALUE overrides
         assert f"Continue with: tools/train_net.py --resume --config-file {CONFIG} OUTPUT_DIR {tmp_path}" in out
         assert not (tmp_path / "metrics_final.json").exists()
+
+
+@pytest.mark.parametrize("freeze_at, weights, warned", [(2, "", True), (0, "", False), (2, "w.pth", False)])
+def test_freezing_random_layers_is_warned(train_net, monkeypatch, tmp_path, freeze_at, weights, warned):
+    monkeypatch.setattr(train_net, "Trainer", _stub(signal.SIGTERM))
+    argv = ["--config-file", CONFIG, "OUTPUT_DIR", str(tmp_path), "MODEL.BACKBONE.FREEZE_AT", str(freeze_at)]
+    if weights:  # the config check wants the file to exist; the stub trainer never opens it
+        (tmp_path / weights).write_bytes(b"")
+        argv += ["MODEL.WEIGHTS", str(tmp_path / weights)]
+    monkeypatch.setattr(sys, "argv", ["tools/train_net.py", *argv])
+    assert train_net.main(argv) == 0
+    log = (tmp_path / "log.txt").read_text()
+    assert ("freezes randomly initialised layers" in log) == warned
