@@ -43,7 +43,7 @@ from detection.classification import (  # noqa: E402
 from detection.classification.data import train_classes  # noqa: E402
 from detection.config import ConfigError  # noqa: E402
 from detection.engine import comm, default_argument_parser, default_setup  # noqa: E402
-from detection.engine.launch import Interrupted, run_reporting_errors  # noqa: E402
+from detection.engine.launch import Interrupted, print_output_locations, run_reporting_errors  # noqa: E402
 
 logger = logging.getLogger("detection.tools.train_classifier")
 
@@ -199,18 +199,8 @@ def main(argv=None) -> int:
     if done is None:  # failed (one line printed) or interrupted after a checkpoint
         return code
     path, exported = done
-    if comm.is_main_process():
-        out = os.path.abspath(cfg.OUTPUT_DIR)
-        lines = [f"Results written to {os.path.abspath(path)}"]
-        if exported:
-            lines.append(f"Backbone checkpoint (MODEL.BACKBONE.WEIGHTS): {os.path.abspath(exported)}")
-        if not args.eval_only:
-            lines += [
-                f"Final weights: {os.path.join(out, 'model_final.pth')}",
-                f"Training metrics: {os.path.join(out, 'metrics.json')} (TensorBoard: tensorboard --logdir {out})",
-            ]
-        lines.append(f"Log: {os.path.join(out, 'log.txt')}")
-        print("\n".join(lines), flush=True)
+    backbone_line = [f"Backbone checkpoint (MODEL.BACKBONE.WEIGHTS): {os.path.abspath(exported)}"] if exported else []
+    print_output_locations(cfg.OUTPUT_DIR, path, trained=not args.eval_only, extra=backbone_line)
     return 0
 
 

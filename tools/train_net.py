@@ -39,7 +39,13 @@ if ROOT not in sys.path:
 from detection.checkpoint import DetectionCheckpointer  # noqa: E402
 from detection.config import ConfigError, load_config  # noqa: E402
 from detection.engine import Trainer, check_config, comm, default_argument_parser, default_setup  # noqa: E402
-from detection.engine.launch import EXIT_CONFIG, EXIT_WRITE_ERROR, Interrupted, run_reporting_errors  # noqa: E402
+from detection.engine.launch import (  # noqa: E402
+    EXIT_CONFIG,
+    EXIT_WRITE_ERROR,
+    Interrupted,
+    print_output_locations,
+    run_reporting_errors,
+)
 
 logger = logging.getLogger("detection.tools.train_net")
 
@@ -169,16 +175,7 @@ def _main(args, prog: str) -> int:
     code, path = run_reporting_errors(prog, lambda: evaluate(cfg, args) if args.eval_only else train(cfg, args))
     if path is None:  # failed (one line printed) or interrupted after a checkpoint
         return code
-    if comm.is_main_process():
-        out = os.path.abspath(cfg.OUTPUT_DIR)
-        lines = [f"Results written to {os.path.abspath(path)}"]
-        if not args.eval_only:
-            lines += [
-                f"Final weights: {os.path.join(out, 'model_final.pth')}",
-                f"Training metrics: {os.path.join(out, 'metrics.json')} (TensorBoard: tensorboard --logdir {out})",
-            ]
-        lines.append(f"Log: {os.path.join(out, 'log.txt')}")
-        print("\n".join(lines), flush=True)
+    print_output_locations(cfg.OUTPUT_DIR, path, trained=not args.eval_only)
     return 0
 
 

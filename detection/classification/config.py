@@ -15,7 +15,7 @@ from typing import Sequence
 
 from fvcore.common.config import CfgNode as CN
 
-from detection.config.config import CfgNode
+from detection.config.config import CfgNode, load_config
 from detection.config.defaults import _C as _DETECTION_DEFAULTS
 
 __all__ = ["get_classification_cfg", "load_classification_config"]
@@ -107,9 +107,4 @@ def get_classification_cfg() -> CfgNode:
 def load_classification_config(config_file: str = "", overrides: Sequence[str] = ()) -> CfgNode:
     """Defaults <- ``config_file`` (with its _BASE_ chain) <- ``overrides``; frozen.
     Unknown keys raise `detection.config.ConfigError` naming the key and close matches."""
-    cfg = get_classification_cfg()
-    if config_file:
-        cfg.merge_from_file(config_file)
-    cfg.merge_from_list(list(overrides))
-    cfg.freeze()
-    return cfg
+    return load_config(config_file, overrides, defaults=get_classification_cfg())

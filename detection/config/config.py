@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 from fvcore.common.config import BASE_KEY
@@ -154,9 +154,10 @@ def get_cfg() -> CfgNode:
     return CfgNode(_C.clone(), new_allowed=False)
 
 
-def load_config(config_file: str = "", overrides: Sequence[str] = ()) -> CfgNode:
-    """Defaults <- ``config_file`` (with its _BASE_ chain) <- ``overrides``; frozen."""
-    cfg = get_cfg()
+def load_config(config_file: str = "", overrides: Sequence[str] = (), defaults: Optional[CfgNode] = None) -> CfgNode:
+    """``defaults`` (the detector's `get_cfg()` unless given) <- ``config_file`` (with its
+    _BASE_ chain) <- ``overrides``; frozen."""
+    cfg = get_cfg() if defaults is None else defaults
     if config_file:
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(overrides))

@@ -14,11 +14,14 @@ import logging
 import os
 import signal
 import sys
-from typing import Callable, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Callable, Iterable, Optional, Sequence, Tuple, Type, TypeVar
 
 from ..utils import comm
 
-__all__ = ["EXIT_DIVERGED", "EXIT_CONFIG", "EXIT_WRITE_ERROR", "EXIT_SIGINT", "Interrupted", "run_reporting_errors"]
+__all__ = [
+    "EXIT_DIVERGED", "EXIT_CONFIG", "EXIT_WRITE_ERROR", "EXIT_SIGINT", "Interrupted", "run_reporting_errors",
+    "print_output_locations",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -87,3 +90,18 @@ def run_reporting_errors(
                 flush=True,
             )
         return (EXIT_SIGINT if stop.signum == signal.SIGINT else 0), None
+
+
+def print_output_locations(output_dir: str, results_file: str, trained: bool, extra: Iterable[str] = ()) -> None:
+    """Main process: tell the user where the results, weights, metrics and log are."""
+    if not comm.is_main_process():
+        return
+    out = os.path.abspath(output_dir)
+    lines = [f"Results written to {os.path.abspath(results_file)}", *extra]
+    if trained:
+        lines += [
+            f"Final weights: {os.path.join(out, 'model_final.pth')}",
+            f"Training metrics: {os.path.join(out, 'metrics.json')} (TensorBoard: tensorboard --logdir {out})",
+        ]
+    lines.append(f"Log: {os.path.join(out, 'log.txt')}")
+    print("\n".join(lines), flush=True)
