@@ -109,7 +109,8 @@ def fuse_model(model: M, inplace: bool = False, channels_last: bool = True, wino
     ``benchmarks/speed_inference.py``) and runs the wide dense 3x3 stride-1 convs (the
     RPN's) as Winograd F(4x4, 3x3) (`use_winograd`); ``channels_last=False`` keeps NCHW
     and plain convs, the form to export to ONNX (whose convs are NCHW). ``winograd``
-    (default: ``channels_last``) switches the Winograd replacement on or off on its own.
+    (default: ``channels_last`` for a model on the CPU, off on CUDA) switches the Winograd
+    replacement on or off on its own.
     ``model`` must be in eval mode; the result refuses ``train()``. Returns a fused deep
     copy, or ``model`` itself fused when ``inplace``. Idempotent: fusing a fused model
     changes nothing.
@@ -122,7 +123,9 @@ def fuse_model(model: M, inplace: bool = False, channels_last: bool = True, wino
     if not inplace:
         model = copy.deepcopy(model)
     fold_batchnorms(model)
-    if channels_last if winograd is None else winograd:
+    # our Winograd beats oneDNN's direct conv on CPU; on CUDA cuDNN picks its own kernels
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    if (channels_last and on_cpu) if winograd is None else winograd:
         use_winograd(model)
     for m in model.modules():
         if hasattr(m, "fused") and not isinstance(getattr(type(m), "fused", None), property):

@@ -119,7 +119,8 @@ def evaluate(cfg, args) -> str:
     model = Trainer.build_model(cfg)
     checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
     extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-    weights = checkpointer.get_checkpoint_file() if args.resume and checkpointer.has_checkpoint() else cfg.MODEL.WEIGHTS
+    # the file actually loaded: resume falls back past an unreadable newest checkpoint
+    weights = checkpointer.resumed_from or cfg.MODEL.WEIGHTS
     if not weights:
         logger.warning("--eval-only without MODEL.WEIGHTS: evaluating an untrained model")
     results = Trainer.test(cfg, model)

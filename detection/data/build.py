@@ -522,8 +522,8 @@ class TrainLoader(ResumableTrainLoader):
     (before iterating) replays the index stream — indices only, no image is read — to the
     same point, so a resumed run sees the batches it would have seen. Each sample's
     augmentation RNG is seeded from ``(seed, global stream position)``, so the batches are
-    bit-identical after a resume, with any number of workers, and do not depend on how
-    many ranks share the stream.
+    bit-identical after a resume, with any number of workers. (A saved position only applies
+    to the same number of ranks: `load_state_dict` refuses another world size.)
     """
 
     def __init__(

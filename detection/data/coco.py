@@ -91,7 +91,7 @@ def _parse_categories(categories: List[Any], json_file: str, log: ProblemLog) ->
     for i, cat in enumerate(categories):
         where = f"{json_file}: categories[{i}]"
         if not isinstance(cat, dict) or not _is_id(cat.get("id")) or not isinstance(cat.get("name"), str):
-            log.error("bad_category", where, f"needs an integer 'id' and a string 'name', got {_short(cat)}")
+            log.error("bad_category", where, f"needs an integer or string 'id' and a string 'name', got {_short(cat)}")
             continue
         if cat["id"] in names_by_id:
             log.error("duplicate_category_id", where, f"category id {cat['id']!r} appears more than once")
@@ -114,7 +114,7 @@ def _parse_images(
     for i, img in enumerate(images):
         where = f"{json_file}: images[{i}]"
         if not isinstance(img, dict) or not _is_id(img.get("id")):
-            log.error("bad_image_entry", where, f"needs an integer 'id', got {_short(img)}")
+            log.error("bad_image_entry", where, f"needs an integer or string 'id', got {_short(img)}")
             continue
         img_id = img["id"]
         where = f"{json_file}: image id {img_id!r}"

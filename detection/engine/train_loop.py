@@ -51,6 +51,7 @@ import torch
 from torch import nn
 
 from detection.checkpoint import DetectionCheckpointer
+from detection.data.errors import BadSampleError
 
 from ..utils import comm
 from .events import JSONWriter, MetricsHistory, TensorboardWriter, flatten_results
@@ -406,7 +407,7 @@ class Trainer:
                 self.run_step()
                 self.after_step()
                 last = self.iter
-                if self._stop_requested():
+                if self._stop_requested() and self.iter + 1 < self.max_iter:  # else finished anyway
                     self._stop_on_signal()
                     break
         finally:
@@ -467,19 +468,33 @@ class Trainer:
         # State before this step, for a "last good" checkpoint if the loss turns non-finite.
         self._step_start_state = self._capture_resume_state()
         start = time.perf_counter()
-        data = next(self._data_iter)
+        data_error: Optional[Exception] = None
+        try:
+            data = next(self._data_iter)
+        except Exception as err:  # noqa: BLE001 - re-raised below, after every rank knows
+            if comm.get_world_size() <= 1:
+                raise
+            data_error = err
         data_time = time.perf_counter() - start
 
-        with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp):
-            loss_dict = self.model(data)
-        if isinstance(loss_dict, torch.Tensor):
-            loss_dict = {"total_loss": loss_dict}
-        losses = sum(loss_dict.values())
-        # One small all-reduce so every rank agrees to stop (signal) or fail (non-finite loss).
-        finite = bool(torch.isfinite(losses).all())
-        nonfinite_any, self._stop_agreed = comm.any_across_ranks(
-            [not finite, self._signal is not None], device=self.device if self.device.type == "cuda" else None
+        finite = True
+        if data_error is None:  # DDP's forward has no collective (broadcast_buffers=False)
+            with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, enabled=self.amp):
+                loss_dict = self.model(data)
+            if isinstance(loss_dict, torch.Tensor):
+                loss_dict = {"total_loss": loss_dict}
+            losses = sum(loss_dict.values())
+            finite = bool(torch.isfinite(losses).all())
+        # One small all-reduce so every rank agrees to stop (signal) or fail (bad data,
+        # non-finite loss) before the gradient all-reduce, where a lone failure would hang.
+        data_error_any, nonfinite_any, self._stop_agreed = comm.any_across_ranks(
+            [data_error is not None, not finite, self._signal is not None],
+            device=self.device if self.device.type == "cuda" else None,
         )
+        if data_error_any:
+            if data_error is not None:
+                raise data_error
+            raise BadSampleError(f"(rank {comm.get_rank()})", "stopped: another rank failed to load its batch (see its message)")
         if nonfinite_any:
             self._on_non_finite(loss_dict, losses)
 
@@ -560,8 +575,13 @@ class Trainer:
     def _run_evaluation(self) -> None:
         model = self.unwrapped_model
         model.eval()
+        # The test loader seeds itself from the global torch RNG; the checkpoint saved at this
+        # step holds the pre-evaluation state, so evaluation must leave the stream untouched
+        # or a resumed run would draw different RoI / anchor samples.
+        devices = [self.device] if self.device.type == "cuda" else []
         try:
-            results = self.test(self.cfg, model)
+            with torch.random.fork_rng(devices=devices):
+                results = self.test(self.cfg, model)
         finally:
             model.train()
         self.last_results = results

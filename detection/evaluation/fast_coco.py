@@ -58,7 +58,10 @@ class BoxGroundTruth:
         return (
             all(is_int(img["id"]) for img in gt["images"])
             and all(is_int(c["id"]) for c in gt["categories"])
-            and all(is_int(a.get("image_id")) and is_int(a.get("category_id")) for a in gt.get("annotations", []))
+            and all(
+                is_int(a.get("id")) and is_int(a.get("image_id")) and is_int(a.get("category_id"))
+                for a in gt.get("annotations", [])
+            )
         )
 
     def __init__(self, gt: dict) -> None:

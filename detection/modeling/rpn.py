@@ -23,7 +23,7 @@ def nms_topk(boxes: Tensor, scores: Tensor, iou_threshold: float, topk: int, blo
     Greedy NMS keeps a box iff no kept box of higher score overlaps it by more than the
     threshold. Boxes are visited in score order in blocks: a block first loses the boxes
     that the boxes kept so far suppress (one IoU matrix), then runs NMS within itself. The
-    kept boxes and their order are exactly torchvision's; the work stops after the
+    kept boxes and their order are torchvision's up to tied scores (ordered stably here); the work stops after the
     block that completes ``topk`` (the RPN keeps 1000 of 6000 at test time, and NMS over
     all 6000 costs O(n^2) IoUs). ``block`` bounds the boxes visited at a time.
     """

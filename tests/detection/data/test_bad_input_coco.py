@@ -28,7 +28,7 @@ def _set(obj, key, value):
 ERRORS = {
     "missing_images": (lambda d: d.pop("images"), r"ann\.json: not a COCO detection file \('images' is missing\)"),
     "categories_not_list": (lambda d: _set(d, "categories", {"id": 1}), r"'categories' is a dict, not a list"),
-    "image_without_id": (lambda d: d["images"][0].pop("id"), r"ann\.json: images\[0\]: needs an integer 'id'"),
+    "image_without_id": (lambda d: d["images"][0].pop("id"), r"ann\.json: images\[0\]: needs an integer or string 'id'"),
     "image_without_file_name": (lambda d: d["images"][1].pop("file_name"), r"image id 2: 'file_name' must be a non-empty string"),
     "image_zero_height": (lambda d: _set(d["images"][0], "height", 0), r"image id 1: 'height'/'width' must be positive integers, got 0/32"),
     "image_height_text": (lambda d: _set(d["images"][0], "height", "24"), r"'height'/'width' must be positive integers, got '24'/32"),

@@ -276,3 +276,60 @@ def test_cuda_rng_state_round_trip():
     torch.cuda.manual_seed(5)
     restore_rng_state(state, device)
     assert torch.equal(torch.rand(3, device=device), expected)
+
+
+def test_signal_during_the_last_iteration_finishes_the_run(tmp_path):
+    cfg = _cfg(tmp_path, MAX_ITER=5, CHECKPOINT_PERIOD=0)
+    trainer = Trainer(cfg, model=SignalAt(signal.SIGTERM, at=4), data_loader=fake_loader())
+    trainer.train()
+    assert trainer.interrupted is None and trainer.iter == 4
+    assert _ckpts(tmp_path) == ["model_final.pth"]
+
+
+class _RandomDrawingTest(Trainer):
+    """An evaluation that draws from the global torch RNG, as a DataLoader does when it seeds
+    its workers."""
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        torch.rand(7)
+        return {"fake": {"bbox": {"AP": 1.0}}}
+
+
+def test_evaluation_leaves_the_training_rng_untouched(tmp_path):
+    # a checkpoint and an evaluation at the same step: the state saved is the pre-evaluation
+    # one, so evaluation must not move the stream or a resumed run would diverge
+    cfg = _cfg(tmp_path, MAX_ITER=7, CHECKPOINT_PERIOD=0)
+    cfg.DATASETS.TEST = ("fake",)
+    trainer = _RandomDrawingTest(cfg, model=FakeDetector(), data_loader=fake_loader())
+    before = torch.get_rng_state()
+    trainer._run_evaluation()
+    assert torch.equal(torch.get_rng_state(), before)
+    assert trainer.last_results == {"fake": {"bbox": {"AP": 1.0}}}
+
+
+def test_data_error_on_one_rank_is_raised_on_every_rank(tmp_path, monkeypatch):
+    from detection.data.errors import BadSampleError
+    from detection.utils import comm
+
+    class FailingLoader:
+        def __iter__(self):
+            raise_at = iter(fake_loader())
+            yield next(raise_at)
+            raise BadSampleError("img/7.png", "corrupt or truncated PNG data")
+
+    cfg = _cfg(tmp_path, MAX_ITER=5, CHECKPOINT_PERIOD=0)
+    trainer = Trainer(cfg, model=FakeDetector(), data_loader=fake_loader())
+    # two ranks simulated in one process: this one loads fine; the other reports a data error
+    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
+    monkeypatch.setattr(comm, "any_across_ranks", lambda flags, device=None: [True, *flags[1:]])
+    monkeypatch.setattr(comm, "reduce_dict", lambda d, average=True: d)
+    trainer._data_iter = iter(fake_loader())
+    with pytest.raises(BadSampleError, match="another rank failed to load its batch"):
+        trainer.run_step()
+    # the failing rank re-raises its own error after the agreement
+    monkeypatch.setattr(comm, "any_across_ranks", lambda flags, device=None: list(flags))
+    trainer._data_iter = iter(FailingLoader())
+    trainer.run_step()
+    with pytest.raises(BadSampleError, match="img/7.png"):
+        trainer.run_step()
