@@ -84,5 +84,10 @@ class BadSampleCounter:
     def state_dict(self) -> Dict[str, int]:
         return {"num_samples": self.num_samples, "num_skipped": self.num_skipped}
 
+    def load_state_dict(self, state: Dict[str, int]) -> None:
+        """Continue counting after a resume (the maximum fraction is over the whole run)."""
+        self.num_samples = int(state.get("num_samples", 0))
+        self.num_skipped = int(state.get("num_skipped", 0))
+
     def __repr__(self) -> str:
         return f"BadSampleCounter(skipped={self.num_skipped}, drawn={self.num_draws}, max_fraction={self.max_fraction})"

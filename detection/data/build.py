@@ -567,6 +567,13 @@ class TrainLoader(ResumableTrainLoader):
     def _after_batch(self, batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
         return self.bad_samples.update(batch)
 
+    def state_dict(self) -> Dict[str, Any]:
+        return {**super().state_dict(), "bad_samples": self.bad_samples.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        super().load_state_dict({k: v for k, v in state.items() if k != "bad_samples"})
+        self.bad_samples.load_state_dict(state.get("bad_samples", {}))
+
     def _extra_state(self) -> Dict[str, Any]:
         return {"aspect_ratio_grouping": self.aspect_ratio_grouping}
 

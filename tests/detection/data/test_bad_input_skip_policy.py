@@ -105,3 +105,15 @@ def test_unexpected_mapper_errors_keep_their_type_and_name_the_sample(tmp_path, 
         DatasetMapper(is_train=True, min_size=(8,), max_size=16)(record)
     assert not isinstance(info.value, BadSampleError)
     assert any("x.png" in note and "image_id 7" in note for note in getattr(info.value, "__notes__", []))
+
+
+def test_skip_count_survives_a_resume():
+    counter = BadSampleCounter(max_fraction=0.25, min_draws=4)
+    counter.update([{SKIPPED_KEY: ["a.jpg"]}, {}, {}])  # 1 of 4 drawn: allowed
+    resumed = BadSampleCounter(max_fraction=0.25, min_draws=4)
+    resumed.load_state_dict(counter.state_dict())
+    assert (resumed.num_samples, resumed.num_skipped) == (3, 1)
+    # the fraction is over the whole run: one more skip now exceeds it (a fresh counter would allow it)
+    with pytest.raises(BadSampleError, match="2 of 7 samples"):
+        resumed.update([{SKIPPED_KEY: ["b.jpg"]}, {}])
+    BadSampleCounter(max_fraction=0.25, min_draws=4).update([{SKIPPED_KEY: ["b.jpg"]}, {}])
