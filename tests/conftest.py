@@ -3,6 +3,7 @@
 pytest-xdist runs one worker per core; letting each worker's torch also start one
 thread per core oversubscribes the machine and makes every test several times slower.
 """
+import itertools
 import os
 
 import pytest
@@ -18,14 +19,32 @@ def _seed_everything():
     yield
 
 
-@pytest.fixture(scope="session")
-def corpus():
-    """tests/bad_input_corpus.py: generators for the bad-input tests (loaded by path,
-    since the suite runs with --import-mode=importlib and tests/ is not a package)."""
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_by_path(path: str, name: str):
+    """Import a file as module ``name``: the suite runs with --import-mode=importlib and
+    neither tests/ nor tools/ is a package."""
     import importlib.util
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bad_input_corpus.py")
-    spec = importlib.util.spec_from_file_location("litedet_bad_input_corpus", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    """tests/bad_input_corpus.py: generators for the bad-input tests."""
+    return _load_by_path(os.path.join(ROOT, "tests", "bad_input_corpus.py"), "litedet_bad_input_corpus")
+
+
+@pytest.fixture(scope="session")
+def load_tool():
+    """``load_tool("train_net")``: a freshly executed copy of tools/train_net.py."""
+    counter = itertools.count()
+
+    def load(name: str):
+        return _load_by_path(os.path.join(ROOT, "tools", f"{name}.py"), f"litedet_tool_{name}_{next(counter)}")
+
+    return load

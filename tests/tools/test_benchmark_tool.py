@@ -1,6 +1,5 @@
 """tools/benchmark.py: result fields on CPU (torch and onnxruntime), presets, sweep chart,
 one-line errors; tools/export.py end to end (export + check + metadata) and its errors."""
-import importlib.util
 import json
 import os
 
@@ -15,15 +14,8 @@ FIELDS = {"median_ms", "p10_ms", "p90_ms", "images_per_s", "iters", "batch", "in
           "cpu_model", "cpu_cores", "threads", "torch_version", "onnxruntime_version", "ncnn_version", "gpu"}
 
 
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"litedet_tool_{name}_bench", os.path.join(ROOT, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def bench():
+def bench(load_tool):
     return load_tool("benchmark")
 
 
@@ -102,7 +94,7 @@ def test_cuda_detector_benchmark(bench, tmp_path):
     assert row["gpu"] and row["device"] == "cuda"
 
 
-def test_export_tool_torchscript_backbone_and_errors(tmp_path, capsys):
+def test_export_tool_torchscript_backbone_and_errors(tmp_path, capsys, load_tool):
     export = load_tool("export")
     out = tmp_path / "exp"
     assert export.main(["--config-file", CONFIG, "--format", "torchscript", "--backbone-only", "--output", str(out),

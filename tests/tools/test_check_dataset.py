@@ -3,22 +3,17 @@ status (1 errors, 0 warnings only, 2 usage/config) and --json, for --coco, --voc
 --config-file."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOOL = os.path.join(ROOT, "tools", "check_dataset.py")
 
 
 @pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("litedet_tool_check_dataset", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool(load_tool):
+    return load_tool("check_dataset")
 
 
 @pytest.fixture

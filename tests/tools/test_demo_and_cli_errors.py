@@ -1,5 +1,4 @@
 """tools/demo.py writes annotated images; the tools' config errors are one line + exit 2."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,13 +12,6 @@ pytest.importorskip("detection.modeling")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
 SMALL = ["MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x", "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "200"]
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f"litedet_tool_{name}", os.path.join(ROOT, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +64,8 @@ def test_visualizer_draws_labels_inside_image():
     assert vis.draw(img, {"boxes": np.zeros((0, 4))}).shape == img.shape
 
 
-def test_train_net_config_errors_exit_2(tmp_path, capsys):
-    train_net = _load_tool("train_net")
+def test_train_net_config_errors_exit_2(tmp_path, capsys, load_tool):
+    train_net = load_tool("train_net")
     assert train_net.main(["--config-file", CONFIG, "SOLVER.BASE_LRR", "0.1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "SOLVER.BASE_LRR" in err and "did you mean SOLVER.BASE_LR" in err
@@ -92,16 +84,16 @@ def test_train_net_config_errors_exit_2(tmp_path, capsys):
     assert "KEY VALUE" in capsys.readouterr().err
 
 
-def test_train_net_missing_weights_exit_2(tmp_path, capsys):
-    train_net = _load_tool("train_net")
+def test_train_net_missing_weights_exit_2(tmp_path, capsys, load_tool):
+    train_net = load_tool("train_net")
     rc = train_net.main(["--config-file", CONFIG, "--eval-only", "MODEL.WEIGHTS", str(tmp_path / "nope.pth"),
                          "OUTPUT_DIR", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "checkpoint file not found" in err and "nope.pth" in err and "\n" not in err
 
 
-def test_demo_config_error_exit_2(tmp_path, capsys):
-    demo = _load_tool("demo")
+def test_demo_config_error_exit_2(tmp_path, capsys, load_tool):
+    demo = load_tool("demo")
     rc = demo.main(["--config-file", CONFIG, "--input", str(tmp_path), "--output", str(tmp_path / "o"),
                     "MODEL.BOGUS", "1"])
     assert rc == 2 and "MODEL.BOGUS" in capsys.readouterr().err

@@ -1,6 +1,5 @@
 """tools/demo.py on videos (frames, fps, size, per-frame JSON), mixed inputs, vtest.avi,
 and its one-line errors."""
-import importlib.util
 import json
 import os
 
@@ -18,11 +17,8 @@ VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
 
 
 @pytest.fixture(scope="module")
-def demo():
-    spec = importlib.util.spec_from_file_location("litedet_tool_demo_video", os.path.join(ROOT, "tools", "demo.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def demo(load_tool):
+    return load_tool("demo")
 
 
 @pytest.fixture(scope="module")

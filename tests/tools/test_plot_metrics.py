@@ -1,19 +1,13 @@
 """tools/plot_metrics.py: curves from metrics.json, corrupt lines skipped, clear errors."""
-import importlib.util
 import json
-import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
-def plot_metrics():
-    spec = importlib.util.spec_from_file_location("litedet_plot_metrics", os.path.join(ROOT, "tools", "plot_metrics.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def plot_metrics(load_tool):
+    return load_tool("plot_metrics")
 
 
 def write_run(tmp_path):

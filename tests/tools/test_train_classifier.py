@@ -2,7 +2,6 @@
 for a few iterations on a generated ImageFolder, exports the backbone, which a detector then
 loads through MODEL.BACKBONE.WEIGHTS; --resume continues; --eval-only reproduces the final
 accuracy; a bad dataset path is a one-line error with exit status 2."""
-import importlib.util
 import json
 import os
 import shutil
@@ -45,13 +44,6 @@ def trained(data_root, tmp_path_factory):
                 "OUTPUT_DIR", str(out)], data_root)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return out, res
-
-
-def _tool_module():
-    spec = importlib.util.spec_from_file_location("train_classifier_under_test", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_training_outputs(trained):
@@ -112,9 +104,9 @@ def test_resume_continues(trained, tmp_path, data_root):
     assert ckpt["iteration"] == 5 and ckpt["data_loader"]["num_batches"] == 6
 
 
-def test_eval_only_reproduces_the_final_accuracy_and_exports(trained, tmp_path, data_root):
+def test_eval_only_reproduces_the_final_accuracy_and_exports(trained, tmp_path, data_root, load_tool):
     out, _ = trained
-    tool = _tool_module()
+    tool = load_tool("train_classifier")
     export = tmp_path / "bb.pth"
     args = tool.build_parser().parse_args(
         ["--config-file", CONFIG, "--eval-only", "--export-backbone", str(export), "DATASETS.ROOT", str(data_root),
@@ -140,9 +132,9 @@ def test_eval_only_reproduces_the_final_accuracy_and_exports(trained, tmp_path, 
         (["DATASETS.ROOT", "{data}", "SOLVER.BASE_LRR", "0.1"], "config error: command line: unknown config key"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, data_root, capsys):
+def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, data_root, capsys, load_tool):
     fill = dict(missing=str(tmp_path / "missing"), data=str(data_root))
-    rc = _tool_module().main(["--config-file", CONFIG, *[x.format(**fill) for x in extra],
+    rc = load_tool("train_classifier").main(["--config-file", CONFIG, *[x.format(**fill) for x in extra],
                               "OUTPUT_DIR", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2
@@ -150,8 +142,8 @@ def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, data_root, c
     assert not (tmp_path / "o").exists()  # nothing written before the config is valid
 
 
-def test_help_names_every_flag():
-    text = _tool_module().build_parser().format_help()
+def test_help_names_every_flag(load_tool):
+    text = load_tool("train_classifier").build_parser().format_help()
     for flag in ("--config-file", "--resume", "--eval-only", "--export-backbone", "KEY VALUE", "docs/classification.md"):
         assert flag in text
 

@@ -1,7 +1,6 @@
 """tools/train_net.py maps training outcomes to documented exit codes with one clear line
 (the Trainer is replaced by a stub: only the tool's handling is under test here)."""
 import errno
-import importlib.util
 import logging
 import os
 import signal
@@ -18,11 +17,8 @@ CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_sh
 
 
 @pytest.fixture
-def train_net(monkeypatch):
-    spec = importlib.util.spec_from_file_location("litedet_tool_train_net_codes", os.path.join(ROOT, "tools", "train_net.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    yield module
+def train_net(monkeypatch, load_tool):
+    yield load_tool("train_net")
     for name in ("detection", "backbones", "fvcore", "__main__"):  # default_setup's handlers
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

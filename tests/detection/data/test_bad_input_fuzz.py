@@ -4,7 +4,6 @@ documented ones (DatasetError, BadSampleError, FileNotFoundError)."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import math
 import os
@@ -17,17 +16,13 @@ from detection.data import DatasetMapper, load_coco_json
 from detection.data.errors import DATA_ERRORS, BadSampleError, ProblemLog
 from detection.data.images import read_image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 N_JSON, N_IMAGES = 200, 50
 WEIRD = [None, "", "ü/../x", -1, 0, 1.5, 10**20, 1e308, math.nan, math.inf, -math.inf, True, [], {}, [1, 2, 3, 4], {"id": 1}, "1"]
 
 
 @pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("litedet_tool_check_dataset_fuzz", os.path.join(ROOT, "tools", "check_dataset.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool(load_tool):
+    return load_tool("check_dataset")
 
 
 def _paths(obj, prefix=()):
