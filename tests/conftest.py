@@ -48,3 +48,14 @@ def load_tool():
         return _load_by_path(os.path.join(ROOT, "tools", f"{name}.py"), f"litedet_tool_{name}_{next(counter)}")
 
     return load
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("speed_inference")``: benchmarks/speed_inference.py as a module."""
+    counter = itertools.count()
+
+    def load(name: str):
+        return _load_by_path(os.path.join(ROOT, "benchmarks", f"{name}.py"), f"litedet_benchmark_{name}_{next(counter)}")
+
+    return load

@@ -84,9 +84,10 @@ def test_fused_detector_equals_unfused(meta, fpn, backbone, norm):
     torch.testing.assert_close(out["scores"].sort().values, ref["scores"].sort().values, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("score_thresh", [0.0, 0.3, 0.99])
-def test_fused_detections_equal_unfused_at_score_thresholds(score_thresh):
-    """The fused heads compute box deltas only for pairs above the score threshold."""
+@pytest.mark.parametrize("score_thresh,detections_per_img", [(0.0, 100), (0.3, 100), (0.99, 100), (0.0, 7)])
+def test_fused_detections_equal_unfused_at_score_thresholds(score_thresh, detections_per_img):
+    """The fused heads compute box deltas only for pairs above the score threshold, and
+    stop NMS once ``detections_per_img`` boxes are kept."""
     torch.manual_seed(0)
     model = tiny_detector("LightHeadRCNN", False, "shufflenet_v2_0.5x", "FrozenBN")
     with torch.no_grad():  # spread the class scores so that thresholds select subsets
@@ -94,12 +95,16 @@ def test_fused_detections_equal_unfused_at_score_thresholds(score_thresh):
         model.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([0.0, 1.5, 0.5, -1.0]))
         model.roi_heads.box_predictor.bbox_pred.weight.mul_(100)
     model.roi_heads.score_thresh = score_thresh
+    model.roi_heads.detections_per_img = detections_per_img
     fused = model.fuse()
     image = torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
     inputs = [{"image": image, "height": 256, "width": 320}]
     with torch.no_grad():
         ref, out = model(inputs)[0], fused(inputs)[0]
     assert (len(ref["boxes"]) > 0) is (score_thresh < 0.9)
+    assert len(ref["boxes"]) <= detections_per_img
+    if detections_per_img < 100:
+        assert len(ref["boxes"]) == detections_per_img
     assert torch.equal(out["labels"], ref["labels"])
     torch.testing.assert_close(out["scores"], ref["scores"], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(out["boxes"], ref["boxes"], atol=1e-3, rtol=1e-4)
@@ -127,15 +132,21 @@ def test_fused_heads_trace_the_dense_path(monkeypatch):
     assert calls == [1] and len(out["boxes"]) > 0
 
 
-@pytest.mark.parametrize("pairs,roi_range", [(0, 60), (7, 60), (40, 60), (300, 60), (100, 20)])
-def test_class_box_deltas(pairs, roi_range):
+# every branch: no pair; per-class GEMMs; dense over all rows and classes; dense over the
+# rows involved; dense over the classes present; dense over a block of both
+@pytest.mark.parametrize(
+    "pairs,roi_range,class_range",
+    [(0, 200, 81), (100, 200, 81), (3000, 200, 81), (300, 40, 81), (600, 200, 5), (40, 30, 5)],
+)
+def test_class_box_deltas(pairs, roi_range, class_range):
     g = torch.Generator().manual_seed(pairs)
-    predictor = FastRCNNPredictor(32, 4).eval()
+    predictor = FastRCNNPredictor(32, 80).eval()
     torch.nn.init.normal_(predictor.bbox_pred.weight, generator=g)
-    x = torch.randn(60, 32, generator=g)
+    torch.nn.init.normal_(predictor.bbox_pred.bias, generator=g)
+    x = torch.randn(200, 32, generator=g)
     rows = torch.randint(0, roi_range, (pairs,), generator=g)
-    classes = torch.randint(0, 5, (pairs,), generator=g)
-    expected = predictor.bbox_pred(x).view(60, 5, 4)[rows, classes]
+    classes = torch.randint(0, class_range, (pairs,), generator=g)
+    expected = predictor.bbox_pred(x).view(200, 81, 4)[rows, classes]
     torch.testing.assert_close(predictor.class_box_deltas(x, rows, classes), expected, atol=1e-5, rtol=1e-5)
 
 
@@ -167,12 +178,19 @@ def test_nms_topk_equals_torchvision(n, topk, threshold):
     assert torch.equal(nms_topk(boxes, scores, threshold, topk, block=256), expected)
 
 
-@pytest.mark.parametrize("n", [3000, 200])
-def test_batched_nms_topk_equals_torchvision(n):
+@pytest.mark.parametrize("n,groups,topk", [(3000, 3, 300), (200, 3, 300), (6000, 80, 100), (2000, 19, 5), (500, 1, 50)])
+@pytest.mark.parametrize("clustered", [False, True])
+def test_batched_nms_topk_equals_torchvision(n, groups, topk, clustered):
+    """One pass over all groups in score order decides each group as NMS within it would;
+    clustered boxes make most candidates suppressed, so many blocks are visited."""
     boxes, scores = random_boxes(n, 7)
-    levels = torch.randint(0, 3, (n,), generator=torch.Generator().manual_seed(3))
-    expected = batched_nms(boxes, scores, levels, 0.7)[:300]
-    assert torch.equal(batched_nms_topk(boxes, scores, levels, 0.7, 300), expected)
+    if clustered:  # 20 places, every box a small jitter of one of them
+        g = torch.Generator().manual_seed(11)
+        centres = random_boxes(20, 12)[0]
+        boxes = centres[torch.randint(0, 20, (n,), generator=g)] + torch.rand(n, 4, generator=g) * 6
+    labels = torch.randint(0, groups, (n,), generator=torch.Generator().manual_seed(3))
+    expected = batched_nms(boxes, scores, labels, 0.5)[:topk]
+    assert torch.equal(batched_nms_topk(boxes, scores, labels, 0.5, topk), expected)
 
 
 def test_rpn_filter_proposals_equals_torchvision():
