@@ -52,6 +52,6 @@ def ratio_line(
     ratio = ours / reference if higher_is_better else reference / ours
     verdict = "PASS" if ratio >= target else "FAIL"
     return (
-        f"{name}: {labels[0]} {ours:.4g} {unit}, {labels[1]} {reference:.4g} {unit}, ratio {ratio:.2f} "
+        f"{name}: {labels[0]} {ours:.4g} {unit}, {labels[1]} {reference:.4g} {unit}, ratio {ratio:.3g} "
         f"(target >= {target:g}: {verdict})"
     )
