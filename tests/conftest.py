@@ -39,23 +39,23 @@ def corpus():
     return _load_by_path(os.path.join(ROOT, "tests", "bad_input_corpus.py"), "litedet_bad_input_corpus")
 
 
-@pytest.fixture(scope="session")
-def load_tool():
-    """``load_tool("train_net")``: a freshly executed copy of tools/train_net.py."""
+def _script_loader(folder: str):
+    """``load(name)``: a freshly executed copy of ``<folder>/<name>.py`` (a new module each call)."""
     counter = itertools.count()
 
     def load(name: str):
-        return _load_by_path(os.path.join(ROOT, "tools", f"{name}.py"), f"litedet_tool_{name}_{next(counter)}")
+        return _load_by_path(os.path.join(ROOT, folder, f"{name}.py"), f"litedet_{folder}_{name}_{next(counter)}")
 
     return load
+
+
+@pytest.fixture(scope="session")
+def load_tool():
+    """``load_tool("train_net")``: a freshly executed copy of tools/train_net.py."""
+    return _script_loader("tools")
 
 
 @pytest.fixture(scope="session")
 def load_benchmark():
     """``load_benchmark("speed_inference")``: benchmarks/speed_inference.py as a module."""
-    counter = itertools.count()
-
-    def load(name: str):
-        return _load_by_path(os.path.join(ROOT, "benchmarks", f"{name}.py"), f"litedet_benchmark_{name}_{next(counter)}")
-
-    return load
+    return _script_loader("benchmarks")
