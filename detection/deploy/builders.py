@@ -7,6 +7,9 @@ Three parts of a detector can be deployed:
   proposal decoding, NMS and RoIAlign: the part ncnn runs on ARM boards, where the
   rest is done on the host;
 - ``backbone``: the backbone's feature maps (`BackboneFeatures`).
+
+Every part takes the same input: a 0-255 image in INPUT.FORMAT channel order,
+normalised inside the graph.
 """
 from __future__ import annotations
 
@@ -68,7 +71,8 @@ def deployable(model: nn.Module, part: str) -> Tuple[nn.Module, List[str]]:
         return TracingDetector(model).eval(), ["boxes", "scores", "labels"]
     if part == "backbone":
         names = list(model.backbone.out_features)
-        return BackboneFeatures(model.backbone, names).eval(), names
+        transform = model.transform
+        return BackboneFeatures(model.backbone, names, transform.pixel_mean, transform.pixel_std).eval(), names
     if part == "dense":
         dense = DenseDetector(model).eval()
         levels = len(model.rpn.in_features)
