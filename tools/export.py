@@ -11,7 +11,7 @@ convolutions). ncnn (via pnnx, for ARM boards) takes the backbone or the dense p
 The exported graph has a fixed input size (``--input HxW``, default from
 INPUT.MIN_SIZE_TEST): resize images to it, channels in INPUT.FORMAT order, values 0-255.
 Writes DIR/<part>.<ext> and DIR/<part>.json (input size and format, outputs, class
-names, check result). Exit status: 0 exported and checked, 1 check failed, 2 bad input.
+names, check result). Exit status: 0 exported and checked, 1 export or check failed, 2 bad input.
 """
 from __future__ import annotations
 
