@@ -91,6 +91,9 @@ def resolve_settings(args: argparse.Namespace) -> Dict[str, Any]:
         settings[key] = value if value is not None else preset.get(key, default)
     if settings["part"] == "classifier" and not args.backbone and not args.config_file:
         raise UsageError("--classifier needs --backbone NAME or --config-file")
+    if args.backbone and (args.config_file or args.sweep) and settings["part"] != "classifier":
+        raise UsageError(f"--backbone {args.backbone} times a classifier (--classifier); for the detector's "
+                         f"{settings['part']} give the override MODEL.BACKBONE.NAME {args.backbone} instead")
     if settings["part"] != "classifier" and not args.config_file and not args.sweep:
         if args.backbone:
             settings["part"] = "classifier" if settings["part"] == "detector" else settings["part"]

@@ -17,7 +17,7 @@ labels, class names; detections at or above the threshold). With exactly one inp
 ``--max-frames`` (OUT/webcam<N>.mp4 + .json). Class names come from the first
 DATASETS.TEST dataset's metadata. Prints the achieved frames per second at the end.
 Errors (one line, exit 2): unreadable video, folder or glob without images, no camera,
-output folder not writable.
+output folder not writable, an output that would overwrite an input.
 """
 from __future__ import annotations
 
@@ -208,6 +208,16 @@ def video_output_path(output_dir: str, source_name: str, used: set) -> Tuple[str
     return os.path.join(output_dir, name + ext), cv2.VideoWriter_fourcc(*codec)
 
 
+def check_not_overwriting(inputs: Sequence[str], outputs: Sequence[str]) -> None:
+    """DemoError if an output path is one of the inputs (an --output folder that holds
+    them): the video writer would truncate a file still being read."""
+    sources = {os.path.realpath(p): p for p in inputs}
+    for out in outputs:
+        if os.path.realpath(out) in sources:
+            raise DemoError(f"output {out} would overwrite the input {sources[os.path.realpath(out)]}: "
+                            "choose another --output folder")
+
+
 def check_writable(folder: str) -> None:
     try:
         os.makedirs(folder, exist_ok=True)
@@ -296,6 +306,13 @@ def main(argv=None) -> int:
         single_file = len(images) == 1 and not videos and args.webcam is None and \
             os.path.splitext(args.output)[1].lower() in IMAGE_EXTENSIONS and not os.path.isdir(args.output)
         check_writable(os.path.dirname(os.path.abspath(args.output)) if single_file else args.output)
+        image_outputs = _output_paths(images, args.output) if images else []
+        sources: List[Tuple[object, str]] = [(v, v) for v in videos]
+        if args.webcam is not None:
+            sources.append((args.webcam, f"webcam{args.webcam}.mp4"))
+        used: set = set()
+        video_outputs = [video_output_path(args.output, name, used) for _, name in sources]
+        check_not_overwriting(images + videos, image_outputs + [path for path, _ in video_outputs])
         # Fail on an unreadable video before spending time on the model.
         for source in videos + ([args.webcam] if args.webcam is not None else []):
             cap, _ = open_video(source, str(source))
@@ -313,7 +330,7 @@ def main(argv=None) -> int:
 
     device = cfg.MODEL.DEVICE
     if images:
-        outputs = dict(zip(images, _output_paths(images, args.output)))
+        outputs = dict(zip(images, image_outputs))
         times: List[float] = []
         start = time.perf_counter()
         for path, img in tqdm(iter_frames(images), total=len(images), desc="demo", unit="img",
@@ -333,12 +350,7 @@ def main(argv=None) -> int:
         where = os.path.abspath(args.output)
         print(f"Annotated images written to {where}")
 
-    sources: List[Tuple[object, str]] = [(v, v) for v in videos]
-    if args.webcam is not None:
-        sources.append((args.webcam, f"webcam{args.webcam}.mp4"))
-    used: set = set()
-    for source, name in sources:
-        out_path, fourcc = video_output_path(args.output, name, used)
+    for (source, name), (out_path, fourcc) in zip(sources, video_outputs):
         try:
             done, wall, model_times = run_video(demo, source, name, out_path, fourcc, args.max_frames)
         except DemoError as err:

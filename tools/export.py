@@ -11,7 +11,7 @@ convolutions). ncnn (via pnnx, for ARM boards) takes the backbone or the dense p
 The exported graph has a fixed input size (``--input HxW``, default from
 INPUT.MIN_SIZE_TEST): resize images to it, channels in INPUT.FORMAT order, values 0-255.
 Writes DIR/<part>.<ext> and DIR/<part>.json (input size and format, outputs, class
-names, check result). Exit status: 0 exported and checked, 1 check failed, 2 bad input.
+names, check result). Exit status: 0 exported and checked, 1 export or check failed, 2 bad input.
 """
 from __future__ import annotations
 
@@ -76,6 +76,8 @@ def main(argv=None) -> int:
     part = "backbone" if args.backbone_only else "dense" if args.dense else "detector"
     if args.format == "ncnn" and part == "detector":
         return fail("ncnn takes convolutional graphs: add --backbone-only or --dense (NMS and RoIAlign stay on the host)")
+    if args.fp16 and args.format != "ncnn":
+        return fail(f"--fp16 (fp16 weights) applies to --format ncnn; {args.format} exports are written in fp32")
     try:
         os.makedirs(args.output, exist_ok=True)
         probe = os.path.join(args.output, ".litedet_write_test")
@@ -122,6 +124,8 @@ def main(argv=None) -> int:
     try:
         paths = export_module(module, example, args.format, args.output, part, output_names, fp16=args.fp16)
     except ExportError as err:
+        # stderr keeps the one-line error; the cause's full traceback goes to the log for a bug report
+        logger.error("%s export of the %s failed", args.format, part, exc_info=err)
         return fail(str(err), 1)
     print(f"Exported {part} ({cfg.MODEL.META_ARCHITECTURE}, {cfg.MODEL.BACKBONE.NAME}, input 1x3x{height}x{width}) "
           f"to {args.format} in {time.perf_counter() - start:.1f} s: {', '.join(paths)}")

@@ -7,6 +7,9 @@ Three parts of a detector can be deployed:
   proposal decoding, NMS and RoIAlign: the part ncnn runs on ARM boards, where the
   rest is done on the host;
 - ``backbone``: the backbone's feature maps (`BackboneFeatures`).
+
+Every part takes the same input: a 0-255 image in INPUT.FORMAT channel order,
+normalised inside the graph.
 """
 from __future__ import annotations
 
@@ -68,7 +71,8 @@ def deployable(model: nn.Module, part: str) -> Tuple[nn.Module, List[str]]:
         return TracingDetector(model).eval(), ["boxes", "scores", "labels"]
     if part == "backbone":
         names = list(model.backbone.out_features)
-        return BackboneFeatures(model.backbone, names).eval(), names
+        transform = model.transform
+        return BackboneFeatures(model.backbone, names, transform.pixel_mean, transform.pixel_std).eval(), names
     if part == "dense":
         dense = DenseDetector(model).eval()
         levels = len(model.rpn.in_features)
@@ -92,15 +96,18 @@ def parse_size(text: str) -> Tuple[int, int]:
 
 
 def default_input_size(cfg, divisibility: int = 32) -> Tuple[int, int]:
-    """A 3:4 (H:W) input at INPUT.MIN_SIZE_TEST, the long side capped at INPUT.MAX_SIZE_TEST,
-    rounded up to a multiple of ``divisibility`` (what the test-time resize produces for
-    a 480x640 photo)."""
-    short = int(cfg.INPUT.MIN_SIZE_TEST)
-    long = min(int(round(short * 4 / 3)), int(cfg.INPUT.MAX_SIZE_TEST))
-    if long < short:  # max size smaller than min size: scale both down
-        short, long = int(round(long * 3 / 4)), long
+    """What the test-time resize (INPUT.MIN_SIZE_TEST on the short side, the long side
+    capped at INPUT.MAX_SIZE_TEST, 0 = no cap; MIN_SIZE_TEST 0 = no resize) makes of a
+    480x640 photo, each side rounded up to a multiple of ``divisibility``."""
+    from detection.data.transforms import resize_shortest_edge_shape
+
+    min_size = cfg.INPUT.MIN_SIZE_TEST
+    min_size = int(min_size[0] if isinstance(min_size, (list, tuple)) else min_size)
+    height, width = 480, 640
+    if min_size > 0:
+        height, width = resize_shortest_edge_shape(height, width, min_size, int(cfg.INPUT.MAX_SIZE_TEST))
     up = lambda v: int(math.ceil(v / divisibility) * divisibility)  # noqa: E731
-    return up(short), up(long)
+    return up(height), up(width)
 
 
 def sample_image(height: int, width: int, seed: int = 0) -> np.ndarray:

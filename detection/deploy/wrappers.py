@@ -7,7 +7,7 @@ so an exported graph sees exactly what the PyTorch model sees.
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -29,8 +29,12 @@ class TracingDetector(nn.Module):
         self.model = model
 
     def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        if not torch.jit.is_tracing() and image.shape[0] != 1:
+            raise ValueError(f"TracingDetector takes one image (1, 3, H, W), got shape {tuple(image.shape)}")
         model = self.model
-        images = model.transform([image[0]])
+        # A reshape with traced sizes, not image[0]: an exported graph given a batch > 1
+        # fails instead of silently returning the first image's detections.
+        images = model.transform([image.reshape(image.shape[1:])])
         features = model.extract_features(images.tensors)
         proposals, _ = model.rpn(images, features)
         detections, _ = model.roi_heads(features, proposals, images.image_sizes)
@@ -39,14 +43,30 @@ class TracingDetector(nn.Module):
 
 
 class BackboneFeatures(nn.Module):
-    """Backbone (or classifier) whose dict output becomes a tuple in ``names`` order."""
+    """Backbone (or classifier) whose dict output becomes a tuple in ``names`` order.
 
-    def __init__(self, backbone: nn.Module, names: Sequence[str] = ()) -> None:
+    With ``pixel_mean`` / ``pixel_std`` (a detector's backbone) the input is the 0-255
+    image that the detector takes, normalised inside the graph as the detector does;
+    without them it goes to the backbone as is.
+    """
+
+    def __init__(
+        self, backbone: nn.Module, names: Sequence[str] = (),
+        pixel_mean: Optional[Tensor] = None, pixel_std: Optional[Tensor] = None,
+    ) -> None:
         super().__init__()
+        if (pixel_mean is None) != (pixel_std is None):
+            raise ValueError("BackboneFeatures: give both pixel_mean and pixel_std, or neither")
         self.backbone = backbone
         self.names = list(names)
+        self.normalize = pixel_mean is not None
+        if pixel_mean is not None and pixel_std is not None:
+            self.register_buffer("pixel_mean", pixel_mean.detach().clone().view(-1, 1, 1), persistent=False)
+            self.register_buffer("pixel_std", pixel_std.detach().clone().view(-1, 1, 1), persistent=False)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        if self.normalize:
+            x = (x - self.pixel_mean) / self.pixel_std
         out = self.backbone(x)
         if isinstance(out, Tensor):
             return (out,)

@@ -74,6 +74,9 @@ def test_presets_and_classifier_form(bench, tmp_path):
     (["--backend", "ncnn"], "ncnn runs convolutional graphs"),
     (["--backbone-only", "--input", "70x96"], "divisible by 32"),
     (["--iters", "0"], "--iters must be >= 1"),
+    # the detector's backbone comes from the config: --backbone would be silently ignored
+    (["--backbone-only", "--backbone", "shufflenet_v2_1.0x"], "MODEL.BACKBONE.NAME shufflenet_v2_1.0x"),
+    (["--backbone", "shufflenet_v2_1.0x"], "--backbone shufflenet_v2_1.0x times a classifier"),
 ])
 def test_benchmark_errors_one_line(bench, capsys, args, expect):
     import torch
@@ -135,3 +138,33 @@ def test_backbone_benchmark_other_backends(bench, tmp_path, backend):
     row = json.loads(j.read_text())[0]
     assert (row["backend"], row["part"]) == (backend, "backbone")
     assert row["p10_ms"] <= row["median_ms"] <= row["p90_ms"] and row["median_ms"] > 0
+
+
+def test_export_tool_fp16_only_for_ncnn(tmp_path, capsys, load_tool):
+    # --fp16 changes nothing in an ONNX / TorchScript file: refused, not silently ignored
+    export = load_tool("export")
+    for fmt in ("onnx", "torchscript"):
+        assert export.main(["--config-file", CONFIG, "--format", fmt, "--backbone-only", "--fp16",
+                            "--output", str(tmp_path), *SMALL]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--fp16" in err and "--format ncnn" in err and "\n" not in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_export_tool_failure_keeps_the_traceback(tmp_path, capsys, load_tool, monkeypatch):
+    import detection.deploy
+
+    def broken_export(*args, **kwargs):
+        try:
+            raise RuntimeError("first line\nthe detail that explains it")
+        except RuntimeError as err:
+            raise detection.deploy.ExportError("ONNX export failed: RuntimeError: first line") from err
+
+    monkeypatch.setattr(detection.deploy, "export_module", broken_export)
+    export = load_tool("export")
+    assert export.main(["--config-file", CONFIG, "--format", "onnx", "--backbone-only", "--input", "64x64",
+                        "--output", str(tmp_path), *SMALL]) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.endswith("error: ONNX export failed: RuntimeError: first line") and "\n" not in err  # still one line
+    assert "the detail that explains it" in captured.out and "Traceback" in captured.out

@@ -107,3 +107,20 @@ def test_demo_errors_are_one_line(demo, tmp_path, capsys, case):
     rc, cap = run(demo, capsys, *args, "--output", str(out))
     err = cap.err.strip()
     assert rc == 2 and expect in err and "\n" not in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("kind", ["video", "image"])
+def test_demo_refuses_to_overwrite_its_input(demo, tmp_path, capsys, kind):
+    # --output is the folder holding the input: the writer would truncate the video
+    # while it is being read (and the annotated image would replace the original)
+    if kind == "video":
+        src = tmp_path / "clip.avi"
+        write_video(src, frames=4)
+    else:
+        src = tmp_path / "photo.png"
+        cv2.imwrite(str(src), np.full((40, 50, 3), 77, np.uint8))
+    before = src.read_bytes()
+    rc, cap = run(demo, capsys, "--input", str(src), "--output", str(tmp_path))
+    err = cap.err.strip()
+    assert rc == 2 and "would overwrite the input" in err and str(src) in err and "\n" not in err, err
+    assert src.read_bytes() == before

@@ -84,3 +84,35 @@ def test_convolutional_parts_match_pytorch(fmt, part, tmp_path):
     with torch.no_grad():
         changed = module(example * 2 + 1)[0].numpy()
     assert not np.allclose(changed, outputs[0], atol=1e-3)  # the comparison can fail
+
+
+def test_backbone_part_takes_the_detectors_0_255_input(tmp_path):
+    # export.py records every part's input as "0-255, not normalised": the exported
+    # backbone must compute the features the detector computes from that image.
+    cfg, model = tiny_model("LightHeadRCNN")
+    module, names = deployable(model, "backbone")
+    image = example_tensor(sample_image(H, W), H, W, cfg.INPUT.FORMAT)
+    with torch.no_grad():
+        expected = model.extract_features(model.transform([image[0]]).tensors)
+        features = module(image)
+    assert len(features) == len(names)
+    for name, got in zip(names, features):
+        torch.testing.assert_close(got, expected[name])
+    paths = export_module(module, image, "torchscript", str(tmp_path), "backbone", names)
+    exported = load_runtime("torchscript", paths)(image.numpy())
+    np.testing.assert_allclose(exported[0], expected[names[0]].numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_exported_detector_refuses_a_batch(tmp_path):
+    # the graph runs one image; a batch of two must fail, not return the first image's detections
+    cfg, model = tiny_model("FasterRCNN")
+    module, names = deployable(model, "detector")
+    image = example_tensor(sample_image(H, W), H, W, cfg.INPUT.FORMAT)
+    batch = torch.cat([image, image.flip(-1)])
+    with pytest.raises(ValueError, match=r"one image \(1, 3, H, W\), got shape \(2, 3, 128, 160\)"):
+        module(batch)
+    paths = export_module(module, image, "torchscript", str(tmp_path), "detector", names)
+    runner = load_runtime("torchscript", paths)
+    assert len(runner(image.numpy())) == 3
+    with pytest.raises(RuntimeError, match="invalid for input of size"):
+        runner(batch.numpy())
