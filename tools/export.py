@@ -98,6 +98,11 @@ def main(argv=None) -> int:
         model = load_detector(cfg)
     except (CheckpointError, ValueError) as err:
         return fail(str(err))
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        # the example input, the tracer and the runtimes of the check are on the CPU; the
+        # exported file does not depend on the device it was traced on
+        logger.info("MODEL.DEVICE %s: exporting from the CPU", cfg.MODEL.DEVICE)
+        model = model.cpu()
     if args.fuse:
         if hasattr(model, "fuse"):
             model = model.fuse(inplace=True, channels_last=False)  # NCHW graphs for the exporters
