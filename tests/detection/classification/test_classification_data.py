@@ -80,6 +80,34 @@ def test_train_loader_resumes_the_same_stream(toy_root):
         c.load_state_dict(dict(state, batch_size=8))
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resumed_loader_repeats_the_augmentations(toy_root, workers):
+    """A resumed run sees the very images (same random crops and flips) the uninterrupted run
+    saw, with or without worker processes, and starting the loader in this process leaves
+    the global torch RNG (dropout, ...) alone."""
+    cfg = _cfg(toy_root, **{"DATALOADER.NUM_WORKERS": str(workers)})
+    torch.manual_seed(123)
+    expected_rng = torch.rand(3)
+    torch.manual_seed(123)
+    a = build_classification_train_loader(cfg)
+    first = [next(a) for _ in range(5)]
+    a.close()
+    assert torch.equal(torch.rand(3), expected_rng)
+    b = build_classification_train_loader(cfg)
+    next(b), next(b)
+    state = b.state_dict()
+    b.close()
+    c = build_classification_train_loader(cfg)
+    c.load_state_dict(state)
+    rest = [next(c) for _ in range(3)]
+    c.close()
+    for want, got in zip(first[2:], rest):
+        assert torch.equal(want.labels, got.labels) and torch.equal(want.images, got.images)
+    if workers:  # augmentation does not depend on which process ran it
+        serial = build_classification_train_loader(_cfg(toy_root))
+        assert all(torch.equal(next(serial).images, batch.images) for batch in first)
+
+
 def test_resolve_config_fills_data_dependent_keys(toy_root):
     cfg = _cfg(toy_root, **{"SOLVER.MAX_EPOCHS": "3", "SOLVER.LR_SCHEDULER_NAME": "EpochStepLR"})
     out = resolve_config(cfg)
