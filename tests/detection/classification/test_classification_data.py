@@ -132,6 +132,25 @@ def test_resolve_config_errors(toy_root, overrides, error, message):
         resolve_config(_cfg(toy_root, **overrides))
 
 
+def test_eval_only_without_training_split_needs_every_class(tmp_path, toy_root):
+    """Without DATASETS.ROOT/train, labels are the test split's sorted class folders; that is
+    only right when the test split holds every class, so a count that differs from
+    MODEL.NUM_CLASSES is an error (it would shift or drop labels silently)."""
+    import shutil
+
+    shutil.copytree(toy_root / "val", tmp_path / "val")
+    cfg = _cfg(tmp_path, **{"MODEL.NUM_CLASSES": "3"})
+    assert resolve_config(cfg, train=False).MODEL.NUM_CLASSES == 3  # every class there: fine
+    assert resolve_config(_cfg(tmp_path), train=False).MODEL.NUM_CLASSES == 3  # 0: counted
+    shutil.rmtree(tmp_path / "val" / "circle")  # "square" would get label 0 instead of 1
+    with pytest.raises(ConfigError, match=r"MODEL.NUM_CLASSES is 3 but .*val has 2 class folders.*train"):
+        resolve_config(cfg, train=False)
+    (tmp_path / "train" / "circle").mkdir(parents=True)  # the training class names suffice
+    for name in ("square", "triangle"):
+        (tmp_path / "train" / name).mkdir()
+    assert resolve_config(cfg, train=False).MODEL.NUM_CLASSES == 3
+
+
 def test_unreadable_image_names_the_file(tmp_path):
     from detection.classification import ImageFolderDataset
     from detection.classification.data import build_test_transform
