@@ -64,13 +64,14 @@ def check_images(
 
     from detection.data.images import inspect_image
 
-    unique: Dict[str, Dict[str, Any]] = {}
+    # Each file is decoded once, but checked against the size of every entry naming it:
+    # training reads it once per entry, each time expecting that entry's size.
+    unique: Dict[str, List[Dict[str, Any]]] = {}
     for record in records:
         path = record["file_name"]
         if path in unique:
             problems.warn("duplicate_file_name", path, "used by several image entries")
-        else:
-            unique[path] = record
+        unique.setdefault(path, []).append(record)
     inspect = functools.partial(inspect_image, max_pixels=max_pixels or None)
     pool = None
     if workers > 0 and len(unique) > 1:
@@ -83,15 +84,17 @@ def check_images(
     try:
         bar = tqdm(zip(unique.items(), results), total=len(unique), desc=label, unit="img",
                    disable=not progress, file=sys.stderr)
-        for (path, record), (reason, info, (h, w)) in bar:
+        for (path, entries), (reason, info, (h, w)) in bar:
             if info is None:
                 problems.error(_reason_kind(reason), path, reason)
                 continue
             modes[info.mode] += 1
-            want = (int(record["height"]), int(record["width"]))
-            if (h, w) != want:
-                hint = " (width and height swapped: EXIF orientation?)" if (w, h) == want else ""
-                problems.error("size_mismatch", path, f"decoded size {w}x{h} differs from the annotated {want[1]}x{want[0]}{hint}")
+            for want in dict.fromkeys((int(r["height"]), int(r["width"])) for r in entries):
+                if (h, w) != want:
+                    hint = " (width and height swapped: EXIF orientation?)" if (w, h) == want else ""
+                    problems.error(
+                        "size_mismatch", path, f"decoded size {w}x{h} differs from the annotated {want[1]}x{want[0]}{hint}"
+                    )
             if info.exif_orientation != 1:
                 problems.warn(
                     "exif_orientation",

@@ -71,6 +71,19 @@ def test_warnings_only_exit_0(tool, corpus, tmp_path, capsys):
     assert "WARNING box_empty x1" in out and out.rstrip().endswith("OK: 0 error(s), 1 warning(s)")
 
 
+def test_shared_file_checked_against_every_entry_size(tool, corpus, tmp_path, capsys):
+    """Two image entries naming one file: each annotated size must match the decoded one
+    (training reads the file once per entry), not only the first entry's."""
+    path = corpus.valid_coco(tmp_path, n=2)
+    data = json.loads(path.read_text())
+    data["images"].append({"id": 9, "file_name": "0.png", "height": 48, "width": 64})
+    path.write_text(json.dumps(data))
+    assert tool.main(["--coco", str(path), "--images", str(tmp_path / "img"), "--quiet", "--workers", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "WARNING duplicate_file_name x1" in out and "ERROR   size_mismatch x1" in out
+    assert "0.png: decoded size 32x24 differs from the annotated 64x48" in out
+
+
 def test_invalid_json_is_one_error(tool, tmp_path, capsys):
     (tmp_path / "bad.json").write_text('{"images": [}')
     assert tool.main(["--coco", str(tmp_path / "bad.json"), "--images", str(tmp_path), "--quiet"]) == 1
