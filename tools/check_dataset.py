@@ -270,9 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--coco", metavar="JSON", help="COCO instances json (with --images)")
     src.add_argument("--voc", metavar="ROOT", help="VOC-layout directory (Annotations/, JPEGImages/, ImageSets/Main/)")
     p.add_argument("--images", metavar="DIR", help="image root of --coco")
-    p.add_argument("--split", default="trainval", help="VOC split (default: trainval)")
+    p.add_argument("--split", help="VOC split (default: trainval)")
     p.add_argument("--classes", help="VOC class names, comma separated (default: the 20 VOC classes)")
-    p.add_argument("--allow-paths-outside-root", action="store_true", help="allow COCO file_name entries outside --images")
+    p.add_argument("--allow-paths-outside-root", action="store_true",
+                   help="allow COCO file_name entries outside the image root "
+                   "(with --config-file: DATASETS.ALLOW_PATHS_OUTSIDE_ROOT True)")
     p.add_argument("--max-image-pixels", type=int, default=None,
                    help=f"refuse images above this many pixels (default: INPUT.MAX_IMAGE_PIXELS, {DEFAULT_MAX_IMAGE_PIXELS})")
     p.add_argument("--no-images", action="store_true", help="check the annotations only, do not open the images")
@@ -288,10 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for flag in ("--json", "--quiet", "--no-images"):  # given after the overrides: still a flag
+    for flag in ("--json", "--quiet", "--no-images", "--allow-paths-outside-root"):  # after the overrides: still a flag
         if flag in (args.opts or []):
             args.opts.remove(flag)
             setattr(args, flag[2:].replace("-", "_"), True)
+    # Options of another source kind would be silently ignored: refuse them.
+    if args.images is not None and not args.coco:
+        parser.error("--images applies to --coco only")
+    if (args.split is not None or args.classes is not None) and not args.voc:
+        parser.error("--split and --classes apply to --voc only")
     # The loaders' own warnings duplicate what the report lists.
     logging.getLogger("detection").setLevel(logging.ERROR)
     prog = "check_dataset.py"
@@ -301,7 +308,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from detection.config import ConfigError, load_config
 
             try:
-                cfg = load_config(args.config_file, args.opts or [])
+                opts = list(args.opts or [])
+                if args.allow_paths_outside_root:
+                    opts += ["DATASETS.ALLOW_PATHS_OUTSIDE_ROOT", "True"]
+                cfg = load_config(args.config_file, opts)
                 sources = sources_from_config(cfg)
             except (ConfigError, ValueError, TypeError) as err:
                 print(f"{prog}: config error: {err}", file=sys.stderr)
@@ -319,8 +329,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
             if args.classes is not None and not classes:
                 parser.error("--classes names no class")
-            sources = [{"format": "voc", "root": args.voc, "split": args.split, "classes": classes,
-                        "label": f"{args.voc} ({args.split})"}]
+            split = args.split or "trainval"
+            sources = [{"format": "voc", "root": args.voc, "split": split, "classes": classes,
+                        "label": f"{args.voc} ({split})"}]
         report = check_sources(
             sources,
             max_pixels=DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels,

@@ -128,10 +128,48 @@ def test_config_file_mode(tool, corpus, tmp_path, capsys):
         MetadataCatalog.remove("check_ds_mine")
 
 
+def test_allow_paths_outside_root_with_config_file(tool, corpus, tmp_path, capsys):
+    """--allow-paths-outside-root is documented for this tool: with --config-file it must act
+    like DATASETS.ALLOW_PATHS_OUTSIDE_ROOT True, not be ignored (also after the overrides)."""
+    path = corpus.valid_coco(tmp_path, n=2)
+    data = json.loads(path.read_text())
+    data["images"][0]["file_name"] = "../img/0.png"
+    path.write_text(json.dumps(data))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "1.png").write_bytes((tmp_path / "img" / "1.png").read_bytes())
+    base = ["--config-file", os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml"),
+            "--quiet", "--workers", "0"]
+    names = []
+    try:
+        for i, flag_first in enumerate((False, True, False)):
+            name = f"check_ds_outside_{i}"
+            names.append(name)
+            reg = ["DATASETS.REGISTER_COCO", f"[['{name}', '{path}', '{tmp_path / 'sub'}']]",
+                   "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()"]
+            flag = ["--allow-paths-outside-root"] if i else []
+            argv = base + flag + reg if flag_first else base + reg + flag
+            rc = tool.main(argv)
+            out = capsys.readouterr().out
+            if i:
+                assert rc == 0 and "path_outside_root" not in out, out
+            else:
+                assert rc == 1 and "path_outside_root x1" in out
+    finally:
+        from detection.data import DatasetCatalog, MetadataCatalog
+
+        for name in names:
+            if name in DatasetCatalog:
+                DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+
+
 @pytest.mark.parametrize(
     "argv, code, stream, text",
     [
         (["--coco", "a.json"], 2, "err", "--coco needs --images DIR"),
+        (["--coco", "a.json", "--images", "d", "--split", "val"], 2, "err", "--split and --classes apply to --voc"),
+        (["--voc", "v", "--images", "d"], 2, "err", "--images applies to --coco"),
+        (["--config-file", "c.yaml", "--classes", "a"], 2, "err", "--split and --classes apply to --voc"),
         (["--images", "x"], 2, "err", "one of the arguments --config-file --coco --voc is required"),
         (["--voc", "v", "--classes", " , "], 2, "err", "--classes names no class"),
         (["--help"], 0, "out", "Exit status: 0 no errors"),
