@@ -211,7 +211,10 @@ def check_sources(
     report: Dict[str, Any] = {"datasets": []}
     problems = ProblemLog(strict=False, examples_per_kind=max_examples)
     for source in sources:
+        errors_before = problems.count("error")
         records, classes = load_source(source, problems)
+        if not records and problems.count("error") == errors_before:  # else already reported why
+            problems.error("empty_dataset", source.get("label", "dataset"), "no images (training refuses an empty dataset)")
         summary = _summarise_records(records, classes)
         if check_image_files and records:
             summary["image_modes"] = dict(

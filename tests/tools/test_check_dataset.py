@@ -84,6 +84,21 @@ def test_shared_file_checked_against_every_entry_size(tool, corpus, tmp_path, ca
     assert "0.png: decoded size 32x24 differs from the annotated 64x48" in out
 
 
+def test_empty_dataset_is_an_error(tool, tmp_path, capsys):
+    """Training refuses a dataset without images ("dataset ... is empty"); the check must not
+    call it OK. An unreadable file stays one error (no second one for being empty)."""
+    (tmp_path / "img").mkdir()
+    (tmp_path / "ann.json").write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
+    assert tool.main(["--coco", str(tmp_path / "ann.json"), "--images", str(tmp_path / "img"), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR   empty_dataset x1" in out and f"{tmp_path / 'ann.json'}: no images" in out
+    assert out.rstrip().endswith("FAILED: 1 error(s), 0 warning(s)")
+    (tmp_path / "bad.json").write_text('{"images": [}')
+    assert tool.main(["--coco", str(tmp_path / "bad.json"), "--images", str(tmp_path / "img"), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR   empty_dataset" not in out and out.rstrip().endswith("FAILED: 1 error(s), 0 warning(s)")
+
+
 def test_invalid_json_is_one_error(tool, tmp_path, capsys):
     (tmp_path / "bad.json").write_text('{"images": [}')
     assert tool.main(["--coco", str(tmp_path / "bad.json"), "--images", str(tmp_path), "--quiet"]) == 1
