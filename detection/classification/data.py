@@ -243,9 +243,9 @@ class ClassificationTrainLoader(ResumableTrainLoader):
 
     def __init__(
         self, dataset: ImageFolderDataset, sampler: TrainingSampler, batch_size: int, num_workers: int = 0,
-        seed: int = 0, pin_memory: bool = False,
+        seed: int = 0, pin_memory: bool = False, seed_drawn: bool = False,
     ) -> None:
-        super().__init__(sampler, batch_size, num_workers, seed)
+        super().__init__(sampler, batch_size, num_workers, seed, seed_drawn)
         self.dataset = dataset
         self.pin_memory = bool(pin_memory)
 
@@ -305,7 +305,7 @@ def build_classification_train_loader(cfg) -> ClassificationTrainLoader:
     dataset = ImageFolderDataset(samples, build_train_transform(cfg), classes)
     return ClassificationTrainLoader(
         dataset, sampler, total // world, num_workers=int(cfg.DATALOADER.NUM_WORKERS), seed=seed,
-        pin_memory=torch.device(cfg.MODEL.DEVICE).type == "cuda",
+        pin_memory=torch.device(cfg.MODEL.DEVICE).type == "cuda", seed_drawn=int(cfg.SEED) < 0,
     )
 
 

@@ -108,6 +108,25 @@ def test_resumed_loader_repeats_the_augmentations(toy_root, workers):
         assert all(torch.equal(next(serial).images, batch.images) for batch in first)
 
 
+def test_resume_with_random_seed_continues_the_saved_stream(toy_root):
+    """SEED < 0 (every shipped recipe) draws a new data seed per process; a resumed run
+    must continue the checkpoint's stream, not refuse the position and start a new one."""
+    cfg = _cfg(toy_root, SEED="-1")
+    a = build_classification_train_loader(cfg)
+    first = [next(a) for _ in range(5)]
+    state = dict(a.state_dict(), num_batches=2)
+    b = build_classification_train_loader(cfg)
+    assert b.seed != a.seed  # (a 1 in 2**31 coincidence would make this test vacuous)
+    b.load_state_dict(state)
+    assert b.seed == a.seed
+    for want in first[2:]:
+        got = next(b)
+        assert torch.equal(want.labels, got.labels) and torch.equal(want.images, got.images)
+    fixed = build_classification_train_loader(_cfg(toy_root, SEED="5"))
+    with pytest.raises(ValueError, match="seed"):  # an explicit SEED still has to match
+        fixed.load_state_dict(state)
+
+
 def test_resolve_config_fills_data_dependent_keys(toy_root):
     cfg = _cfg(toy_root, **{"SOLVER.MAX_EPOCHS": "3", "SOLVER.LR_SCHEDULER_NAME": "EpochStepLR"})
     out = resolve_config(cfg)
