@@ -505,14 +505,15 @@ class ResumableTrainLoader:
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        if self.seed_drawn and "seed" in state and int(state["seed"]) != self.seed:
-            self._adopt_seed(int(state["seed"]))
+        free = ("num_batches", "seed") if self.seed_drawn else ("num_batches",)
         for key, mine in self.state_dict().items():
-            if key != "num_batches" and key in state and state[key] != mine:
+            if key not in free and key in state and state[key] != mine:
                 raise ValueError(
                     f"train loader state has {key}={state[key]!r} but this loader has {mine!r}; "
                     "the saved position does not apply to this data/batch setup"
                 )
+        if self.seed_drawn and "seed" in state and int(state["seed"]) != self.seed:
+            self._adopt_seed(int(state["seed"]))
         self.close()
         self._num_batches = int(state["num_batches"])
 

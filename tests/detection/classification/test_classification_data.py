@@ -117,6 +117,9 @@ def test_resume_with_random_seed_continues_the_saved_stream(toy_root):
     state = dict(a.state_dict(), num_batches=2)
     b = build_classification_train_loader(cfg)
     assert b.seed != a.seed  # (a 1 in 2**31 coincidence would make this test vacuous)
+    with pytest.raises(ValueError, match="batch_size"):  # a refused state leaves the seed alone
+        b.load_state_dict(dict(state, batch_size=99))
+    assert b.seed != a.seed
     b.load_state_dict(state)
     assert b.seed == a.seed
     for want in first[2:]:
