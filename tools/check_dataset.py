@@ -64,13 +64,14 @@ def check_images(
 
     from detection.data.images import inspect_image
 
-    unique: Dict[str, Dict[str, Any]] = {}
+    # Each file is decoded once, but checked against the size of every entry naming it:
+    # training reads it once per entry, each time expecting that entry's size.
+    unique: Dict[str, List[Dict[str, Any]]] = {}
     for record in records:
         path = record["file_name"]
         if path in unique:
             problems.warn("duplicate_file_name", path, "used by several image entries")
-        else:
-            unique[path] = record
+        unique.setdefault(path, []).append(record)
     inspect = functools.partial(inspect_image, max_pixels=max_pixels or None)
     pool = None
     if workers > 0 and len(unique) > 1:
@@ -83,15 +84,17 @@ def check_images(
     try:
         bar = tqdm(zip(unique.items(), results), total=len(unique), desc=label, unit="img",
                    disable=not progress, file=sys.stderr)
-        for (path, record), (reason, info, (h, w)) in bar:
+        for (path, entries), (reason, info, (h, w)) in bar:
             if info is None:
                 problems.error(_reason_kind(reason), path, reason)
                 continue
             modes[info.mode] += 1
-            want = (int(record["height"]), int(record["width"]))
-            if (h, w) != want:
-                hint = " (width and height swapped: EXIF orientation?)" if (w, h) == want else ""
-                problems.error("size_mismatch", path, f"decoded size {w}x{h} differs from the annotated {want[1]}x{want[0]}{hint}")
+            for want in dict.fromkeys((int(r["height"]), int(r["width"])) for r in entries):
+                if (h, w) != want:
+                    hint = " (width and height swapped: EXIF orientation?)" if (w, h) == want else ""
+                    problems.error(
+                        "size_mismatch", path, f"decoded size {w}x{h} differs from the annotated {want[1]}x{want[0]}{hint}"
+                    )
             if info.exif_orientation != 1:
                 problems.warn(
                     "exif_orientation",
@@ -208,7 +211,10 @@ def check_sources(
     report: Dict[str, Any] = {"datasets": []}
     problems = ProblemLog(strict=False, examples_per_kind=max_examples)
     for source in sources:
+        errors_before = problems.count("error")
         records, classes = load_source(source, problems)
+        if not records and problems.count("error") == errors_before:  # else already reported why
+            problems.error("empty_dataset", source.get("label", "dataset"), "no images (training refuses an empty dataset)")
         summary = _summarise_records(records, classes)
         if check_image_files and records:
             summary["image_modes"] = dict(
@@ -267,9 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--coco", metavar="JSON", help="COCO instances json (with --images)")
     src.add_argument("--voc", metavar="ROOT", help="VOC-layout directory (Annotations/, JPEGImages/, ImageSets/Main/)")
     p.add_argument("--images", metavar="DIR", help="image root of --coco")
-    p.add_argument("--split", default="trainval", help="VOC split (default: trainval)")
+    p.add_argument("--split", help="VOC split (default: trainval)")
     p.add_argument("--classes", help="VOC class names, comma separated (default: the 20 VOC classes)")
-    p.add_argument("--allow-paths-outside-root", action="store_true", help="allow COCO file_name entries outside --images")
+    p.add_argument("--allow-paths-outside-root", action="store_true",
+                   help="allow COCO file_name entries outside the image root "
+                   "(with --config-file: DATASETS.ALLOW_PATHS_OUTSIDE_ROOT True)")
     p.add_argument("--max-image-pixels", type=int, default=None,
                    help=f"refuse images above this many pixels (default: INPUT.MAX_IMAGE_PIXELS, {DEFAULT_MAX_IMAGE_PIXELS})")
     p.add_argument("--no-images", action="store_true", help="check the annotations only, do not open the images")
@@ -285,10 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for flag in ("--json", "--quiet", "--no-images"):  # given after the overrides: still a flag
+    for flag in ("--json", "--quiet", "--no-images", "--allow-paths-outside-root"):  # after the overrides: still a flag
         if flag in (args.opts or []):
             args.opts.remove(flag)
             setattr(args, flag[2:].replace("-", "_"), True)
+    # Options of another source kind would be silently ignored: refuse them.
+    if args.images is not None and not args.coco:
+        parser.error("--images applies to --coco only")
+    if (args.split is not None or args.classes is not None) and not args.voc:
+        parser.error("--split and --classes apply to --voc only")
     # The loaders' own warnings duplicate what the report lists.
     logging.getLogger("detection").setLevel(logging.ERROR)
     prog = "check_dataset.py"
@@ -298,7 +311,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from detection.config import ConfigError, load_config
 
             try:
-                cfg = load_config(args.config_file, args.opts or [])
+                opts = list(args.opts or [])
+                if args.allow_paths_outside_root:
+                    opts += ["DATASETS.ALLOW_PATHS_OUTSIDE_ROOT", "True"]
+                cfg = load_config(args.config_file, opts)
                 sources = sources_from_config(cfg)
             except (ConfigError, ValueError, TypeError) as err:
                 print(f"{prog}: config error: {err}", file=sys.stderr)
@@ -316,8 +332,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
             if args.classes is not None and not classes:
                 parser.error("--classes names no class")
-            sources = [{"format": "voc", "root": args.voc, "split": args.split, "classes": classes,
-                        "label": f"{args.voc} ({args.split})"}]
+            split = args.split or "trainval"
+            sources = [{"format": "voc", "root": args.voc, "split": split, "classes": classes,
+                        "label": f"{args.voc} ({split})"}]
         report = check_sources(
             sources,
             max_pixels=DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels,

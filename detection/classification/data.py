@@ -11,8 +11,10 @@ inputs it will see in a detector.
 
 Training reuses the detector loader's `TrainingSampler` (infinite, seeded, rank-sharded
 index stream); `ClassificationTrainLoader.state_dict` records the number of batches handed
-out, so a resumed run continues the same index stream. Testing uses `InferenceSampler`
-(each rank one contiguous chunk, every image exactly once).
+out, so a resumed run continues the same index stream. Each sample's augmentation is seeded
+from ``(seed, stream position)``, so a resumed run also sees the same crops and flips, with
+any number of workers. Testing uses `InferenceSampler` (each rank one contiguous chunk,
+every image exactly once).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -33,6 +35,7 @@ from detection.data.build import (
     PositionedBatchSampler,
     ResumableTrainLoader,
     TrainingSampler,
+    sample_seed,
     seed_worker,
 )
 from detection.utils import comm
@@ -136,7 +139,12 @@ def _train_split(cfg) -> str:
 
 # ----------------------------------------------------------------------------- dataset
 class ImageFolderDataset(Dataset):
-    """``(uint8 tensor 3xHxW, label)`` per image, after ``transform`` (PIL image in)."""
+    """``(uint8 tensor 3xHxW, label)`` per image, after ``transform`` (PIL image in).
+
+    An ``(index, seed)`` key (from `ClassificationTrainLoader`) runs ``transform`` with the
+    CPU torch RNG seeded ``seed`` and restores the RNG afterwards: the augmentation is then
+    a function of the sample's stream position only.
+    """
 
     def __init__(self, samples: Sequence[Tuple[str, int]], transform: Callable, classes: Sequence[str]) -> None:
         self.samples = list(samples)
@@ -146,16 +154,26 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, idx: int) -> Tuple[torch.Tensor, int]:
+    def __getitem__(self, idx: Union[int, Tuple[int, int]]) -> Tuple[torch.Tensor, int]:
         from PIL import Image
 
+        seed: Optional[int] = None
+        if isinstance(idx, tuple):
+            idx, seed = idx
         path, label = self.samples[idx]
         try:
             with Image.open(path) as img:
                 img = img.convert("RGB")
         except (OSError, ValueError) as err:
             raise ImageFolderError(f"cannot read image {path}: {err}") from None
-        return self.transform(img), label
+        if seed is None:
+            return self.transform(img), label
+        # torchvision's random transforms draw from the CPU torch RNG. Forked so that, with
+        # num_workers 0, the training process's own stream (dropout, ...) stays untouched;
+        # only the CPU generator is seeded (torch.manual_seed would also reseed CUDA).
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(int(seed))
+            return self.transform(img), label
 
 
 def build_train_transform(cfg) -> Callable:
@@ -218,35 +236,33 @@ class ClassificationTrainLoader(ResumableTrainLoader):
 
     Batch ``b`` holds positions ``b * batch_size .. (b + 1) * batch_size - 1`` of this
     rank's `TrainingSampler` stream, so restoring ``num_batches`` (``load_state_dict``) puts
-    the stream exactly where it was, without reading any image. Augmentations are seeded
-    from ``(seed, rank, num_batches)`` at each (re)start.
+    the stream exactly where it was, without reading any image. Each sample's augmentation
+    is seeded from ``(seed, global stream position)``, so the batches are bit-identical
+    after a resume, with any number of workers.
     """
 
     def __init__(
         self, dataset: ImageFolderDataset, sampler: TrainingSampler, batch_size: int, num_workers: int = 0,
-        seed: int = 0, pin_memory: bool = False,
+        seed: int = 0, pin_memory: bool = False, seed_drawn: bool = False,
     ) -> None:
-        super().__init__(sampler, batch_size, num_workers, seed)
+        super().__init__(sampler, batch_size, num_workers, seed, seed_drawn)
         self.dataset = dataset
         self.pin_memory = bool(pin_memory)
 
-    def _batches(self) -> Iterator[List[int]]:
+    def _batches(self) -> Iterator[List[Tuple[int, int]]]:
         self.sampler.load_state_dict({"num_yielded": self._num_batches * self.batch_size})
-        stream = iter(self.sampler)
+        stream = ((idx, sample_seed(self.seed, pos)) for pos, idx in self.sampler.iter_with_positions())
         while True:
             yield list(itertools.islice(stream, self.batch_size))
 
     def _make_loader(self) -> DataLoader:
-        generator = self._worker_generator()
-        if self.num_workers == 0:  # augmentations draw from the global torch RNG here
-            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
         return DataLoader(
             self.dataset,
             batch_sampler=PositionedBatchSampler(self._batches()),
             num_workers=self.num_workers,
             collate_fn=collate_classification,
             worker_init_fn=seed_worker,
-            generator=generator,
+            generator=self._worker_generator(),
             pin_memory=self.pin_memory,
             persistent_workers=False,
         )
@@ -289,7 +305,7 @@ def build_classification_train_loader(cfg) -> ClassificationTrainLoader:
     dataset = ImageFolderDataset(samples, build_train_transform(cfg), classes)
     return ClassificationTrainLoader(
         dataset, sampler, total // world, num_workers=int(cfg.DATALOADER.NUM_WORKERS), seed=seed,
-        pin_memory=torch.device(cfg.MODEL.DEVICE).type == "cuda",
+        pin_memory=torch.device(cfg.MODEL.DEVICE).type == "cuda", seed_drawn=int(cfg.SEED) < 0,
     )
 
 

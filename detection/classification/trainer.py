@@ -84,8 +84,19 @@ def resolve_config(cfg, *, train: bool = True):
             s.MAX_ITER = int(s.MAX_EPOCHS) * int(s.ITERS_PER_EPOCH)
         if s.MAX_ITER <= 0:
             raise ConfigError(f"SOLVER.MAX_ITER must be positive, got {s.MAX_ITER}")
-    elif classes is None and cfg.MODEL.NUM_CLASSES <= 0 and len(cfg.DATASETS.TEST):
-        classes = list_classes(split_dir(cfg, cfg.DATASETS.TEST[0]))
+    elif classes is None:
+        # No training split: each test split is labelled by its own sorted class folders,
+        # which matches the training labels only when it holds every class.
+        for split in cfg.DATASETS.TEST:
+            found = list_classes(split_dir(cfg, split))
+            if cfg.MODEL.NUM_CLASSES <= 0:
+                cfg.MODEL.NUM_CLASSES = len(found)
+            elif len(found) != cfg.MODEL.NUM_CLASSES:
+                raise ConfigError(
+                    f"MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES} but {split_dir(cfg, split)} has {len(found)} "
+                    f"class folders, and without the training split {split_dir(cfg, cfg.DATASETS.TRAIN[0])} the "
+                    "labels cannot be matched to class names: provide it (its class folders suffice, even empty)"
+                )
 
     if classes is not None:
         if cfg.MODEL.NUM_CLASSES <= 0:

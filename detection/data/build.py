@@ -442,15 +442,20 @@ class ResumableTrainLoader:
     ``state_dict()`` only needs the number of batches handed out plus what must match for
     that count to mean the same thing (batch size, seed, dataset size, world size);
     ``load_state_dict()`` checks those and positions the stream without reading any image.
+    ``seed_drawn=True`` says ``seed`` was drawn at random (``SEED < 0``): a saved state then
+    brings its own seed, since continuing a run means continuing its stream.
     Subclasses build the positioned DataLoader in `_make_loader` and may post-process
     batches in `_after_batch`.
     """
 
-    def __init__(self, sampler: TrainingSampler, batch_size: int, num_workers: int = 0, seed: int = 0) -> None:
+    def __init__(
+        self, sampler: TrainingSampler, batch_size: int, num_workers: int = 0, seed: int = 0, seed_drawn: bool = False
+    ) -> None:
         self.sampler = sampler
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.seed = int(seed)
+        self.seed_drawn = bool(seed_drawn)
         self._num_batches = 0
         self._iter: Optional[Iterator[Any]] = None
         self._loader: Optional[DataLoader] = None
@@ -500,14 +505,24 @@ class ResumableTrainLoader:
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        free = ("num_batches", "seed") if self.seed_drawn else ("num_batches",)
         for key, mine in self.state_dict().items():
-            if key != "num_batches" and key in state and state[key] != mine:
+            if key not in free and key in state and state[key] != mine:
                 raise ValueError(
                     f"train loader state has {key}={state[key]!r} but this loader has {mine!r}; "
                     "the saved position does not apply to this data/batch setup"
                 )
+        if self.seed_drawn and "seed" in state and int(state["seed"]) != self.seed:
+            self._adopt_seed(int(state["seed"]))
         self.close()
         self._num_batches = int(state["num_batches"])
+
+    def _adopt_seed(self, seed: int) -> None:
+        """Continue a stream seeded ``seed`` (a resumed run whose seed was drawn at random)."""
+        s = self.sampler.state_dict()
+        self.sampler = TrainingSampler(s["size"], shuffle=s["shuffle"], seed=seed, rank=s["rank"], world_size=s["world_size"])
+        logger.info("Train loader: SEED < 0, continuing the saved run's data seed %d (instead of %d)", seed, self.seed)
+        self.seed = seed
 
     def close(self) -> None:
         """Stop the worker processes (a new iteration restarts them)."""
@@ -535,8 +550,9 @@ class TrainLoader(ResumableTrainLoader):
         num_workers: int = 0,
         seed: int = 0,
         max_bad_sample_fraction: float = 0.05,
+        seed_drawn: bool = False,
     ) -> None:
-        super().__init__(sampler, batch_size, num_workers, seed)
+        super().__init__(sampler, batch_size, num_workers, seed, seed_drawn)
         self.dataset = dataset
         self.bad_samples = BadSampleCounter(max_bad_sample_fraction)
         self.aspect_ratio_grouping = bool(aspect_ratio_grouping)
@@ -635,6 +651,7 @@ def build_detection_train_loader(
         num_workers=int(cfg.DATALOADER.NUM_WORKERS),
         seed=seed,
         max_bad_sample_fraction=max_bad_fraction,
+        seed_drawn=int(cfg.SEED) < 0,
     )
 
 

@@ -71,6 +71,34 @@ def test_warnings_only_exit_0(tool, corpus, tmp_path, capsys):
     assert "WARNING box_empty x1" in out and out.rstrip().endswith("OK: 0 error(s), 1 warning(s)")
 
 
+def test_shared_file_checked_against_every_entry_size(tool, corpus, tmp_path, capsys):
+    """Two image entries naming one file: each annotated size must match the decoded one
+    (training reads the file once per entry), not only the first entry's."""
+    path = corpus.valid_coco(tmp_path, n=2)
+    data = json.loads(path.read_text())
+    data["images"].append({"id": 9, "file_name": "0.png", "height": 48, "width": 64})
+    path.write_text(json.dumps(data))
+    assert tool.main(["--coco", str(path), "--images", str(tmp_path / "img"), "--quiet", "--workers", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "WARNING duplicate_file_name x1" in out and "ERROR   size_mismatch x1" in out
+    assert "0.png: decoded size 32x24 differs from the annotated 64x48" in out
+
+
+def test_empty_dataset_is_an_error(tool, tmp_path, capsys):
+    """Training refuses a dataset without images ("dataset ... is empty"); the check must not
+    call it OK. An unreadable file stays one error (no second one for being empty)."""
+    (tmp_path / "img").mkdir()
+    (tmp_path / "ann.json").write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
+    assert tool.main(["--coco", str(tmp_path / "ann.json"), "--images", str(tmp_path / "img"), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR   empty_dataset x1" in out and f"{tmp_path / 'ann.json'}: no images" in out
+    assert out.rstrip().endswith("FAILED: 1 error(s), 0 warning(s)")
+    (tmp_path / "bad.json").write_text('{"images": [}')
+    assert tool.main(["--coco", str(tmp_path / "bad.json"), "--images", str(tmp_path / "img"), "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR   empty_dataset" not in out and out.rstrip().endswith("FAILED: 1 error(s), 0 warning(s)")
+
+
 def test_invalid_json_is_one_error(tool, tmp_path, capsys):
     (tmp_path / "bad.json").write_text('{"images": [}')
     assert tool.main(["--coco", str(tmp_path / "bad.json"), "--images", str(tmp_path), "--quiet"]) == 1
@@ -115,10 +143,48 @@ def test_config_file_mode(tool, corpus, tmp_path, capsys):
         MetadataCatalog.remove("check_ds_mine")
 
 
+def test_allow_paths_outside_root_with_config_file(tool, corpus, tmp_path, capsys):
+    """--allow-paths-outside-root is documented for this tool: with --config-file it must act
+    like DATASETS.ALLOW_PATHS_OUTSIDE_ROOT True, not be ignored (also after the overrides)."""
+    path = corpus.valid_coco(tmp_path, n=2)
+    data = json.loads(path.read_text())
+    data["images"][0]["file_name"] = "../img/0.png"
+    path.write_text(json.dumps(data))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "1.png").write_bytes((tmp_path / "img" / "1.png").read_bytes())
+    base = ["--config-file", os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml"),
+            "--quiet", "--workers", "0"]
+    names = []
+    try:
+        for i, flag_first in enumerate((False, True, False)):
+            name = f"check_ds_outside_{i}"
+            names.append(name)
+            reg = ["DATASETS.REGISTER_COCO", f"[['{name}', '{path}', '{tmp_path / 'sub'}']]",
+                   "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()"]
+            flag = ["--allow-paths-outside-root"] if i else []
+            argv = base + flag + reg if flag_first else base + reg + flag
+            rc = tool.main(argv)
+            out = capsys.readouterr().out
+            if i:
+                assert rc == 0 and "path_outside_root" not in out, out
+            else:
+                assert rc == 1 and "path_outside_root x1" in out
+    finally:
+        from detection.data import DatasetCatalog, MetadataCatalog
+
+        for name in names:
+            if name in DatasetCatalog:
+                DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+
+
 @pytest.mark.parametrize(
     "argv, code, stream, text",
     [
         (["--coco", "a.json"], 2, "err", "--coco needs --images DIR"),
+        (["--coco", "a.json", "--images", "d", "--split", "val"], 2, "err", "--split and --classes apply to --voc"),
+        (["--voc", "v", "--images", "d"], 2, "err", "--images applies to --coco"),
+        (["--config-file", "c.yaml", "--classes", "a"], 2, "err", "--split and --classes apply to --voc"),
         (["--images", "x"], 2, "err", "one of the arguments --config-file --coco --voc is required"),
         (["--voc", "v", "--classes", " , "], 2, "err", "--classes names no class"),
         (["--help"], 0, "out", "Exit status: 0 no errors"),

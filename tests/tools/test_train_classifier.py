@@ -104,6 +104,24 @@ def test_resume_continues(trained, tmp_path, data_root):
     assert ckpt["iteration"] == 5 and ckpt["data_loader"]["num_batches"] == 6
 
 
+def test_resume_from_a_middle_checkpoint_is_bit_exact(trained, tmp_path, data_root):
+    """Restart after iteration 1 (model_0000001.pth) and finish: the weights equal the
+    uninterrupted run's, so the resumed loader repeated the same crops and flips."""
+    src, _ = trained
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(src / "model_0000001.pth", out)
+    (out / "last_checkpoint").write_text("model_0000001.pth")
+    res = _run(["--config-file", CONFIG, "--resume", "DATASETS.ROOT", str(data_root), *TINY, "SOLVER.MAX_ITER", "4",
+                "OUTPUT_DIR", str(out)], data_root)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "training continues at iteration 2" in (out / "log.txt").read_text()
+    want = torch.load(src / "model_final.pth", map_location="cpu", weights_only=True)["model"]
+    got = torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)["model"]
+    assert want.keys() == got.keys()
+    assert [k for k in want if not torch.equal(want[k], got[k])] == []
+
+
 def test_eval_only_reproduces_the_final_accuracy_and_exports(trained, tmp_path, data_root, load_tool):
     out, _ = trained
     tool = load_tool("train_classifier")

@@ -80,6 +80,56 @@ def test_train_loader_resumes_the_same_stream(toy_root):
         c.load_state_dict(dict(state, batch_size=8))
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resumed_loader_repeats_the_augmentations(toy_root, workers):
+    """A resumed run sees the very images (same random crops and flips) the uninterrupted run
+    saw, with or without worker processes, and starting the loader in this process leaves
+    the global torch RNG (dropout, ...) alone."""
+    cfg = _cfg(toy_root, **{"DATALOADER.NUM_WORKERS": str(workers)})
+    torch.manual_seed(123)
+    expected_rng = torch.rand(3)
+    torch.manual_seed(123)
+    a = build_classification_train_loader(cfg)
+    first = [next(a) for _ in range(5)]
+    a.close()
+    assert torch.equal(torch.rand(3), expected_rng)
+    b = build_classification_train_loader(cfg)
+    next(b), next(b)
+    state = b.state_dict()
+    b.close()
+    c = build_classification_train_loader(cfg)
+    c.load_state_dict(state)
+    rest = [next(c) for _ in range(3)]
+    c.close()
+    for want, got in zip(first[2:], rest):
+        assert torch.equal(want.labels, got.labels) and torch.equal(want.images, got.images)
+    if workers:  # augmentation does not depend on which process ran it
+        serial = build_classification_train_loader(_cfg(toy_root))
+        assert all(torch.equal(next(serial).images, batch.images) for batch in first)
+
+
+def test_resume_with_random_seed_continues_the_saved_stream(toy_root):
+    """SEED < 0 (every shipped recipe) draws a new data seed per process; a resumed run
+    must continue the checkpoint's stream, not refuse the position and start a new one."""
+    cfg = _cfg(toy_root, SEED="-1")
+    a = build_classification_train_loader(cfg)
+    first = [next(a) for _ in range(5)]
+    state = dict(a.state_dict(), num_batches=2)
+    b = build_classification_train_loader(cfg)
+    assert b.seed != a.seed  # (a 1 in 2**31 coincidence would make this test vacuous)
+    with pytest.raises(ValueError, match="batch_size"):  # a refused state leaves the seed alone
+        b.load_state_dict(dict(state, batch_size=99))
+    assert b.seed != a.seed
+    b.load_state_dict(state)
+    assert b.seed == a.seed
+    for want in first[2:]:
+        got = next(b)
+        assert torch.equal(want.labels, got.labels) and torch.equal(want.images, got.images)
+    fixed = build_classification_train_loader(_cfg(toy_root, SEED="5"))
+    with pytest.raises(ValueError, match="seed"):  # an explicit SEED still has to match
+        fixed.load_state_dict(state)
+
+
 def test_resolve_config_fills_data_dependent_keys(toy_root):
     cfg = _cfg(toy_root, **{"SOLVER.MAX_EPOCHS": "3", "SOLVER.LR_SCHEDULER_NAME": "EpochStepLR"})
     out = resolve_config(cfg)
@@ -102,6 +152,25 @@ def test_resolve_config_fills_data_dependent_keys(toy_root):
 def test_resolve_config_errors(toy_root, overrides, error, message):
     with pytest.raises(error, match=message):
         resolve_config(_cfg(toy_root, **overrides))
+
+
+def test_eval_only_without_training_split_needs_every_class(tmp_path, toy_root):
+    """Without DATASETS.ROOT/train, labels are the test split's sorted class folders; that is
+    only right when the test split holds every class, so a count that differs from
+    MODEL.NUM_CLASSES is an error (it would shift or drop labels silently)."""
+    import shutil
+
+    shutil.copytree(toy_root / "val", tmp_path / "val")
+    cfg = _cfg(tmp_path, **{"MODEL.NUM_CLASSES": "3"})
+    assert resolve_config(cfg, train=False).MODEL.NUM_CLASSES == 3  # every class there: fine
+    assert resolve_config(_cfg(tmp_path), train=False).MODEL.NUM_CLASSES == 3  # 0: counted
+    shutil.rmtree(tmp_path / "val" / "circle")  # "square" would get label 0 instead of 1
+    with pytest.raises(ConfigError, match=r"MODEL.NUM_CLASSES is 3 but .*val has 2 class folders.*train"):
+        resolve_config(cfg, train=False)
+    (tmp_path / "train" / "circle").mkdir(parents=True)  # the training class names suffice
+    for name in ("square", "triangle"):
+        (tmp_path / "train" / name).mkdir()
+    assert resolve_config(cfg, train=False).MODEL.NUM_CLASSES == 3
 
 
 def test_unreadable_image_names_the_file(tmp_path):

@@ -82,6 +82,9 @@ def test_recipes_match_the_papers():
         s = c(name).SOLVER
         assert (s.LR_SCHEDULER_NAME, s.BASE_LR, s.BASE_LR_END, s.WEIGHT_DECAY) == ("LinearDecayLR", 0.5, 0.0, 4e-5)
         assert (s.IMS_PER_BATCH, s.MAX_ITER, s.MOMENTUM) == (1024, 300000, 0.9)
+    # the authors' ShuffleNetV2/network.py: dropout 0.2 before the FC of the 2.0x model only
+    assert c("shufflenet_v2_2.0x.yaml").MODEL.DROPOUT == 0.2
+    assert c("shufflenet_v2_1.5x.yaml").MODEL.DROPOUT == 0.0 and c("shufflenet_v1_g3_2.0x.yaml").MODEL.DROPOUT == 0.0
     fd = c("fd_mobilenet_1.0x.yaml")
     s = fd.SOLVER
     assert (s.LR_SCHEDULER_NAME, s.BASE_LR, s.GAMMA, s.STEP_EPOCHS, s.MAX_EPOCHS) == ("EpochStepLR", 0.1, 0.1, 30, 90)
