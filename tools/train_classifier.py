@@ -43,7 +43,13 @@ from detection.classification import (  # noqa: E402
 from detection.classification.data import train_classes  # noqa: E402
 from detection.config import ConfigError  # noqa: E402
 from detection.engine import comm, default_argument_parser, default_setup  # noqa: E402
-from detection.engine.launch import Interrupted, print_output_locations, run_reporting_errors  # noqa: E402
+from detection.engine.launch import (  # noqa: E402
+    EXIT_WRITE_ERROR,
+    Interrupted,
+    print_output_locations,
+    report_failure,
+    run_reporting_errors,
+)
 
 logger = logging.getLogger("detection.tools.train_classifier")
 
@@ -111,13 +117,13 @@ def write_results(cfg, results, *, weights: str, iteration, eval_only: bool, bac
 
 
 def _export(cfg, model, path: str, iteration) -> str:
-    if comm.is_main_process():
-        export_backbone(
-            model, path, classes=train_classes(cfg),
-            extra={"backbone": cfg.MODEL.BACKBONE.NAME, "num_classes": int(cfg.MODEL.NUM_CLASSES),
-                   "iteration": -1 if iteration is None else int(iteration)},
-        )
-    comm.synchronize()
+    with comm.fail_together():  # also the barrier: the file exists on return; a write error stops every rank
+        if comm.is_main_process():
+            export_backbone(
+                model, path, classes=train_classes(cfg),
+                extra={"backbone": cfg.MODEL.BACKBONE.NAME, "num_classes": int(cfg.MODEL.NUM_CLASSES),
+                       "iteration": -1 if iteration is None else int(iteration)},
+            )
     return path
 
 
@@ -144,7 +150,8 @@ def evaluate(cfg, args):
     model = ClassificationTrainer.build_model(cfg)
     model.to(cfg.MODEL.DEVICE)
     checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
-    extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+    with comm.fail_together():  # weights unreadable on one node: every rank stops
+        extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
     # the file actually loaded: resume falls back past an unreadable newest checkpoint
     weights = checkpointer.resumed_from or cfg.MODEL.WEIGHTS
     if not weights:
@@ -186,14 +193,30 @@ def main(argv=None) -> int:
         args.opts = args.opts[:i] + args.opts[i + 2:]
     comm.init_distributed_from_env()
     try:
-        cfg = setup(args)
+        return _main(args, prog)
+    finally:
+        comm.destroy_process_group()
+
+
+def _main(args, prog: str) -> int:
+    try:
+        with comm.fail_together():  # e.g. the image folders missing on one node: every node stops
+            cfg = setup(args)
     except ConfigError as err:
         print(f"{prog}: config error: {err}", file=sys.stderr)
         return 2
     except ImageFolderError as err:
         print(f"{prog}: dataset error: {err}", file=sys.stderr)
         return 2
-    default_setup(cfg, args)
+    except comm.PeerFailure as err:
+        return report_failure(prog, err, (ImageFolderError,), log=False)
+    try:
+        default_setup(cfg, args)
+    except OSError as err:
+        print(f"{prog}: error: cannot write to OUTPUT_DIR {cfg.OUTPUT_DIR}: {err}", file=sys.stderr)
+        return EXIT_WRITE_ERROR
+    except comm.PeerFailure as err:  # rank 0 could not write OUTPUT_DIR
+        return report_failure(prog, err, log=False)
     code, done = run_reporting_errors(
         prog, lambda: evaluate(cfg, args) if args.eval_only else train(cfg, args), input_errors=(ImageFolderError,)
     )

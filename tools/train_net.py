@@ -44,6 +44,7 @@ from detection.engine.launch import (  # noqa: E402
     EXIT_WRITE_ERROR,
     Interrupted,
     print_output_locations,
+    report_failure,
     run_reporting_errors,
 )
 
@@ -118,7 +119,8 @@ def _print_results(results) -> None:
 def evaluate(cfg, args) -> str:
     model = Trainer.build_model(cfg)
     checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
-    extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+    with comm.fail_together():  # weights unreadable on one node: every rank stops
+        extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
     # the file actually loaded: resume falls back past an unreadable newest checkpoint
     weights = checkpointer.resumed_from or cfg.MODEL.WEIGHTS
     if not weights:
@@ -164,15 +166,20 @@ def main(argv=None) -> int:
 
 def _main(args, prog: str) -> int:
     try:
-        cfg = setup(args)
+        with comm.fail_together():  # e.g. MODEL.WEIGHTS missing on one node: every node stops
+            cfg = setup(args)
     except ConfigError as err:
         print(f"{prog}: config error: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except comm.PeerFailure as err:
+        return report_failure(prog, err, log=False)
     try:
         default_setup(cfg, args)
     except OSError as err:
         print(f"{prog}: error: cannot write to OUTPUT_DIR {cfg.OUTPUT_DIR}: {err}", file=sys.stderr)
         return EXIT_WRITE_ERROR
+    except comm.PeerFailure as err:  # rank 0 could not write OUTPUT_DIR
+        return report_failure(prog, err, log=False)
     code, path = run_reporting_errors(prog, lambda: evaluate(cfg, args) if args.eval_only else train(cfg, args))
     if path is None:  # failed (one line printed) or interrupted after a checkpoint
         return code

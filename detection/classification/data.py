@@ -293,6 +293,9 @@ def iters_per_epoch(num_images: int, total_batch: int) -> int:
 def build_classification_train_loader(cfg) -> ClassificationTrainLoader:
     """The infinite training loader of ``cfg``: per-process batch
     ``SOLVER.IMS_PER_BATCH // world_size``, seeded by ``SEED``."""
+    # First, before anything that can fail on one rank alone (a folder missing on one node):
+    # the other ranks must not be left in this all_gather (see comm.fail_together).
+    seed = shared_seed(int(cfg.SEED))
     world, rank = comm.get_world_size(), comm.get_rank()
     total = int(cfg.SOLVER.IMS_PER_BATCH)
     if total <= 0 or total % world:
@@ -300,7 +303,6 @@ def build_classification_train_loader(cfg) -> ClassificationTrainLoader:
     folder = split_dir(cfg, _train_split(cfg))
     classes, samples = scan_image_folder(folder)
     logger.info("Training split %s: %d images in %d classes", folder, len(samples), len(classes))
-    seed = shared_seed(int(cfg.SEED))
     sampler = TrainingSampler(len(samples), shuffle=True, seed=seed, rank=rank, world_size=world)
     dataset = ImageFolderDataset(samples, build_train_transform(cfg), classes)
     return ClassificationTrainLoader(

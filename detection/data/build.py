@@ -625,6 +625,9 @@ def build_detection_train_loader(
     """The training loader described by ``cfg``: infinite, seeded (``SEED``), per-process
     batch ``SOLVER.IMS_PER_BATCH // world_size``, honouring ``DATASETS.TRAIN``,
     ``DATASETS.REGISTER_*`` and ``DATALOADER.*``."""
+    # First, before anything that can fail on one rank alone (a file missing on one node):
+    # the other ranks must not be left in this broadcast (see comm.fail_together).
+    seed = _shared_seed(int(cfg.SEED))
     register_from_cfg(cfg)
     rank, world = _dist_rank_world()
     total = int(cfg.SOLVER.IMS_PER_BATCH)
@@ -633,7 +636,6 @@ def build_detection_train_loader(
     names = [cfg.DATASETS.TRAIN] if isinstance(cfg.DATASETS.TRAIN, str) else list(cfg.DATASETS.TRAIN)
     records = get_detection_dataset_dicts(names, filter_empty=bool(cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS))
     _check_num_classes(cfg, names, records)
-    seed = _shared_seed(int(cfg.SEED))
     sampler = TrainingSampler(len(records), shuffle=True, seed=seed, rank=rank, world_size=world)
     skip_bad, max_bad_fraction = bad_sample_policy(cfg)
     dataset = MapDataset(

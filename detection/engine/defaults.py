@@ -203,14 +203,19 @@ def configure_libraries() -> None:
 def default_setup(cfg, args=None) -> int:
     """Create OUTPUT_DIR, set up logging (console + OUTPUT_DIR/log.txt), log the
     environment, the command line and the merged config, save it to
-    OUTPUT_DIR/config.yaml, and seed every RNG. Returns the seed used."""
+    OUTPUT_DIR/config.yaml, and seed every RNG. Returns the seed used.
+
+    Collective under torchrun: when rank 0 cannot write OUTPUT_DIR it raises its OSError
+    and every other rank raises `comm.PeerFailure`."""
     configure_libraries()
     output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
-    if comm.is_main_process() and output_dir:
-        os.makedirs(output_dir, exist_ok=True)
-    comm.synchronize()
-    logger = setup_logger(output_dir, distributed_rank=rank)
+    # Only rank 0 writes here; when it cannot, every rank must stop (not wait for it in
+    # DDP's first broadcast), hence fail_together around each write.
+    with comm.fail_together():
+        if comm.is_main_process() and output_dir:
+            os.makedirs(output_dir, exist_ok=True)
+        logger = setup_logger(output_dir, distributed_rank=rank)
 
     logger.info("Rank of current process: %d. World size: %d", rank, comm.get_world_size())
     logger.info("Environment info:\n%s", collect_env_info())
@@ -222,11 +227,12 @@ def default_setup(cfg, args=None) -> int:
             with open(cfg_file, encoding="utf-8") as f:
                 logger.info("Contents of config file %s:\n%s", cfg_file, f.read())
     logger.info("Running with full config:\n%s", cfg.dump())
-    if comm.is_main_process() and output_dir:
-        path = os.path.join(output_dir, "config.yaml")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(cfg.dump())
-        logger.info("Full config saved to %s", os.path.abspath(path))
+    with comm.fail_together():
+        if comm.is_main_process() and output_dir:
+            path = os.path.join(output_dir, "config.yaml")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(cfg.dump())
+            logger.info("Full config saved to %s", os.path.abspath(path))
 
     requested = int(cfg.SEED)
     seed = seed_all_rng(None if requested < 0 else requested + rank)

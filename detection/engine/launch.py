@@ -7,6 +7,10 @@ SIGINT (Ctrl-C) after saving a checkpoint; 2 invalid config / command line / unu
 weights or checkpoint / bad dataset or sample; 1 training diverged (non-finite loss; the
 last good state is saved); 3 cannot write to OUTPUT_DIR (disk full, permissions; earlier
 checkpoints are intact).
+
+Under torchrun, an error that one process meets where every process checks in
+(`comm.fail_together`: start-up, data loaders, checkpoint writes) stops them all; the
+others print "stopped because rank N failed: ..." and exit with the same status.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from ..utils import comm
 
 __all__ = [
     "EXIT_DIVERGED", "EXIT_CONFIG", "EXIT_WRITE_ERROR", "EXIT_SIGINT", "Interrupted", "run_reporting_errors",
-    "print_output_locations",
+    "print_output_locations", "report_failure",
 ]
 
 logger = logging.getLogger(__name__)
@@ -47,40 +51,70 @@ def _resume_command() -> str:
     return " ".join([sys.argv[0], "--resume", *rest])
 
 
-def _fail(prog: str, kind: str, text: str, code: int) -> Tuple[int, None]:
-    logger.error("%s", text)
-    print(f"{prog}: {kind}: {text}", file=sys.stderr)
-    return code, None
-
-
-def run_reporting_errors(
-    prog: str, work: Callable[[], T], input_errors: Sequence[Type[BaseException]] = ()
-) -> Tuple[int, Optional[T]]:
-    """Run ``work()`` (which returns something other than None); return ``(0, result)``, or
-    ``(exit code, None)`` after printing one line for a known failure or the interruption
-    notice (SIGTERM's exit code is 0: test ``result is None``). ``input_errors``: the tool's own bad-input exception types
-    (reported as data errors, exit 2) besides the detection data errors."""
+def _known_failure(
+    err: BaseException, input_errors: Sequence[Type[BaseException]] = ()
+) -> Optional[Tuple[str, str, int]]:
+    """``(kind, one-line text, exit code)`` of an expected failure; None for anything else."""
     from backbones.weights import CheckpointError as BackboneCheckpointError
     from detection.checkpoint import CheckpointError, CheckpointWriteError
     from detection.config import ConfigError
     from detection.data.bad_samples import describe_error
     from detection.data.errors import BadSampleError, DatasetError
 
+    if isinstance(err, ConfigError):
+        return "config error", str(err), EXIT_CONFIG
+    if isinstance(err, (CheckpointError, BackboneCheckpointError)):
+        return "error", describe_error(err), EXIT_CONFIG
+    if isinstance(err, (DatasetError, BadSampleError, FileNotFoundError, *input_errors)):  # file named, one line
+        return "data error", describe_error(err), EXIT_CONFIG
+    if isinstance(err, FloatingPointError):
+        return "training diverged", str(err), EXIT_DIVERGED
+    if isinstance(err, (CheckpointWriteError, OSError)):
+        # our own write errors carry the path in strerror; others name it in filename
+        return "error", str(err) if err.filename or not err.strerror else err.strerror, EXIT_WRITE_ERROR
+    return None
+
+
+def report_failure(
+    prog: str, err: BaseException, input_errors: Sequence[Type[BaseException]] = (), *, log: bool = True
+) -> Optional[int]:
+    """Print the one stderr line for an expected failure and return its exit code; None
+    for an unexpected error (the caller re-raises it: a bug deserves its traceback), never
+    for `comm.PeerFailure`.
+
+    `comm.PeerFailure` (another rank failed, see `comm.fail_together`) is reported as
+    "stopped because rank N failed: ..." with that failure's exit code (1 for an unexpected
+    error there). ``log=False`` before logging is set up: the message would reach stderr
+    twice through logging's last-resort handler.
+    """
+    peer = err if isinstance(err, comm.PeerFailure) else None
+    known = _known_failure(peer.error if peer is not None else err, input_errors)
+    if known is None:
+        if peer is None:
+            return None
+        known = ("error", f"{type(peer.error).__name__}: {peer.error}", 1)  # the failing rank shows its traceback
+    kind, text, code = known
+    if peer is not None:
+        kind, text = f"stopped because rank {peer.rank} failed", f"{kind}: {text}"
+        logged = f"{kind}: {text}"
+    else:
+        logged = f"Training stopped: {text}" if kind == "training diverged" else text
+    if log:
+        logger.error("%s", logged)
+    print(f"{prog}: {kind}: {text}", file=sys.stderr)
+    return code
+
+
+def run_reporting_errors(
+    prog: str, work: Callable[[], T], input_errors: Sequence[Type[BaseException]] = ()
+) -> Tuple[int, Optional[T]]:
+    """Run ``work()`` (which returns something other than None); return ``(0, result)``, or
+    ``(exit code, None)`` after printing one line for a known failure (`report_failure`) or
+    the interruption notice (SIGTERM's exit code is 0: test ``result is None``).
+    ``input_errors``: the tool's own bad-input exception types (reported as data errors,
+    exit 2) besides the detection data errors."""
     try:
         return 0, work()
-    except ConfigError as err:
-        return _fail(prog, "config error", str(err), EXIT_CONFIG)
-    except (CheckpointError, BackboneCheckpointError) as err:
-        return _fail(prog, "error", describe_error(err), EXIT_CONFIG)
-    except (DatasetError, BadSampleError, FileNotFoundError, *input_errors) as err:  # file named, one line
-        return _fail(prog, "data error", describe_error(err), EXIT_CONFIG)
-    except FloatingPointError as err:
-        logger.error("Training stopped: %s", err)
-        print(f"{prog}: training diverged: {err}", file=sys.stderr)
-        return EXIT_DIVERGED, None
-    except (CheckpointWriteError, OSError) as err:
-        # our own write errors carry the path in strerror; others name it in filename
-        return _fail(prog, "error", str(err) if err.filename or not err.strerror else err.strerror, EXIT_WRITE_ERROR)
     except Interrupted as stop:
         if comm.is_main_process():
             print(
@@ -90,6 +124,11 @@ def run_reporting_errors(
                 flush=True,
             )
         return (EXIT_SIGINT if stop.signum == signal.SIGINT else 0), None
+    except Exception as err:
+        code = report_failure(prog, err, input_errors)
+        if code is None:
+            raise
+        return code, None
 
 
 def print_output_locations(output_dir: str, results_file: str, trained: bool, extra: Iterable[str] = ()) -> None:

@@ -277,7 +277,8 @@ class Trainer:
     @property
     def data_loader(self) -> Iterable:
         if self._data_loader is None:
-            self._data_loader = self.build_train_loader(self.cfg)
+            with comm.fail_together():  # e.g. the dataset missing on one node: every rank stops
+                self._data_loader = self.build_train_loader(self.cfg)
         return self._data_loader
 
     # ------------------------------------------------------------------ checkpoints
@@ -290,14 +291,19 @@ class Trainer:
         return state
 
     def _extra_checkpoint_state(self, resume_state: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-        """Extra entries saved with every checkpoint: the train loader's position (when it
-        can report one) and the RNG states of every rank (``rng_states[rank]``).
+        """Extra entries saved with every checkpoint: the RNG states of every rank
+        (``rng_states[rank]``) and the train loader's state when it can report one
+        (``data_loader``, rank 0's; under DDP also ``data_loader_states[rank]``: the position
+        is the same on every rank, the bad-sample counts are not).
         Collective under DDP: every rank must call it."""
         mine = resume_state if resume_state is not None else self._capture_resume_state()
-        rng = rng_state_for_checkpoint(mine["rng"])
-        extra: Dict[str, Any] = {"rng_states": comm.all_gather(rng), "world_size": comm.get_world_size()}
+        gathered = comm.all_gather((rng_state_for_checkpoint(mine["rng"]), mine.get("data_loader")))
+        world = comm.get_world_size()
+        extra: Dict[str, Any] = {"rng_states": [rng for rng, _ in gathered], "world_size": world}
         if "data_loader" in mine:
-            extra["data_loader"] = mine["data_loader"]
+            extra["data_loader"] = gathered[0][1]
+            if world > 1:
+                extra["data_loader_states"] = [loader for _, loader in gathered]
         return extra
 
     def _restore_extra_state(self, checkpoint: Mapping[str, Any]) -> None:
@@ -313,7 +319,8 @@ class Trainer:
             )
         else:
             restore_rng_state(rng_states[rank], self.device)
-        state = checkpoint.get("data_loader")
+        per_rank = checkpoint.get("data_loader_states")
+        state = per_rank[rank] if per_rank is not None and len(per_rank) == world else checkpoint.get("data_loader")
         if state is None:
             return
         loader = self.data_loader
@@ -328,22 +335,25 @@ class Trainer:
     def resume_or_load(self, resume: bool = True) -> None:
         """``resume`` and a checkpoint in OUTPUT_DIR: continue after its iteration.
         Otherwise load MODEL.WEIGHTS (if set) and start at iteration 0."""
-        ckpt = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
-        if resume and self.checkpointer.has_checkpoint():
-            self.start_iter = int(ckpt.get("iteration", -1)) + 1
-            self._restore_extra_state(ckpt)
-            self._last_saved_iter = self.start_iter - 1
-            logger.info("Resumed; training continues at iteration %d", self.start_iter)
-        else:
-            self.start_iter = 0
-        starts = comm.all_gather(self.start_iter)
-        if len(set(starts)) > 1:  # e.g. multi-node with OUTPUT_DIR not on a shared file system
+        with comm.fail_together():  # a file unreadable on one node stops every rank
+            ckpt = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        resuming = resume and self.checkpointer.has_checkpoint()
+        start = int(ckpt.get("iteration", -1)) + 1 if resuming else 0
+        # Agree before restoring: restoring builds the train loader (a collective), which
+        # must happen on every rank or on none.
+        states = comm.all_gather((resuming, start))
+        if len(set(states)) > 1:  # e.g. multi-node with OUTPUT_DIR not on a shared file system
             from detection.checkpoint import CheckpointError
 
             raise CheckpointError(
-                f"ranks would start at different iterations {starts}: OUTPUT_DIR {self.cfg.OUTPUT_DIR!r} must be "
-                "the same (shared) folder for every process to --resume"
+                f"ranks would start at different iterations {[s for _, s in states]}: OUTPUT_DIR "
+                f"{self.cfg.OUTPUT_DIR!r} must be the same (shared) folder for every process to --resume"
             )
+        self.start_iter = start
+        if resuming:
+            self._restore_extra_state(ckpt)
+            self._last_saved_iter = self.start_iter - 1
+            logger.info("Resumed; training continues at iteration %d", self.start_iter)
 
     def save_checkpoint(
         self, name: str, *, iteration: Optional[int] = None, resume_state: Optional[Dict[str, Any]] = None
@@ -352,7 +362,8 @@ class Trainer:
         the current one). Collective under DDP: every rank must call it."""
         iteration = self.iter if iteration is None else iteration
         extra = self._extra_checkpoint_state() if resume_state is None else self._extra_checkpoint_state(resume_state)
-        path = self.checkpointer.save(name, iteration=iteration, **extra)
+        with comm.fail_together():  # rank 0 cannot write: the others stop too instead of waiting for it
+            path = self.checkpointer.save(name, iteration=iteration, **extra)
         self._last_saved_iter = iteration
         return path
 
@@ -389,12 +400,13 @@ class Trainer:
         logger.info("Starting training from iteration %d to %d", self.start_iter, self.max_iter)
         main = comm.is_main_process()
         out = self.cfg.OUTPUT_DIR
-        if main and out:
-            os.makedirs(out, exist_ok=True)
-            self._writers = [
-                JSONWriter(os.path.join(out, "metrics.json"), append=self.start_iter > 0),
-                TensorboardWriter(out),
-            ]
+        with comm.fail_together():
+            if main and out:
+                os.makedirs(out, exist_ok=True)
+                self._writers = [
+                    JSONWriter(os.path.join(out, "metrics.json"), append=self.start_iter > 0),
+                    TensorboardWriter(out),
+                ]
         self.model.train()
         self._data_iter = iter(self.data_loader)
         self._pbar = self._make_progress_bar(disable=not main)
@@ -649,12 +661,13 @@ class Trainer:
         model.eval()
         try:
             for i, name in enumerate(names):
-                loader = cls.build_test_loader(cfg, name)
-                if evaluators is not None:
-                    evaluator = evaluators[i]
-                else:
-                    out = os.path.join(cfg.OUTPUT_DIR, "inference", name) if cfg.OUTPUT_DIR else None
-                    evaluator = cls.build_evaluator(cfg, name, output_dir=out)
+                with comm.fail_together():  # e.g. the test set missing on one node: every rank stops
+                    loader = cls.build_test_loader(cfg, name)
+                    if evaluators is not None:
+                        evaluator = evaluators[i]
+                    else:
+                        out = os.path.join(cfg.OUTPUT_DIR, "inference", name) if cfg.OUTPUT_DIR else None
+                        evaluator = cls.build_evaluator(cfg, name, output_dir=out)
                 logger.info("Evaluating %s ...", name)
                 res = inference_on_dataset(model, loader, evaluator)
                 results[name] = res

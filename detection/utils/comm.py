@@ -7,8 +7,11 @@ initialised (rank 0 of a world of 1), so callers can always write
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import os
-from typing import Any, Dict, List, Optional
+import pickle
+from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -26,6 +29,8 @@ __all__ = [
     "init_distributed_from_env",
     "any_across_ranks",
     "destroy_process_group",
+    "fail_together",
+    "PeerFailure",
 ]
 
 
@@ -146,3 +151,50 @@ def destroy_process_group() -> None:
     """Leave the process group (end of a torchrun launch); a no-op when not distributed."""
     if is_dist_initialized():
         dist.destroy_process_group()
+
+
+class PeerFailure(RuntimeError):
+    """Raised by `fail_together` on the ranks that did not fail: ``rank`` (the lowest
+    failing global rank) raised ``error`` there."""
+
+    def __init__(self, rank: int, error: BaseException) -> None:
+        super().__init__(f"rank {rank} failed: {type(error).__name__}: {error}")
+        self.rank, self.error = rank, error
+
+
+def _portable(err: BaseException) -> BaseException:
+    """``err`` if the other ranks can rebuild it (to classify it): it pickles, and
+    ``copy.copy`` rebuilds it from its arguments as unpickling does. Else a RuntimeError
+    with its type and message (e.g. a constructor that does not take its ``args`` back)."""
+    try:
+        pickle.dumps(err)
+        copy.copy(err)
+        return err
+    except Exception:  # noqa: BLE001 - any exception type may fail either way
+        return RuntimeError(f"{type(err).__name__}: {err}")
+
+
+@contextlib.contextmanager
+def fail_together() -> Iterator[None]:
+    """Every rank runs the block; when it raises on any rank, it raises on every rank.
+
+    The failing rank re-raises its own exception; the others raise `PeerFailure` with the
+    failing rank's exception. Without this, an error only one rank sees (a file missing on
+    one node, a write error on rank 0) kills that rank while the others block in their next
+    collective: gloo then fails with "Connection closed by peer", NCCL hangs until its
+    timeout. The block must contain no collective (a rank failing before it would leave
+    the others waiting there); the check is one ``all_gather`` on leaving the block.
+    A no-op when not distributed.
+    """
+    if get_world_size() <= 1:
+        yield
+        return
+    try:
+        yield
+    except Exception as err:
+        all_gather(_portable(err))
+        raise
+    errors = all_gather(None)
+    failed = [(rank, err) for rank, err in enumerate(errors) if err is not None]
+    if failed:
+        raise PeerFailure(*failed[0])

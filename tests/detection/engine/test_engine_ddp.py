@@ -91,3 +91,118 @@ def test_sampler_shards_the_stream_between_ranks():
     whole = [next(iter(single)) for _ in range(10)]
     assert [streams[i % world][i // world] for i in range(10)] == whole  # interleaved = the 1-process stream
     assert sorted(streams[0] + streams[1]) == list(range(10))  # one epoch: disjoint, covering
+
+
+# ------------------------------------------------------------------- a failure on one rank only
+# Multi-node runs meet errors that only one rank sees (a file missing on one node, OUTPUT_DIR
+# writable only on node 0). Every rank must stop with a clear error; before comm.fail_together
+# the other ranks died in their next collective (gloo: "Connection closed by peer"; NCCL
+# would have hung until its timeout).
+class _NodeLocalTrainer(Trainer):
+    """Builds the real sharded loader, except on ``missing_on_rank`` where the dataset is absent."""
+
+    missing_on_rank = None
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        from detection.data.errors import DatasetError
+        from detection.utils import comm
+
+        if comm.get_rank() == cls.missing_on_rank:
+            raise DatasetError(f"COCO annotation file not found: /node{comm.get_rank()}/ann.json")
+        return _fakes.linear_train_loader(int(cfg.SOLVER.IMS_PER_BATCH))
+
+
+def _stops_how(work):
+    from detection.utils import comm
+
+    try:
+        work()
+    except comm.PeerFailure as peer:
+        return ("peer", peer.rank, type(peer.error).__name__)
+    except Exception as err:  # noqa: BLE001 - this rank's own error, reported to the test
+        return ("own", type(err).__name__, str(err))
+    return ("ok",)
+
+
+def _node_local_worker(rank, world, root, queue):
+    import datetime
+    from unittest import mock
+
+    from detection.checkpoint import CheckpointWriteError
+    from detection.engine import default_setup
+    from detection.utils import comm
+
+    # A short timeout turns a rank stuck in a collective into a failure instead of a hung test.
+    torch.distributed.init_process_group("gloo", init_method=f"file://{root}/init", rank=rank, world_size=world,
+                                         timeout=datetime.timedelta(seconds=30))
+    try:
+        def cfg_for(name, rank_dir=None, **solver):
+            out = os.path.join(root, name, rank_dir if rank_dir is not None else "")
+            return _fakes.make_cfg(out, **{"IMS_PER_BATCH": 4, "MAX_ITER": 3, "STEPS": (2,), **solver})
+
+        def train(cfg, resume=False, missing_on_rank=None):
+            trainer_cls = type("T", (_NodeLocalTrainer,), {"missing_on_rank": missing_on_rank})
+            trainer = trainer_cls(cfg, model=_fakes.LinearFake(), log_period=1)
+            trainer.resume_or_load(resume=resume)
+            trainer.train()
+
+        out = {}
+        out["data_missing_on_1"] = _stops_how(lambda: train(cfg_for("data"), missing_on_rank=1))
+
+        blocked = os.path.join(root, "not_a_dir")  # rank 0's OUTPUT_DIR cannot be created: a file is there
+        out["output_dir_blocked"] = _stops_how(
+            lambda: train(_fakes.make_cfg(blocked if rank == 0 else os.path.join(root, "ok1"), IMS_PER_BATCH=4, STEPS=(2,))))
+        out["setup_blocked"] = _stops_how(
+            lambda: default_setup(_fakes.make_cfg(blocked if rank == 0 else os.path.join(root, "ok1"))))
+
+        def save_fails(*args, **kwargs):
+            raise CheckpointWriteError(28, f"cannot write checkpoint {root}/ckpt/model_0000002.pth: No space left")
+
+        cfg = cfg_for("ckpt")
+        with mock.patch("detection.checkpoint.DetectionCheckpointer.save", save_fails) if rank == 0 else mock.MagicMock():
+            out["checkpoint_write_fails_on_0"] = _stops_how(lambda: train(cfg))
+
+        # every rank resumes its own train-loader state (bad-sample counts differ between ranks)
+        first = _NodeLocalTrainer(cfg_for("counts"), model=_fakes.LinearFake())
+        first.resume_or_load(resume=False)
+        first.data_loader.bad_samples.num_skipped = rank + 1
+        first.train()
+        resumed = _NodeLocalTrainer(cfg_for("counts", MAX_ITER=5), model=_fakes.LinearFake())
+        resumed.resume_or_load(resume=True)
+        out["resumed_bad_samples"] = resumed.data_loader.state_dict()["bad_samples"]
+
+        # OUTPUT_DIR per rank (not a shared folder): only rank 0 wrote a checkpoint to resume from
+        train(cfg_for("resume", f"rank{rank}"))
+        out["resume_not_shared"] = _stops_how(lambda: train(cfg_for("resume", f"rank{rank}", MAX_ITER=5), resume=True))
+        out["after"] = comm.all_gather(rank)  # nobody is left behind in a collective
+        queue.put((rank, out))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="torch.distributed with the gloo backend is not available in this build")
+def test_an_error_on_one_rank_stops_every_rank(tmp_path):
+    import torch.multiprocessing as mp
+
+    (tmp_path / "not_a_dir").write_text("")
+    queue = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(_node_local_worker, args=(2, str(tmp_path), queue), nprocs=2, join=True)
+    got = dict(queue.get() for _ in range(2))
+
+    assert got[1]["data_missing_on_1"] == ("own", "DatasetError", "COCO annotation file not found: /node1/ann.json")
+    assert got[0]["data_missing_on_1"] == ("peer", 1, "DatasetError")
+    for case in ("output_dir_blocked", "setup_blocked"):  # rank 0 cannot create OUTPUT_DIR
+        assert got[0][case][:2] == ("own", "FileExistsError"), case
+        assert got[1][case] == ("peer", 0, "FileExistsError"), case
+    assert got[0]["checkpoint_write_fails_on_0"][:2] == ("own", "CheckpointWriteError")
+    assert got[1]["checkpoint_write_fails_on_0"] == ("peer", 0, "CheckpointWriteError")
+    assert got[0]["resumed_bad_samples"] == {"num_samples": 6, "num_skipped": 1}
+    assert got[1]["resumed_bad_samples"] == {"num_samples": 6, "num_skipped": 2}
+    for rank in (0, 1):
+        kind, name, message = got[rank]["resume_not_shared"]
+        assert (kind, name) == ("own", "CheckpointError") and "different iterations [3, 0]" in message
+        assert f"rank{rank}" in message and "must be the same (shared) folder" in message
+        assert got[rank]["after"] == [0, 1]
+    assert not (tmp_path / "resume" / "rank1" / "model_0000002.pth").exists()  # only rank 0 writes checkpoints

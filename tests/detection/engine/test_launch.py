@@ -56,3 +56,19 @@ def test_success_returns_the_result():
 def test_unexpected_errors_propagate():
     with pytest.raises(KeyError):
         run_reporting_errors("tool", _raise(KeyError("bug")))
+
+
+@pytest.mark.parametrize(
+    "err, code, line",
+    [
+        (DatasetError("ann.json: not found"), EXIT_CONFIG, "tool: stopped because rank 1 failed: data error: ann.json: not found"),
+        (CheckpointWriteError(errno.ENOSPC, "cannot write /out/model.pth: No space left"), EXIT_WRITE_ERROR,
+         "tool: stopped because rank 1 failed: error: cannot write /out/model.pth: No space left"),
+        (KeyError("bug"), 1, "tool: stopped because rank 1 failed: error: KeyError: 'bug'"),  # rank 1 shows the traceback
+    ],
+)
+def test_another_ranks_failure_is_one_line_with_its_exit_code(err, code, line, capsys):
+    from detection.utils.comm import PeerFailure
+
+    assert run_reporting_errors("tool", _raise(PeerFailure(1, err))) == (code, None)
+    assert capsys.readouterr().err.strip() == line
