@@ -38,14 +38,12 @@ if ROOT not in sys.path:
 
 from detection.checkpoint import DetectionCheckpointer  # noqa: E402
 from detection.config import ConfigError, load_config  # noqa: E402
-from detection.engine import Trainer, check_config, comm, default_argument_parser, default_setup  # noqa: E402
+from detection.engine import Trainer, check_config, comm, default_argument_parser  # noqa: E402
 from detection.engine.launch import (  # noqa: E402
-    EXIT_CONFIG,
-    EXIT_WRITE_ERROR,
     Interrupted,
     print_output_locations,
-    report_failure,
     run_reporting_errors,
+    setup_reporting_errors,
 )
 
 logger = logging.getLogger("detection.tools.train_net")
@@ -165,21 +163,9 @@ def main(argv=None) -> int:
 
 
 def _main(args, prog: str) -> int:
-    try:
-        with comm.fail_together():  # e.g. MODEL.WEIGHTS missing on one node: every node stops
-            cfg = setup(args)
-    except ConfigError as err:
-        print(f"{prog}: config error: {err}", file=sys.stderr)
-        return EXIT_CONFIG
-    except comm.PeerFailure as err:
-        return report_failure(prog, err, log=False)
-    try:
-        default_setup(cfg, args)
-    except OSError as err:
-        print(f"{prog}: error: cannot write to OUTPUT_DIR {cfg.OUTPUT_DIR}: {err}", file=sys.stderr)
-        return EXIT_WRITE_ERROR
-    except comm.PeerFailure as err:  # rank 0 could not write OUTPUT_DIR
-        return report_failure(prog, err, log=False)
+    code, cfg = setup_reporting_errors(prog, lambda: setup(args), args)
+    if cfg is None:
+        return code
     code, path = run_reporting_errors(prog, lambda: evaluate(cfg, args) if args.eval_only else train(cfg, args))
     if path is None:  # failed (one line printed) or interrupted after a checkpoint
         return code

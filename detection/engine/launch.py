@@ -105,6 +105,37 @@ def report_failure(
     return code
 
 
+def setup_reporting_errors(
+    prog: str, setup: Callable[[], T], args, input_errors: Sequence[Type[BaseException]] = ()
+) -> Tuple[int, Optional[T]]:
+    """A tool's start-up on every rank together: ``cfg = setup()`` then `default_setup`
+    (logging, OUTPUT_DIR, config dump). Returns ``(0, cfg)``, or ``(exit code, None)`` after
+    one stderr line: a config error or one of the tool's ``input_errors`` (exit 2), an
+    OUTPUT_DIR that cannot be written (exit 3), or another rank's failure there."""
+    from ..config import ConfigError
+    from .defaults import default_setup
+
+    try:
+        with comm.fail_together():  # e.g. MODEL.WEIGHTS or the data missing on one node: every node stops
+            cfg = setup()
+    except ConfigError as err:
+        print(f"{prog}: config error: {err}", file=sys.stderr)
+        return EXIT_CONFIG, None
+    except tuple(input_errors) as err:
+        print(f"{prog}: dataset error: {err}", file=sys.stderr)
+        return EXIT_CONFIG, None
+    except comm.PeerFailure as err:
+        return report_failure(prog, err, input_errors, log=False), None
+    try:
+        default_setup(cfg, args)
+    except OSError as err:
+        print(f"{prog}: error: cannot write to OUTPUT_DIR {cfg.OUTPUT_DIR}: {err}", file=sys.stderr)
+        return EXIT_WRITE_ERROR, None
+    except comm.PeerFailure as err:  # rank 0 could not write OUTPUT_DIR
+        return report_failure(prog, err, log=False), None
+    return 0, cfg
+
+
 def run_reporting_errors(
     prog: str, work: Callable[[], T], input_errors: Sequence[Type[BaseException]] = ()
 ) -> Tuple[int, Optional[T]]:

@@ -114,30 +114,20 @@ def test_train_loader_batches_and_grouping(tiny_coco):
     assert seen == set(range(8))  # 24 samples cover all 8 images, incl. the empty one
 
 
-def test_train_loader_resume_replays_the_same_batches(tiny_coco):
+@pytest.mark.parametrize("seed", [7, -1])
+def test_train_loader_resume_replays_the_same_batches(tiny_coco, seed):
+    """With SEED < 0 the data seed is drawn at random in each process: a resumed loader
+    takes the saved seed, so it still replays the interrupted run's batches."""
     cfg, _, _ = tiny_coco
+    cfg.SEED = seed
     loader = build_detection_train_loader(cfg)
     for _ in range(5):
         next(loader)
     state = loader.state_dict()
     rest = [[x["image_id"] for x in b] for b in itertools.islice(loader, 4)]
     resumed = build_detection_train_loader(cfg)
-    resumed.load_state_dict(state)
-    assert [[x["image_id"] for x in b] for b in itertools.islice(resumed, 4)] == rest
-
-
-def test_train_loader_resume_with_random_seed(tiny_coco):
-    """SEED < 0 draws the data seed at random in each process: a resumed loader takes the
-    saved seed, so it still replays the interrupted run's batches."""
-    cfg, _, _ = tiny_coco
-    cfg.SEED = -1
-    loader = build_detection_train_loader(cfg)
-    for _ in range(5):
-        next(loader)
-    state = loader.state_dict()
-    rest = [[x["image_id"] for x in b] for b in itertools.islice(loader, 4)]
-    resumed = build_detection_train_loader(cfg)
-    assert resumed.seed != loader.seed
+    if seed < 0:
+        assert resumed.seed != loader.seed
     resumed.load_state_dict(state)
     assert resumed.seed == loader.seed
     assert [[x["image_id"] for x in b] for b in itertools.islice(resumed, 4)] == rest
