@@ -582,7 +582,8 @@ class Trainer:
 
         self._update_progress_bar()
         if evaluated or final or next_iter % self.log_period == 0:
-            self._write_metrics()
+            with comm.fail_together():  # rank 0 cannot write its metrics: every rank stops (exit 3)
+                self._write_metrics()
 
     def _run_evaluation(self) -> None:
         model = self.unwrapped_model

@@ -163,6 +163,13 @@ def _node_local_worker(rank, world, root, queue):
         with mock.patch("detection.checkpoint.DetectionCheckpointer.save", save_fails) if rank == 0 else mock.MagicMock():
             out["checkpoint_write_fails_on_0"] = _stops_how(lambda: train(cfg))
 
+        def metrics_write_fails(*args, **kwargs):
+            raise OSError(28, "No space left on device", f"{root}/metrics/metrics.json")
+
+        cfg = cfg_for("metrics")
+        with mock.patch("detection.engine.events.JSONWriter.write", metrics_write_fails) if rank == 0 else mock.MagicMock():
+            out["metrics_write_fails_on_0"] = _stops_how(lambda: train(cfg))
+
         # every rank resumes its own train-loader state (bad-sample counts differ between ranks)
         first = _NodeLocalTrainer(cfg_for("counts"), model=_fakes.LinearFake())
         first.resume_or_load(resume=False)
@@ -198,6 +205,8 @@ def test_an_error_on_one_rank_stops_every_rank(tmp_path):
         assert got[1][case] == ("peer", 0, "FileExistsError"), case
     assert got[0]["checkpoint_write_fails_on_0"][:2] == ("own", "CheckpointWriteError")
     assert got[1]["checkpoint_write_fails_on_0"] == ("peer", 0, "CheckpointWriteError")
+    assert got[0]["metrics_write_fails_on_0"][:2] == ("own", "OSError")  # mid-training, not at start-up
+    assert got[1]["metrics_write_fails_on_0"] == ("peer", 0, "OSError")
     assert got[0]["resumed_bad_samples"] == {"num_samples": 6, "num_skipped": 1}
     assert got[1]["resumed_bad_samples"] == {"num_samples": 6, "num_skipped": 2}
     for rank in (0, 1):
