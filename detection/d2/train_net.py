@@ -95,9 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli(argv: Optional[List[str]] = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not args.config_file:
-        build_parser().error("--config-file is required")
+        parser.error("--config-file is required")
     launch(
         main,
         args.num_gpus,

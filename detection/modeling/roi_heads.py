@@ -215,9 +215,8 @@ class FastRCNNPredictor(nn.Module):
         One GEMM over the RoIs involved and the classes present (their weight rows
         gathered) when the pairs fill at least ``1 / dense_ratio`` of that block
         (`DENSE_RATIO`); otherwise one small GEMM per class present, over its RoIs gathered."""
-        out = x.new_empty((len(rows), 4))
         if not len(rows):
-            return out
+            return x.new_empty((0, 4))
         used_rows, local_rows = torch.unique(rows, return_inverse=True)
         used_classes, local_classes = torch.unique(classes, return_inverse=True)
         weight = self.bbox_pred.weight.view(-1, 4, x.shape[1])
@@ -233,6 +232,7 @@ class FastRCNNPredictor(nn.Module):
             else:
                 block = torch.addmm(bias[used_classes].flatten(), inputs, weight[used_classes].flatten(0, 1).t())
             return block.view(len(inputs), -1, 4)[local_rows, local_classes]
+        out = x.new_empty((len(rows), 4))
         for c in used_classes.tolist():
             members = torch.where(classes == c)[0]
             out[members] = torch.addmm(bias[c], x[rows[members]], weight[c].t())

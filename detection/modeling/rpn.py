@@ -42,7 +42,7 @@ def nms_topk(
     groups = None if idxs is None else idxs[order]
     kept: List[Tensor] = []
     kept_boxes = boxes.new_zeros((0, 4))
-    kept_groups = order.new_zeros(0) if groups is None else groups[:0]
+    kept_groups = None if groups is None else groups[:0]  # the groups of kept_boxes
     count = 0
     start = 0
     while start < len(order):
