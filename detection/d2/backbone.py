@@ -14,9 +14,8 @@ from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from torch import Tensor
 
 import backbones
+from backbones.registry import register_once
 from detection.modeling.backbone import convert_norm
-
-from .registry import register_once
 
 logger = logging.getLogger(__name__)
 
