@@ -193,7 +193,7 @@ def check_weights_input_format(cfg: Any, weights_format: str, weights: str) -> b
         return True
     logger.warning(
         "%s expects %s input but the config feeds %s (INPUT.FORMAT=%s, MODEL.PIXEL_STD=%s); for BGR 0-255 "
-        "weights use INPUT.FORMAT BGR, MODEL.PIXEL_MEAN [103.53, 116.28, 123.675] and MODEL.PIXEL_STD [1, 1, 1] "
+        "weights set INPUT.FORMAT BGR, MODEL.PIXEL_MEAN [0, 0, 0] and MODEL.PIXEL_STD [1, 1, 1] "
         "(see docs/training.md, Input format)",
         weights,
         "BGR 0-255" if weights_format == "BGR255" else "normalised RGB",

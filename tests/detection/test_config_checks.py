@@ -96,11 +96,7 @@ def test_unknown_dataset_lists_the_registered_ones():
 
 # ------------------------------------------------------------------ norm policy
 def _norm_cfg(norm, weights="", device="cpu"):
-    cfg = get_cfg()
-    cfg.MODEL.BACKBONE.NORM = norm
-    cfg.MODEL.BACKBONE.WEIGHTS = weights
-    cfg.MODEL.DEVICE = device
-    return cfg
+    return _small(MODEL__BACKBONE__NORM=norm, MODEL__BACKBONE__WEIGHTS=weights, MODEL__DEVICE=device)
 
 
 @pytest.mark.parametrize(
@@ -160,7 +156,7 @@ def test_resolve_amp():
 
 
 # ------------------------------------------------------------------ input format of the weights
-BGR255 = {"INPUT.FORMAT": "BGR", "MODEL.PIXEL_MEAN": [103.53, 116.28, 123.675], "MODEL.PIXEL_STD": [1.0, 1.0, 1.0]}
+BGR255 = {"INPUT.FORMAT": "BGR", "MODEL.PIXEL_MEAN": [0.0, 0.0, 0.0], "MODEL.PIXEL_STD": [1.0, 1.0, 1.0]}
 
 
 @pytest.mark.parametrize(
