@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BAD_SAMPLE_POLICIES",
+    "CLIP_TYPES",
     "INPUT_FORMATS",
     "NORMS",
     "check_backbone_name",

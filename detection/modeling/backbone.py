@@ -8,11 +8,11 @@ from torch import nn
 import backbones
 from backbones import Backbone
 from backbones.base import freeze_module
-from detection.config_checks import NORMS, resolve_norm
+from detection.config_checks import resolve_norm  # the meta-architectures read the policy here
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_backbone", "stage_with_stride", "convert_norm", "resolve_norm", "NORMS"]
+__all__ = ["build_backbone", "stage_with_stride", "convert_norm", "resolve_norm"]
 
 
 def stage_with_stride(backbone: Backbone, stride: int, *, prefer_body: bool = True) -> str:
