@@ -226,13 +226,23 @@ def _set(cfg: Any, key: str, value: Any) -> None:
         cfg.freeze()
 
 
-def resolve_class_count(cfg: Any, key: str, count: int, source: str, *, from_data: bool, what: str = "classes") -> int:
+def resolve_class_count(
+    cfg: Any,
+    key: str,
+    count: int,
+    source: str,
+    *,
+    from_data: bool,
+    what: str = "classes",
+    auto: str = "leave the key at its default",
+) -> int:
     """The one rule for a model's class count against its training data.
 
     ``from_data`` (the key was left to the data, e.g. `left_at_default`): ``key`` takes
     ``count``, the number of classes of ``source``, and that is logged. Otherwise a value
     that differs from ``count`` is a `ConfigError` naming the key, both counts and
-    ``source``. Returns the count in effect; ``cfg`` is updated in place.
+    ``source``, and how to fix it (``auto``: how to leave the key to the data). Returns
+    the count in effect; ``cfg`` is updated in place.
     """
     value = int(_get(cfg, key, count))
     if value == count:
@@ -243,7 +253,7 @@ def resolve_class_count(cfg: Any, key: str, count: int, source: str, *, from_dat
         return count
     raise ConfigError(
         f"{key} is {value} but {source} has {count} {what}; set {key} {count}, "
-        "or leave the key at its default to take the count from the data"
+        f"or {auto} to take the count from the data"
     )
 
 
@@ -537,7 +547,9 @@ def check_classification_config(cfg: Any, *, train: bool = True) -> Any:
             _set(cfg, "SOLVER.MAX_ITER", int(s.MAX_EPOCHS) * int(s.ITERS_PER_EPOCH))
         require(s.MAX_ITER > 0, f"SOLVER.MAX_ITER must be positive, got {s.MAX_ITER}")
     if classes is not None:
-        resolve_class_count(cfg, key, len(classes), train_dir, from_data=cfg.MODEL.NUM_CLASSES <= 0, what="class folders")
+        resolve_class_count(
+            cfg, key, len(classes), train_dir, from_data=cfg.MODEL.NUM_CLASSES <= 0, what="class folders", auto=f"{key} 0"
+        )
     else:
         # No training split: each test split is labelled by its own sorted class folders,
         # which matches the training labels only when it holds every class.
