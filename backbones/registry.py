@@ -9,12 +9,13 @@ from __future__ import annotations
 import difflib
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, TypeVar
 
 from fvcore.common.registry import Registry
 
 __all__ = [
     "ReimportSafeRegistry",
+    "register_once",
     "BACKBONE_REGISTRY",
     "BackboneVariant",
     "PaperFigures",
@@ -23,6 +24,8 @@ __all__ = [
     "list_backbones",
     "get_variant",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -66,21 +69,29 @@ def _identity(obj: Any) -> Any:
     return (getattr(obj, "__module__", None), getattr(obj, "__qualname__", None))
 
 
-class ReimportSafeRegistry(Registry):
-    """fvcore `Registry` that tolerates a module being imported twice, and names close
-    matches when a lookup fails.
+def register_once(registry: Registry, obj: T, name: Optional[str] = None) -> T:
+    """Register ``obj`` in ``registry`` (any fvcore `Registry`, detectron2's included) under
+    ``name`` (default ``obj.__name__``), tolerating a module imported twice.
 
     fvcore refuses any second registration of a name; importing a module under two names
     (``python -m``, ``importlib.reload``, notebooks) would then crash. A re-registration of
-    the *same* object (same module, qualified name and arguments) replaces the entry; a
-    different object under a taken name still fails.
+    the *same* definition (same module, qualified name and arguments) replaces the entry; a
+    different object under a taken name still fails with a `KeyError`.
     """
+    name = obj.__name__ if name is None else name
+    existing = registry._obj_map.get(name)  # fvcore keeps no public "replace"
+    if existing is not None and _identity(existing) != _identity(obj):
+        raise KeyError(f"{name!r} is already registered in {registry._name} by a different object")
+    registry._obj_map[name] = obj
+    return obj
+
+
+class ReimportSafeRegistry(Registry):
+    """fvcore `Registry` whose registrations follow `register_once`, and whose failed
+    lookups name close matches."""
 
     def _do_register(self, name: str, obj: Any) -> None:  # noqa: D401 - fvcore hook
-        existing = self._obj_map.get(name)
-        if existing is not None and _identity(existing) != _identity(obj):
-            raise KeyError(f"{name!r} is already registered in {self._name} by a different object")
-        self._obj_map[name] = obj
+        register_once(self, obj, name)
 
     def get(self, name: str) -> Any:
         obj = self._obj_map.get(name)

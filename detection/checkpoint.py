@@ -5,10 +5,9 @@ A litedet checkpoint is a ``torch.save``'d dict::
     {"model": state_dict, "optimizer": ..., "scheduler": ..., <other checkpointables>,
      "iteration": int, "__litedet__": 1}
 
-Writes are atomic (temporary file in the same folder, fsync, ``os.replace``), so a crash
-mid-save never leaves a half-written ``model_XXXXXXX.pth`` or ``last_checkpoint``.
-Loading uses ``torch.load(..., weights_only=True)``: checkpoints are never unpickled
-as arbitrary Python objects.
+Files are written and read by `backbones.checkpoint_io`: writes are atomic, so a crash
+mid-save never leaves a half-written ``model_XXXXXXX.pth`` or ``last_checkpoint``, and
+reading never unpickles arbitrary Python objects (``weights_only=True``).
 
 Resuming (`DetectionCheckpointer.resume_or_load`) survives a damaged output folder: a
 newest checkpoint that is missing, truncated or corrupt is reported with a warning naming
@@ -18,7 +17,7 @@ write (disk full, permissions) raises `CheckpointWriteError` naming the path; th
 previous checkpoint and ``last_checkpoint`` stay as they were.
 
 ``MODEL.WEIGHTS`` may also name a plain backbone (ImageNet) checkpoint; that is handed
-to ``backbones.weights`` when that module is available.
+to `backbones.weights.load_checkpoint`.
 """
 from __future__ import annotations
 
@@ -26,11 +25,18 @@ import errno
 import logging
 import os
 import re
-import tempfile
 from typing import Any, Dict, Iterable, List, Optional
 
 import torch
 from torch import nn
+
+from backbones.checkpoint_io import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    atomic_torch_save,
+    atomic_write,
+    load_torch_file,
+)
 
 from .utils.comm import is_main_process
 
@@ -47,57 +53,12 @@ logger = logging.getLogger(__name__)
 LAST_CHECKPOINT = "last_checkpoint"
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be used (missing, truncated, corrupt, or of an unknown kind)."""
-
-
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """The checkpoint file does not exist."""
-
-
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (disk full, permissions, ...); the message names
     the path, and the previous checkpoint is left intact."""
 
 
 _PERIODIC = re.compile(r"^model_(\d+)\.pth$")
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: str, write_fn) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(folder)
-
-
-def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save(obj, path)`` that either fully succeeds or leaves ``path`` untouched."""
-    _atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -180,7 +141,7 @@ class DetectionCheckpointer:
                 logger.warning("Could not remove old checkpoint %s: %s", f, err)
 
     def tag_last_checkpoint(self, basename: str) -> None:
-        _atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), lambda f: f.write(basename.encode()))
+        atomic_write(os.path.join(self.save_dir, LAST_CHECKPOINT), basename)
 
     def has_checkpoint(self) -> bool:
         return bool(self.save_dir) and os.path.isfile(os.path.join(self.save_dir, LAST_CHECKPOINT))
@@ -220,7 +181,7 @@ class DetectionCheckpointer:
             candidates = self._resume_candidates()
             for i, path in enumerate(candidates):
                 try:
-                    checkpoint = self._load_file(path)
+                    checkpoint = load_torch_file(path)
                 except CheckpointError as err:
                     nxt = candidates[i + 1] if i + 1 < len(candidates) else None
                     logger.warning(
@@ -245,7 +206,7 @@ class DetectionCheckpointer:
         if not path:
             logger.info("No checkpoint given; the model keeps its initialisation.")
             return {}
-        return self._load_checkpoint(self._load_file(path), path, checkpointables)
+        return self._load_checkpoint(load_torch_file(path), path, checkpointables)
 
     def _load_checkpoint(self, checkpoint: Any, path: str, checkpointables: Optional[Iterable[str]]) -> Dict[str, Any]:
         if not isinstance(checkpoint, dict):
@@ -277,26 +238,6 @@ class DetectionCheckpointer:
         for key in self.checkpointables:  # not requested: do not hand them back as "extra"
             checkpoint.pop(key, None)
         return checkpoint
-
-    @staticmethod
-    def _load_file(path: str) -> Any:
-        if not os.path.isfile(path):
-            raise CheckpointNotFoundError(f"checkpoint file not found: {path}")
-        size = os.path.getsize(path)
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - re-raised with a clear message
-            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            if "weights only load failed" in str(err).lower():
-                detail = next((ln.strip() for ln in str(err).splitlines() if "Unsupported global" in ln), "")
-                raise CheckpointError(
-                    f"{path}: refusing to unpickle Python objects from a checkpoint (loaded with "
-                    f"weights_only=True); save plain tensors/dicts instead. {detail}".rstrip()
-                ) from None
-            raise CheckpointError(
-                f"{path}: cannot read checkpoint ({size} bytes) - the file is truncated or corrupt "
-                f"(interrupted download or save?): {text}"
-            ) from None
 
     def _looks_like_detector(self, state: Dict[str, Any]) -> bool:
         own = self.model.state_dict()
@@ -332,21 +273,18 @@ class DetectionCheckpointer:
 
     def _load_backbone_checkpoint(self, path: str) -> None:
         """Hand a plain backbone (ImageNet) checkpoint to `backbones.weights`."""
+        from backbones import Backbone, load_checkpoint
+
         backbone = getattr(self.model, "backbone", None)
-        try:
-            from backbones import Backbone
-            from backbones import weights as bb_weights
-        except ImportError:
-            bb_weights = None
-        if bb_weights is None or not isinstance(backbone, Backbone):
+        if not isinstance(backbone, Backbone):
             raise CheckpointError(
                 f"{path} is not a litedet detector checkpoint (its keys do not match the model). "
                 "For ImageNet backbone weights use MODEL.BACKBONE.WEIGHTS instead of MODEL.WEIGHTS."
             )
         logger.info("%s is not a detector checkpoint; loading it as backbone weights (backbones.weights)", path)
         try:
-            report = bb_weights.load_checkpoint(backbone, path)
-        except bb_weights.CheckpointError as err:
+            report = load_checkpoint(backbone, path)
+        except CheckpointError as err:
             raise CheckpointError(
                 f"{path} matches neither the detector nor its backbone: {err}. "
                 "(Detector checkpoints go in MODEL.WEIGHTS, ImageNet backbone weights in MODEL.BACKBONE.WEIGHTS.)"

@@ -15,10 +15,11 @@ from typing import Sequence
 
 from fvcore.common.config import CfgNode as CN
 
-from detection.config.config import CfgNode, load_config
-from detection.config.defaults import _C as _DETECTION_DEFAULTS
+from detection.config import CfgNode, get_cfg, load_config
 
 __all__ = ["get_classification_cfg", "load_classification_config"]
+
+_DETECTION_DEFAULTS = get_cfg()
 
 _C = CN()
 _C.VERSION = 2

@@ -26,18 +26,12 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from detection.data.build import (
-    InferenceSampler,
-    PositionedBatchSampler,
-    ResumableTrainLoader,
-    TrainingSampler,
-    sample_seed,
-    seed_worker,
-)
+from detection.config_checks import check_choice, require
+from detection.data.loaders import ResumableTrainLoader, seed_worker
+from detection.data.samplers import InferenceSampler, PositionedBatchSampler, TrainingSampler, sample_seed
 from detection.utils import comm
 
 __all__ = [
@@ -56,7 +50,6 @@ __all__ = [
     "build_classification_train_loader",
     "build_classification_test_loader",
     "iters_per_epoch",
-    "shared_seed",
 ]
 
 logger = logging.getLogger(__name__)
@@ -181,11 +174,9 @@ def build_train_transform(cfg) -> Callable:
     from torchvision import transforms as T
 
     i = cfg.INPUT
-    if i.RANDOM_FLIP not in ("horizontal", "none"):
-        raise ValueError(f"INPUT.RANDOM_FLIP must be 'horizontal' or 'none', got {i.RANDOM_FLIP!r}")
+    check_choice("INPUT.RANDOM_FLIP", i.RANDOM_FLIP, ("horizontal", "none"))
     lo, hi = (float(x) for x in i.CROP_SCALE)
-    if not 0 < lo <= hi <= 1:
-        raise ValueError(f"INPUT.CROP_SCALE must satisfy 0 < min <= max <= 1, got {tuple(i.CROP_SCALE)}")
+    require(0 < lo <= hi <= 1, f"INPUT.CROP_SCALE must satisfy 0 < min <= max <= 1, got {tuple(i.CROP_SCALE)}")
     steps: List[Callable] = [
         T.RandomResizedCrop(int(i.TRAIN_CROP_SIZE), scale=(lo, hi), ratio=tuple(float(x) for x in i.CROP_RATIO))
     ]
@@ -204,8 +195,7 @@ def build_test_transform(cfg) -> Callable:
 
     size = int(cfg.INPUT.MIN_SIZE_TEST)
     crop = int(cfg.INPUT.TEST_CROP_SIZE)
-    if crop > size:
-        raise ValueError(f"INPUT.TEST_CROP_SIZE ({crop}) must not exceed INPUT.MIN_SIZE_TEST ({size})")
+    require(crop <= size, f"INPUT.TEST_CROP_SIZE ({crop}) must not exceed INPUT.MIN_SIZE_TEST ({size})")
     resize = T.Resize((size, size) if cfg.INPUT.TEST_RESIZE_SQUARE else size)
     return T.Compose([resize, T.CenterCrop(crop), T.PILToTensor()])
 
@@ -274,17 +264,6 @@ class ClassificationTrainLoader(ResumableTrainLoader):
         )
 
 
-def shared_seed(seed: int) -> int:
-    """``seed`` if >= 0, else a random seed that every rank agrees on (rank 0's draw): the
-    ranks must shuffle alike or their shards of an epoch would overlap."""
-    if int(seed) >= 0:
-        return int(seed)
-    drawn = int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
-    value = comm.all_gather(drawn)[0]
-    logger.info("Data loader seed (SEED < 0, drawn at random): %d", value)
-    return value
-
-
 def iters_per_epoch(num_images: int, total_batch: int) -> int:
     """Iterations that show every training image once: ``ceil(images / total batch)``."""
     return max(1, math.ceil(num_images / max(1, total_batch)))
@@ -294,8 +273,8 @@ def build_classification_train_loader(cfg) -> ClassificationTrainLoader:
     """The infinite training loader of ``cfg``: per-process batch
     ``SOLVER.IMS_PER_BATCH // world_size``, seeded by ``SEED``."""
     # First, before anything that can fail on one rank alone (a folder missing on one node):
-    # the other ranks must not be left in this all_gather (see comm.fail_together).
-    seed = shared_seed(int(cfg.SEED))
+    # the other ranks must not be left in this collective (see comm.fail_together).
+    seed = comm.shared_seed(int(cfg.SEED))
     world, rank = comm.get_world_size(), comm.get_rank()
     total = int(cfg.SOLVER.IMS_PER_BATCH)
     if total <= 0 or total % world:

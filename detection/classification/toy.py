@@ -8,30 +8,22 @@ from typing import List, Sequence
 
 import numpy as np
 
+from detection.data.shapes import shape_masks
+
 __all__ = ["TOY_CLASSES", "make_toy_image_folder"]
 
-TOY_CLASSES = ("circle", "square", "triangle", "cross")
+TOY_CLASSES = ("circle", "square", "triangle", "cross")  # shapes of detection.data.shapes
 _COLORS = ((220, 40, 40), (40, 200, 40), (40, 80, 230), (230, 200, 30))  # RGB, one per class
 
 
 def _draw(img: np.ndarray, kind: str, color: Sequence[int], rng: np.random.Generator) -> None:
-    import cv2
-
+    """One ``kind`` shape (drawn as litedet_shapes draws it) filled with ``color``, fully inside ``img``."""
     h, w = img.shape[:2]
-    r = int(rng.integers(max(3, min(h, w) // 6), max(4, min(h, w) // 3)))
-    cx, cy = int(rng.integers(r, w - r)), int(rng.integers(r, h - r))
-    c = tuple(int(v) for v in color)
-    if kind == "circle":
-        cv2.circle(img, (cx, cy), r, c, -1)
-    elif kind == "square":
-        cv2.rectangle(img, (cx - r, cy - r), (cx + r, cy + r), c, -1)
-    elif kind == "triangle":
-        pts = np.array([[cx, cy - r], [cx - r, cy + r], [cx + r, cy + r]], dtype=np.int32)
-        cv2.fillPoly(img, [pts], c)
-    else:
-        t = max(2, r // 3)
-        cv2.rectangle(img, (cx - r, cy - t), (cx + r, cy + t), c, -1)
-        cv2.rectangle(img, (cx - t, cy - r), (cx + t, cy + r), c, -1)
+    size = float(rng.integers(max(6, min(h, w) // 3), max(7, 2 * min(h, w) // 3)))
+    cx, cy = rng.uniform(size / 2, w - size / 2), rng.uniform(size / 2, h - size / 2)
+    fill, _ = shape_masks(kind, cx, cy, size, rng.uniform(0, 2 * np.pi), 1, (h, w), rng)
+    alpha = fill[..., None].astype(np.float32) / 255.0
+    img[:] = np.rint(img * (1.0 - alpha) + np.asarray(color, np.float32) * alpha).astype(np.uint8)
 
 
 def make_toy_image_folder(

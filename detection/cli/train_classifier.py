@@ -32,6 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from backbones.checkpoint_io import atomic_write  # noqa: E402
 from detection.checkpoint import DetectionCheckpointer  # noqa: E402
 from detection.classification import (  # noqa: E402
     ClassificationTrainer,
@@ -42,6 +43,7 @@ from detection.classification import (  # noqa: E402
 )
 from detection.classification.data import train_classes  # noqa: E402
 from detection.config import ConfigError  # noqa: E402
+from detection.config_checks import check_weights_input_format  # noqa: E402
 from detection.engine import comm, default_argument_parser  # noqa: E402
 from detection.engine.launch import (  # noqa: E402
     Interrupted,
@@ -107,11 +109,7 @@ def write_results(cfg, results, *, weights: str, iteration, eval_only: bool, bac
             "datasets": [os.path.join(cfg.DATASETS.ROOT, s) for s in cfg.DATASETS.TEST],
             "results": _finite(dict(results)),
         }
-        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2, allow_nan=False)
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(record, indent=2, allow_nan=False))
     return path
 
 
@@ -136,15 +134,6 @@ def _print_results(results) -> None:
                     print(f"{name} {sub}: top1 {r['top1']:.2f}%  top5 {r.get('top5', float('nan')):.2f}%", flush=True)
 
 
-def _check_input_format(model) -> None:
-    fmt = getattr(getattr(model, "backbone", None), "input_format", "RGB")
-    if fmt != "RGB":
-        logger.warning(
-            "MODEL.WEIGHTS expect %s input, but this tool feeds RGB normalised with MODEL.PIXEL_MEAN/STD: "
-            "accuracy will be off until the network adapts (fine-tuning) - convert or retrain the weights", fmt,
-        )
-
-
 def evaluate(cfg, args):
     model = ClassificationTrainer.build_model(cfg)
     model.to(cfg.MODEL.DEVICE)
@@ -155,7 +144,7 @@ def evaluate(cfg, args):
     weights = checkpointer.resumed_from or cfg.MODEL.WEIGHTS
     if not weights:
         logger.warning("--eval-only without MODEL.WEIGHTS: evaluating an untrained model")
-    _check_input_format(model)
+    check_weights_input_format(cfg, model.backbone.input_format, cfg.MODEL.WEIGHTS)
     results = ClassificationTrainer.test(cfg, model) if len(cfg.DATASETS.TEST) else {}
     _print_results(results)
     exported = _export(cfg, model, args.export_backbone, extra.get("iteration")) if args.export_backbone else ""
@@ -167,7 +156,7 @@ def evaluate(cfg, args):
 def train(cfg, args):
     trainer = ClassificationTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
-    _check_input_format(trainer.unwrapped_model)
+    check_weights_input_format(cfg, trainer.unwrapped_model.backbone.input_format, cfg.MODEL.WEIGHTS)
     results = trainer.train()
     if trainer.interrupted is not None:  # SIGTERM / Ctrl-C: a checkpoint was saved, the run is not finished
         raise Interrupted(trainer.interrupted, trainer.iter, trainer.checkpointer.get_checkpoint_file())

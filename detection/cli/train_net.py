@@ -36,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from backbones.checkpoint_io import atomic_write  # noqa: E402
 from detection.checkpoint import DetectionCheckpointer  # noqa: E402
 from detection.config import ConfigError, load_config  # noqa: E402
 from detection.engine import Trainer, check_config, comm, default_argument_parser  # noqa: E402
@@ -73,12 +74,7 @@ def write_results(cfg, results, *, weights: str, iteration, eval_only: bool) -> 
             "datasets": list(cfg.DATASETS.TEST),
             "results": _finite(results),
         }
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2, default=_jsonable, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(record, indent=2, default=_jsonable, allow_nan=False))
     return path
 
 
@@ -129,18 +125,6 @@ def evaluate(cfg, args) -> str:
 
 
 def train(cfg, args) -> str:
-    if cfg.MODEL.BACKBONE.NORM == "FrozenBN" and not cfg.MODEL.BACKBONE.WEIGHTS and not cfg.MODEL.WEIGHTS:
-        logger.warning(
-            "MODEL.BACKBONE.NORM is FrozenBN but neither MODEL.BACKBONE.WEIGHTS nor MODEL.WEIGHTS is set: "
-            "the backbone trains from scratch with frozen, untrained BatchNorm statistics"
-        )
-    if cfg.MODEL.BACKBONE.FREEZE_AT > 0 and not cfg.MODEL.BACKBONE.WEIGHTS and not cfg.MODEL.WEIGHTS:
-        # frozen random layers never learn: almost always a forgotten MODEL.BACKBONE.WEIGHTS
-        logger.warning(
-            "MODEL.BACKBONE.FREEZE_AT %d freezes randomly initialised layers (no MODEL.BACKBONE.WEIGHTS or "
-            "MODEL.WEIGHTS); set MODEL.BACKBONE.FREEZE_AT 0 to train the whole backbone from scratch",
-            cfg.MODEL.BACKBONE.FREEZE_AT,
-        )
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     results = trainer.train()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 from fvcore.common.config import BASE_KEY
@@ -34,6 +34,15 @@ def _all_keys(node: _FvCfgNode, prefix: str = "") -> List[str]:
         if isinstance(v, _FvCfgNode):
             keys.extend(_all_keys(v, full + "."))
     return keys
+
+
+def _leaf_keys(data: Mapping[str, Any], prefix: str = "") -> Iterator[str]:
+    """``A.B.C`` for every value of a nested mapping (what a YAML file sets)."""
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            yield from _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
 
 
 def _merge_dicts(src: Dict[str, Any], dst: Dict[str, Any], where: str) -> None:
@@ -103,13 +112,25 @@ def load_yaml_with_base(filename: str, _chain: Tuple[str, ...] = ()) -> Dict[str
 
 
 class CfgNode(_FvCfgNode):
-    """fvcore CfgNode whose merge errors name the key and suggest close matches, and
-    whose YAML loading is always safe (see the module docstring)."""
+    """fvcore CfgNode whose merge errors name the key and suggest close matches, whose
+    YAML loading is always safe (see the module docstring), and which remembers the keys
+    that config files and overrides gave a value (`is_set`)."""
+
+    _SET_KEYS = "__set_keys__"
 
     @classmethod
     def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False) -> Dict[str, Any]:  # noqa: ARG003
         # ``allow_unsafe`` is accepted for fvcore compatibility and ignored on purpose.
         return load_yaml_with_base(os.fspath(filename))
+
+    def is_set(self, key: str) -> bool:
+        """Whether a merged config file (with its _BASE_ chain) or a ``KEY VALUE`` override
+        named ``key`` (``"A.B.C"``), as opposed to it holding the schema default. Checks
+        use it to tell "left to the data" from "set on purpose" (`detection.config_checks`)."""
+        return key in self.__dict__.get(self._SET_KEYS, ())
+
+    def _note_set(self, keys: Iterable[str]) -> None:
+        self.__dict__[self._SET_KEYS] = frozenset(self.__dict__.get(self._SET_KEYS, ())) | frozenset(keys)
 
     def _explain(self, err: Exception, source: str) -> ConfigError:
         msg = str(err)
@@ -122,21 +143,17 @@ class CfgNode(_FvCfgNode):
                 hint = f"; did you mean {' or '.join(close)}?"
         return ConfigError(f"{source}: {msg}{hint}")
 
-    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
+    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:  # noqa: ARG002
         if not os.path.isfile(cfg_filename):
             raise ConfigError(f"config file not found: {cfg_filename}")
+        loaded = self.load_yaml_with_base(cfg_filename)
         try:
-            super().merge_from_file(cfg_filename, allow_unsafe=False)
-        except ConfigError:
-            raise
+            self.merge_from_other_cfg(type(self)(loaded))
         except (KeyError, AssertionError) as err:
             raise self._explain(err, cfg_filename) from None
         except ValueError as err:  # type mismatch
             raise ConfigError(f"{cfg_filename}: {err}") from None
-        except Exception as err:  # YAML syntax errors carry line numbers
-            if type(err).__module__.startswith("yaml"):
-                raise ConfigError(f"{cfg_filename}: invalid YAML: {err}") from None
-            raise
+        self._note_set(_leaf_keys(loaded))
 
     def merge_from_list(self, cfg_list: Sequence[str]) -> None:
         if len(cfg_list) % 2:
@@ -147,6 +164,7 @@ class CfgNode(_FvCfgNode):
             raise self._explain(err, "command line") from None
         except ValueError as err:
             raise ConfigError(f"command line: {err}") from None
+        self._note_set(cfg_list[0::2])
 
 
 def get_cfg() -> CfgNode:

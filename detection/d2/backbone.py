@@ -14,9 +14,9 @@ from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from torch import Tensor
 
 import backbones
+from backbones.registry import register_once
+from detection.config_checks import check_weights_input_format
 from detection.modeling.backbone import convert_norm
-
-from .registry import register_once
 
 logger = logging.getLogger(__name__)
 
@@ -54,21 +54,6 @@ class LitedetBackbone(Backbone):
         return max(self._out_feature_strides.values())
 
 
-def _check_input_format(cfg, input_format: str, weights: str) -> None:
-    """Warn when the checkpoint expects BGR 0-255 input but the config feeds normalised RGB
-    (the authors' ShuffleNet release), or the reverse."""
-    fed_bgr255 = cfg.INPUT.FORMAT == "BGR" and all(s == 1.0 for s in cfg.MODEL.PIXEL_STD)
-    if (input_format == "BGR255") != fed_bgr255:
-        logger.warning(
-            "%s expects %s input but the config gives INPUT.FORMAT=%s, MODEL.PIXEL_STD=%s; "
-            "see docs/detectron2.md (Input format)",
-            weights,
-            "BGR 0-255" if input_format == "BGR255" else "normalised RGB",
-            cfg.INPUT.FORMAT,
-            list(cfg.MODEL.PIXEL_STD),
-        )
-
-
 def build_litedet_network(cfg) -> backbones.Backbone:
     """The whole ``MODEL.LITEDET.BACKBONE`` network with its ImageNet weights loaded
     (``MODEL.LITEDET.WEIGHTS``) and the first ``MODEL.LITEDET.FREEZE_AT`` stages frozen.
@@ -82,7 +67,7 @@ def build_litedet_network(cfg) -> backbones.Backbone:
 
         report = load_checkpoint(net, lit.WEIGHTS, layout=lit.WEIGHTS_LAYOUT)
         logger.info("litedet backbone weights %s: %s", lit.WEIGHTS, report)
-        _check_input_format(cfg, report.input_format, lit.WEIGHTS)
+        check_weights_input_format(cfg, report.input_format, lit.WEIGHTS)
     net.freeze(lit.FREEZE_AT)
     return net
 

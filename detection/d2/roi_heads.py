@@ -22,12 +22,12 @@ from fvcore.nn import smooth_l1_loss
 from fvcore.nn.weight_init import c2_xavier_fill
 from torch import Tensor, nn
 
+from backbones.registry import register_once
 from detection.modeling.backbone import convert_norm
 from detection.modeling.light_head import LargeSeparableConv
 from detection.modeling.poolers import ps_roi_align_via_roi_align
 
 from .backbone import build_litedet_network
-from .registry import register_once
 
 __all__ = ["LightHeadROIHeads", "LitedetC4ROIHeads", "select_hard_examples"]
 

@@ -11,17 +11,8 @@ Every loader returns records of one format, which the rest of litedet codes agai
 `build_detection_test_loader` put the pieces together from a config. Importing this
 package registers the built-in datasets without reading anything.
 """
-from .build import (
-    AspectRatioGroupedBatchSampler,
-    InferenceSampler,
-    MapDataset,
-    TrainingSampler,
-    TrainLoader,
-    build_detection_test_loader,
-    build_detection_train_loader,
-    get_detection_dataset_dicts,
-    trivial_batch_collator,
-)
+from . import builtin  # noqa: F401  registers the built-in datasets
+from .build import build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
 from .catalog import (
     DatasetCatalog,
     Metadata,
@@ -32,8 +23,11 @@ from .catalog import (
     register_pascal_voc,
 )
 from .coco import COCO_CATEGORIES, load_coco_json
+from .common import MapDataset
 from .errors import DatasetError, ProblemLog
+from .loaders import TrainLoader, trivial_batch_collator
 from .mapper import DatasetMapper
+from .samplers import AspectRatioGroupedBatchSampler, InferenceSampler, TrainingSampler
 from .shapes import SHAPES_CLASSES, ensure_shapes_dataset, generate_shapes_dataset
 from .transforms import BadSampleError, ResizeShortestEdge, build_augmentations, read_image
 from .voc import VOC_CLASSES, load_voc_instances

@@ -16,6 +16,7 @@ import logging
 import re
 from typing import Any, Dict, List, Tuple
 
+from ..config_checks import BAD_SAMPLE_POLICIES, check_choice
 from .errors import BadSampleError
 
 __all__ = ["SKIPPED_KEY", "MIN_DRAWS", "BadSampleCounter", "bad_sample_policy", "describe_error"]
@@ -30,9 +31,7 @@ MIN_DRAWS = 100
 def bad_sample_policy(cfg: Any) -> Tuple[bool, float]:
     """``(skip, max_fraction)`` from the config (``SKIP_BAD_SAMPLES True`` = ``"skip"``)."""
     dl = cfg.DATALOADER
-    policy = str(dl.get("BAD_SAMPLE_POLICY", "error")).lower()
-    if policy not in ("error", "skip"):
-        raise ValueError(f"DATALOADER.BAD_SAMPLE_POLICY must be 'error' or 'skip', got {policy!r}")
+    policy = check_choice("DATALOADER.BAD_SAMPLE_POLICY", str(dl.get("BAD_SAMPLE_POLICY", "error")).lower(), BAD_SAMPLE_POLICIES)
     skip = policy == "skip" or bool(dl.get("SKIP_BAD_SAMPLES", False))
     return skip, float(dl.get("MAX_BAD_SAMPLE_FRACTION", 0.05))
 

@@ -1,10 +1,11 @@
-"""Dataset and metadata catalogs, the built-in datasets, and user-dataset registration.
+"""Dataset and metadata catalogs, and user-dataset registration.
 
 Mirrors detectron2: a dataset is a *name* bound to a zero-argument function returning
 records (see `detection.data` for the record format), plus a `Metadata` object holding
 what evaluators and visualisers need (class names, annotation file, ...). Registration is
 cheap and lazy: nothing is read until ``DatasetCatalog.get(name)`` is called, so importing
-this module never touches the disk.
+this module never touches the disk. The built-in datasets are registered by
+`detection.data.builtin`.
 
 The data root is ``$LITEDET_DATASETS`` (default ``datasets``, relative to the working
 directory, like detectron2's ``DETECTRON2_DATASETS``). It is resolved when a built-in
@@ -19,14 +20,13 @@ import logging
 import os
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .coco import COCO_CATEGORIES
-from .shapes import SHAPES_CLASSES, SHAPES_DIRNAME
 from .voc import VOC_CLASSES
 
 __all__ = [
     "DatasetCatalog",
     "MetadataCatalog",
     "Metadata",
+    "DATA_ROOT_ENV",
     "get_data_root",
     "register_coco_instances",
     "register_pascal_voc",
@@ -385,111 +385,3 @@ def register_from_cfg(cfg: Any) -> List[str]:
         register_pascal_voc(name, root, split, classes, year=year)
         names.append(name)
     return names
-
-
-# ---------------------------------------------------------------------------- built-ins
-
-_BUILTIN_COCO: Dict[str, Tuple[str, str]] = {
-    # name: (image dir, annotation file), relative to the data root
-    "coco_2017_train": ("coco/train2017", "coco/annotations/instances_train2017.json"),
-    "coco_2017_val": ("coco/val2017", "coco/annotations/instances_val2017.json"),
-    "coco_2014_minival": ("coco/val2014", "coco/annotations/instances_minival2014.json"),
-}
-
-_BUILTIN_VOC: Dict[str, Tuple[str, str, int]] = {
-    # name: (directory, split, year)
-    "voc_2007_trainval": ("VOC2007", "trainval", 2007),
-    "voc_2007_test": ("VOC2007", "test", 2007),
-    "voc_2012_trainval": ("VOC2012", "trainval", 2012),
-}
-
-
-def _under_root(*parts: str) -> str:
-    return os.path.join(get_data_root(), *parts)
-
-
-def _load_builtin_coco(name: str) -> List[Dict[str, Any]]:
-    image_dir, json_rel = _BUILTIN_COCO[name]
-    json_file = _under_root(json_rel)
-    if not os.path.isfile(json_file):
-        raise FileNotFoundError(
-            f"dataset {name!r}: annotation file {json_file} not found (data root "
-            f"{get_data_root()!r} from ${DATA_ROOT_ENV}); see datasets/README.md for the layout"
-        )
-    return _load_coco(json_file, _under_root(image_dir), name)
-
-
-def _load_builtin_voc(name: str) -> List[Dict[str, Any]]:
-    dirname, split, _ = _BUILTIN_VOC[name]
-    path = _under_root(dirname)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"dataset {name!r}: directory {path} not found (data root {get_data_root()!r} from "
-            f"${DATA_ROOT_ENV}); see datasets/README.md for the layout"
-        )
-    return _load_voc(path, split, tuple(VOC_CLASSES))
-
-
-def _load_voc_0712() -> List[Dict[str, Any]]:
-    return DatasetCatalog.get("voc_2007_trainval") + DatasetCatalog.get("voc_2012_trainval")
-
-
-def _shapes_root() -> str:
-    return _under_root(SHAPES_DIRNAME)
-
-
-def _load_shapes(split: str, form: str) -> List[Dict[str, Any]]:
-    """Load the embedded shapes dataset, generating it (default settings) if absent."""
-    from .shapes import ensure_shapes_dataset, shapes_paths
-
-    ensure_shapes_dataset(get_data_root())
-    paths = shapes_paths(get_data_root())
-    if form == "coco":
-        return _load_coco(paths.json_file(split), paths.image_dir(split), f"litedet_shapes_{split}")
-    return _load_voc(paths.voc_dir, split, tuple(SHAPES_CLASSES))
-
-
-def _register_builtins() -> None:
-    coco_classes = [c["name"] for c in COCO_CATEGORIES]
-    coco_id_map = {c["id"]: i for i, c in enumerate(COCO_CATEGORIES)}
-    for name, (image_dir, json_rel) in _BUILTIN_COCO.items():
-        DatasetCatalog.register(name, functools.partial(_load_builtin_coco, name))
-        meta = MetadataCatalog.get(name)
-        meta.set(thing_classes=coco_classes, thing_dataset_id_to_contiguous_id=coco_id_map, evaluator_type="coco")
-        meta.set_lazy(
-            json_file=functools.partial(_under_root, json_rel),
-            image_root=functools.partial(_under_root, image_dir),
-        )
-    for name, (dirname, split, year) in _BUILTIN_VOC.items():
-        DatasetCatalog.register(name, functools.partial(_load_builtin_voc, name))
-        meta = MetadataCatalog.get(name)
-        meta.set(thing_classes=list(VOC_CLASSES), split=split, year=year, evaluator_type="voc")
-        meta.set_lazy(dirname=functools.partial(_under_root, dirname))
-    DatasetCatalog.register("voc_0712_trainval", _load_voc_0712)
-    MetadataCatalog.get("voc_0712_trainval").set(
-        thing_classes=list(VOC_CLASSES),
-        split="trainval",
-        year=2012,
-        evaluator_type="voc",
-        components=["voc_2007_trainval", "voc_2012_trainval"],
-    )
-
-    shapes_ids = {i + 1: i for i in range(len(SHAPES_CLASSES))}
-    for split in ("train", "val"):
-        name = f"litedet_shapes_{split}"
-        DatasetCatalog.register(name, functools.partial(_load_shapes, split, "coco"))
-        meta = MetadataCatalog.get(name)
-        meta.set(thing_classes=list(SHAPES_CLASSES), thing_dataset_id_to_contiguous_id=shapes_ids, evaluator_type="coco")
-        meta.set_lazy(
-            json_file=functools.partial(_under_root, SHAPES_DIRNAME, "annotations", f"instances_{split}.json"),
-            image_root=functools.partial(_under_root, SHAPES_DIRNAME, split, "images"),
-        )
-        name = f"litedet_shapes_voc_{split}"
-        DatasetCatalog.register(name, functools.partial(_load_shapes, split, "voc"))
-        meta = MetadataCatalog.get(name)
-        # year != 2007: the exact (area under the curve) AP, not the 11-point one.
-        meta.set(thing_classes=list(SHAPES_CLASSES), split=split, year=2012, evaluator_type="voc")
-        meta.set_lazy(dirname=functools.partial(_under_root, SHAPES_DIRNAME, "VOC"))
-
-
-_register_builtins()

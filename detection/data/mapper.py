@@ -15,6 +15,8 @@ from typing import Any, Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..config_checks import INPUT_FORMATS, check_choice, require
+from .common import usable_annotation
 from .errors import BadSampleError
 from .images import read_image
 from .transforms import build_augmentations
@@ -76,9 +78,8 @@ class DatasetMapper:
             max_size = _pick(max_size, cfg, "INPUT.MAX_SIZE_TEST")
         self.min_size = (int(min_size),) if isinstance(min_size, (int, np.integer)) else tuple(int(s) for s in min_size)
         self.max_size = int(max_size)
-        if not self.is_train and len(self.min_size) != 1:
-            # detectron2 accepts only one test size; several would make evaluation random.
-            raise ValueError(f"INPUT.MIN_SIZE_TEST must be a single size, got {self.min_size}")
+        # detectron2 accepts only one test size; several would make evaluation random.
+        require(self.is_train or len(self.min_size) == 1, f"INPUT.MIN_SIZE_TEST must be a single size, got {self.min_size}")
         self.min_size_sampling = str(_pick(min_size_sampling, cfg, "INPUT.MIN_SIZE_TRAIN_SAMPLING"))
         self.random_flip = str(_pick(random_flip, cfg, "INPUT.RANDOM_FLIP"))
         self.flip_prob = float(flip_prob)
@@ -86,9 +87,7 @@ class DatasetMapper:
         self.hue = float(_pick(hue, cfg, "INPUT.AUG.HUE"))
         self.min_visibility = float(_pick(min_visibility, cfg, "INPUT.AUG.MIN_VISIBILITY"))
         self.max_image_pixels = int(_pick(max_image_pixels, cfg, "INPUT.MAX_IMAGE_PIXELS") or 0)
-        self.image_format = str(_pick(image_format, cfg, "INPUT.FORMAT")).upper()
-        if self.image_format not in ("RGB", "BGR"):
-            raise ValueError(f"INPUT.FORMAT must be 'RGB' or 'BGR', got {self.image_format!r}")
+        self.image_format = check_choice("INPUT.FORMAT", str(_pick(image_format, cfg, "INPUT.FORMAT")).upper(), INPUT_FORMATS)
         if seed is None and int(cfg.SEED) >= 0:
             seed = int(cfg.SEED)
         self.augmentations = build_augmentations(
@@ -135,9 +134,7 @@ class DatasetMapper:
         boxes = np.zeros((0, 4), dtype=np.float64)
         labels = np.zeros((0,), dtype=np.int64)
         if self.is_train:
-            kept = [
-                a for a in record.get("annotations", []) if not a.get("iscrowd", 0) and not a.get("difficult", 0)
-            ]
+            kept = [a for a in record.get("annotations", []) if usable_annotation(a)]
             if kept:
                 boxes = np.asarray([a["bbox"] for a in kept], dtype=np.float64).reshape(-1, 4)
                 labels = np.asarray([a["category_id"] for a in kept], dtype=np.int64)

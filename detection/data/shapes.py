@@ -50,6 +50,7 @@ __all__ = [
     "generate_shapes_dataset",
     "ensure_shapes_dataset",
     "render_shapes_image",
+    "shape_masks",
     "main",
 ]
 
@@ -209,10 +210,12 @@ def _polygon(cls: str, rng: np.random.Generator) -> Optional[np.ndarray]:
     return None
 
 
-def _shape_masks(
+def shape_masks(
     cls: str, cx: float, cy: float, size: float, angle: float, outline: int, hw: Tuple[int, int], rng: np.random.Generator
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Anti-aliased (fill, outline) coverage masks, uint8 in [0, 255]."""
+    """Anti-aliased (fill, outline) coverage masks, uint8 ``[h, w]`` in [0, 255], of one
+    ``cls`` shape (a `SHAPES_CLASSES` name) of ``size`` px across its corners, centred at
+    (``cx``, ``cy``), rotated by ``angle`` radians, with an ``outline`` px wide edge."""
     h, w = hw
     fill = np.zeros((h, w), np.uint8)
     edge = np.zeros((h, w), np.uint8)
@@ -294,7 +297,7 @@ def render_shapes_image(
                 continue
             cx, cy = rng.uniform(margin, w - margin), rng.uniform(margin, h - margin)
             outline = 2 if size < 60 else 3
-            fill, edge = _shape_masks(cls, cx, cy, size, rng.uniform(0, 2 * math.pi), outline, (h, w), rng)
+            fill, edge = shape_masks(cls, cx, cy, size, rng.uniform(0, 2 * math.pi), outline, (h, w), rng)
             # Work inside the shape's neighbourhood only (anti-aliasing reaches ~1 px out).
             r = int(size / 2 + outline + 3)
             ys = slice(max(0, int(cy) - r), min(h, int(cy) + r + 1))

@@ -1,7 +1,7 @@
 """Training / inference entry points (detectron2's ``detectron2.engine`` counterpart)."""
+from ..config_checks import check_config
 from ..utils import comm
 from .defaults import (
-    check_config,
     collect_env_info,
     configure_libraries,
     default_argument_parser,

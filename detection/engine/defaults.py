@@ -1,5 +1,5 @@
-"""Command-line and run setup shared by the tools: argument parser, logging, seeding,
-library settings (`configure_libraries`) and registry-aware config checks (`check_config`).
+"""Command-line and run setup shared by the tools: argument parser, logging, seeding and
+library settings (`configure_libraries`). The config checks are `detection.config_checks`.
 
 Mirrors detectron2's ``default_argument_parser`` / ``default_setup``. Multi-process runs
 use torchrun (one process per GPU), so there is no ``--num-gpus`` flag.
@@ -7,6 +7,7 @@ use torchrun (one process per GPU), so there is no ``--num-gpus`` flag.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
@@ -15,7 +16,7 @@ import random
 import subprocess
 import sys
 import time
-from typing import Optional
+from typing import Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -26,9 +27,9 @@ __all__ = [
     "default_argument_parser",
     "default_setup",
     "setup_logger",
+    "hold_log_records",
     "seed_all_rng",
     "collect_env_info",
-    "check_config",
     "configure_libraries",
 ]
 
@@ -131,6 +132,33 @@ def setup_logger(output: Optional[str] = None, distributed_rank: int = 0, names=
             h._litedet = True  # type: ignore[attr-defined]
             log.addHandler(h)
     return logging.getLogger("detection")
+
+
+@contextlib.contextmanager
+def hold_log_records(names=_LOGGER_NAMES) -> Iterator[List[logging.LogRecord]]:
+    """Keep the records (INFO and up) that litedet's loggers emit inside the block instead
+    of emitting them; yields the list. A tool's start-up logs before its logging is set up
+    (which needs OUTPUT_DIR from the checked config): it replays the list afterwards with
+    ``logging.getLogger(record.name).handle(record)``, or drops it after a failure."""
+    held: List[logging.LogRecord] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            held.append(record)
+
+    keep = _Keep(logging.INFO)
+    saved = []
+    for name in names:
+        log = logging.getLogger(name)
+        saved.append((log, log.handlers[:], log.level, log.propagate))
+        log.handlers, log.propagate = [keep], False
+        log.setLevel(logging.INFO)
+    try:
+        yield held
+    finally:
+        for log, handlers, level, propagate in saved:
+            log.handlers, log.propagate = handlers, propagate
+            log.setLevel(level)
 
 
 # ------------------------------------------------------------------------------ seeding
@@ -241,71 +269,3 @@ def default_setup(cfg, args=None) -> int:
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
     return seed
-
-
-# ------------------------------------------------------------------------------ validation
-def check_config(cfg, *, train: bool = True, test: bool = True) -> None:
-    """Checks that need the registries (not just the key schema), raised as one
-    `ConfigError` line: backbone and meta-architecture names, device availability,
-    DATASETS.REGISTER_* entries, dataset names and NUM_CLASSES vs the dataset's classes.
-    Registers DATASETS.REGISTER_* datasets as a side effect."""
-    import difflib
-
-
-    from detection.config import ConfigError
-    from detection.config.validate import resolve_device, validate_config
-
-    validate_config(cfg)  # names (listing the registered ones), values, model build on "meta"
-    device = resolve_device(cfg)
-    from detection.modeling.backbone import NORMS
-
-    if cfg.MODEL.BACKBONE.NORM not in NORMS:
-        raise ConfigError(
-            f"MODEL.BACKBONE.NORM must be one of {', '.join(map(repr, NORMS))} ('' = auto), got {cfg.MODEL.BACKBONE.NORM!r}"
-        )
-
-    if train:  # schedule / solver keys: build them on a dummy parameter
-        from .solver import build_lr_scheduler
-
-        if cfg.SOLVER.MAX_ITER <= 0 or cfg.SOLVER.IMS_PER_BATCH <= 0:
-            raise ConfigError("SOLVER.MAX_ITER and SOLVER.IMS_PER_BATCH must be positive")
-        world = comm.get_world_size()
-        if cfg.SOLVER.IMS_PER_BATCH % world:
-            raise ConfigError(
-                f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} is the total batch over all processes and must "
-                f"be divisible by the number of processes ({world}); e.g. SOLVER.IMS_PER_BATCH "
-                f"{max(1, cfg.SOLVER.IMS_PER_BATCH // world) * world}"
-            )
-        if cfg.SOLVER.CHECKPOINT_MAX_KEEP < 0:
-            raise ConfigError(f"SOLVER.CHECKPOINT_MAX_KEEP must be >= 0 (0 = keep all), got {cfg.SOLVER.CHECKPOINT_MAX_KEEP}")
-        from .train_loop import resolve_amp
-
-        resolve_amp(cfg, device)
-        dummy = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.SOLVER.BASE_LR)
-        build_lr_scheduler(cfg, dummy)
-        cc = cfg.SOLVER.CLIP_GRADIENTS
-        if cc.ENABLED and cc.CLIP_TYPE not in ("value", "norm"):
-            raise ConfigError(f"SOLVER.CLIP_GRADIENTS.CLIP_TYPE must be 'value' or 'norm', got {cc.CLIP_TYPE!r}")
-
-    from detection.data import DatasetCatalog, MetadataCatalog, register_from_cfg
-
-    try:
-        register_from_cfg(cfg)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(str(err)) from None
-    wanted = ([("DATASETS.TRAIN", n) for n in cfg.DATASETS.TRAIN] if train else []) + (
-        [("DATASETS.TEST", n) for n in cfg.DATASETS.TEST] if test else []
-    )
-    if train and not cfg.DATASETS.TRAIN:
-        raise ConfigError("DATASETS.TRAIN is empty")
-    for key, ds in wanted:
-        if ds not in DatasetCatalog:
-            close = difflib.get_close_matches(ds, DatasetCatalog.list(), n=3, cutoff=0.5)
-            hint = (f"; did you mean {' or '.join(close)}?" if close else "") + f" (registered: {', '.join(DatasetCatalog.list())})"
-            raise ConfigError(f"{key}: dataset {ds!r} is not registered{hint}")
-        classes = getattr(MetadataCatalog.get(ds), "thing_classes", None)
-        if classes and len(classes) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
-            raise ConfigError(
-                f"MODEL.ROI_HEADS.NUM_CLASSES is {cfg.MODEL.ROI_HEADS.NUM_CLASSES} but {key} dataset {ds!r} "
-                f"has {len(classes)} classes"
-            )

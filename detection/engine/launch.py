@@ -55,7 +55,6 @@ def _known_failure(
     err: BaseException, input_errors: Sequence[Type[BaseException]] = ()
 ) -> Optional[Tuple[str, str, int]]:
     """``(kind, one-line text, exit code)`` of an expected failure; None for anything else."""
-    from backbones.weights import CheckpointError as BackboneCheckpointError
     from detection.checkpoint import CheckpointError, CheckpointWriteError
     from detection.config import ConfigError
     from detection.data.bad_samples import describe_error
@@ -63,7 +62,7 @@ def _known_failure(
 
     if isinstance(err, ConfigError):
         return "config error", str(err), EXIT_CONFIG
-    if isinstance(err, (CheckpointError, BackboneCheckpointError)):
+    if isinstance(err, CheckpointError):
         return "error", describe_error(err), EXIT_CONFIG
     if isinstance(err, (DatasetError, BadSampleError, FileNotFoundError, *input_errors)):  # file named, one line
         return "data error", describe_error(err), EXIT_CONFIG
@@ -111,12 +110,16 @@ def setup_reporting_errors(
     """A tool's start-up on every rank together: ``cfg = setup()`` then `default_setup`
     (logging, OUTPUT_DIR, config dump). Returns ``(0, cfg)``, or ``(exit code, None)`` after
     one stderr line: a config error or one of the tool's ``input_errors`` (exit 2), an
-    OUTPUT_DIR that cannot be written (exit 3), or another rank's failure there."""
+    OUTPUT_DIR that cannot be written (exit 3), or another rank's failure there.
+
+    What ``setup()`` logs (the config checks' notes and warnings) is held until logging is
+    set up, then written to the console and OUTPUT_DIR/log.txt; after a failure only the
+    one error line is printed."""
     from ..config import ConfigError
-    from .defaults import default_setup
+    from .defaults import default_setup, hold_log_records
 
     try:
-        with comm.fail_together():  # e.g. MODEL.WEIGHTS or the data missing on one node: every node stops
+        with comm.fail_together(), hold_log_records() as held:  # e.g. the data missing on one node: every node stops
             cfg = setup()
     except ConfigError as err:
         print(f"{prog}: config error: {err}", file=sys.stderr)
@@ -133,6 +136,8 @@ def setup_reporting_errors(
         return EXIT_WRITE_ERROR, None
     except comm.PeerFailure as err:  # rank 0 could not write OUTPUT_DIR
         return report_failure(prog, err, log=False), None
+    for record in held:
+        logging.getLogger(record.name).handle(record)
     return 0, cfg
 
 

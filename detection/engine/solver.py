@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from detection.config import ConfigError
+from detection.config_checks import CLIP_TYPES, check_choice
 
 __all__ = [
     "build_optimizer",
@@ -158,9 +159,7 @@ def clip_gradients(cfg, params: Iterable[torch.nn.Parameter]) -> None:
     if not c.ENABLED:
         return
     params = [p for p in params if p.grad is not None]
-    if c.CLIP_TYPE == "value":
+    if check_choice("SOLVER.CLIP_GRADIENTS.CLIP_TYPE", c.CLIP_TYPE, CLIP_TYPES) == "value":
         torch.nn.utils.clip_grad_value_(params, c.CLIP_VALUE)
-    elif c.CLIP_TYPE == "norm":
-        torch.nn.utils.clip_grad_norm_(params, c.CLIP_VALUE, norm_type=c.NORM_TYPE)
     else:
-        raise ConfigError(f"SOLVER.CLIP_GRADIENTS.CLIP_TYPE must be 'value' or 'norm', got {c.CLIP_TYPE!r}")
+        torch.nn.utils.clip_grad_norm_(params, c.CLIP_VALUE, norm_type=c.NORM_TYPE)

@@ -22,39 +22,35 @@ over ranks and only the main process writes files (checkpoints, metrics, TensorB
 and shows the bar.
 
 Exact resume: every checkpoint also holds the train loader's position and the RNG
-states (python, numpy, torch CPU, CUDA) of every rank, so ``--resume`` after a crash
-continues bit-for-bit as the uninterrupted run would have (same world size, CPU or
-deterministic kernels).
+states of every rank (`detection.engine.resume_state`).
 
-Faults: SIGTERM / SIGINT during `train` finish the current iteration, save a checkpoint
-and return (``trainer.interrupted`` holds the signal); a non-finite loss saves the last
-good state (when not already saved) and raises `FloatingPointError` naming the
-iteration and loss terms; a failed checkpoint write raises
+Faults (`detection.engine.faults`): SIGTERM / SIGINT during `train` finish the current
+iteration, save a checkpoint and return (``trainer.interrupted`` holds the signal); a
+non-finite loss saves the last good state (when not already saved) and raises
+`FloatingPointError` naming the iteration and loss terms; a failed checkpoint write raises
 `detection.checkpoint.CheckpointWriteError` naming the path.
 """
 from __future__ import annotations
 
 import datetime
 import logging
-import math
 import os
-import random
 import signal
 import sys
-import threading
 import time
 from collections import OrderedDict, deque
 from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional
 
-import numpy as np
 import torch
 from torch import nn
 
-from detection.checkpoint import DetectionCheckpointer
-from detection.data.errors import BadSampleError
+from detection.checkpoint import CheckpointError, DetectionCheckpointer
+from detection.config_checks import resolve_amp
 
 from ..utils import comm
 from .events import JSONWriter, MetricsHistory, TensorboardWriter, flatten_results
+from .faults import StopSignals, agree_on_step, non_finite_loss_error
+from .resume_state import capture_resume_state, gather_resume_state, restore_resume_state
 from .solver import build_lr_scheduler, build_optimizer, clip_gradients
 
 __all__ = ["Trainer"]
@@ -70,74 +66,6 @@ def _cfg_get(cfg, key: str, default: Any) -> Any:
             return default
         node = getattr(node, part)
     return node
-
-
-def capture_rng_state(device: Optional[torch.device] = None, *, raw: bool = False) -> Dict[str, Any]:
-    """Python, NumPy, torch CPU (and ``device``'s CUDA) RNG states, as plain tensors so
-    that ``torch.load(weights_only=True)`` reads them back. ``raw=True`` skips that
-    conversion (cheap enough to call every iteration; see `rng_state_for_checkpoint`)."""
-    state: Dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if device is not None and device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state if raw else rng_state_for_checkpoint(state)
-
-
-def rng_state_for_checkpoint(state: Dict[str, Any]) -> Dict[str, Any]:
-    """A raw `capture_rng_state` result as tensors / plain Python values."""
-    py, npy = state["python"], state["numpy"]
-    if isinstance(py, dict):  # already converted
-        return state
-    version, py_state, gauss = py
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = npy
-    out = dict(state)
-    out["python"] = {"version": version, "state": torch.tensor(py_state, dtype=torch.int64), "gauss": gauss}
-    out["numpy"] = {
-        "name": np_name,
-        "keys": torch.from_numpy(np_keys.astype(np.int64)),
-        "pos": int(np_pos),
-        "has_gauss": int(np_has_gauss),
-        "gauss": float(np_gauss),
-    }
-    return out
-
-
-def restore_rng_state(state: Mapping[str, Any], device: Optional[torch.device] = None) -> None:
-    """Inverse of `capture_rng_state`."""
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss"]))
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and device is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-_AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def resolve_amp(cfg, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype SOLVER.AMP asks for on ``device`` (``None``: float32).
-
-    CUDA: float16 (with a GradScaler) or bfloat16. CPU: bfloat16 only — float16 autocast
-    on CPU is slow and needs loss scaling, so it is refused with a clear error.
-    """
-    from detection.config import ConfigError
-
-    if not bool(_cfg_get(cfg, "SOLVER.AMP.ENABLED", False)):
-        return None
-    name = str(_cfg_get(cfg, "SOLVER.AMP.DTYPE", "float16"))
-    if name not in _AMP_DTYPES:
-        raise ConfigError(f"SOLVER.AMP.DTYPE must be 'float16' or 'bfloat16', got {name!r}")
-    if device.type == "cuda":
-        if name == "bfloat16" and not torch.cuda.is_bf16_supported():
-            raise ConfigError("SOLVER.AMP.DTYPE bfloat16: this GPU does not support bfloat16; use float16")
-        return _AMP_DTYPES[name]
-    if device.type == "cpu" and name == "bfloat16":
-        return torch.bfloat16
-    raise ConfigError(
-        f"SOLVER.AMP.ENABLED with DTYPE {name!r} is not supported on {device.type}: "
-        "use SOLVER.AMP.DTYPE bfloat16 on CPU (or MODEL.DEVICE cuda), or SOLVER.AMP.ENABLED False"
-    )
 
 
 def _short(name: str) -> str:
@@ -205,7 +133,7 @@ class Trainer:
         self._writers: List[Any] = []
         #: Signal number that stopped `train` early (SIGTERM / SIGINT), else None.
         self.interrupted: Optional[int] = None
-        self._signal: Optional[int] = None
+        self._signals = StopSignals()
         self._stop_agreed = False
         self._last_saved_iter: Optional[int] = None
         self._step_start_state: Optional[Dict[str, Any]] = None
@@ -282,56 +210,6 @@ class Trainer:
         return self._data_loader
 
     # ------------------------------------------------------------------ checkpoints
-    def _capture_resume_state(self) -> Dict[str, Any]:
-        """This rank's RNG states and the train loader's position, as of now."""
-        state: Dict[str, Any] = {"rng": capture_rng_state(self.device, raw=True)}
-        loader = self._data_loader
-        if loader is not None and callable(getattr(loader, "state_dict", None)):
-            state["data_loader"] = loader.state_dict()
-        return state
-
-    def _extra_checkpoint_state(self, resume_state: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-        """Extra entries saved with every checkpoint: the RNG states of every rank
-        (``rng_states[rank]``) and the train loader's state when it can report one
-        (``data_loader``, rank 0's; under DDP also ``data_loader_states[rank]``: the position
-        is the same on every rank, the bad-sample counts are not).
-        Collective under DDP: every rank must call it."""
-        mine = resume_state if resume_state is not None else self._capture_resume_state()
-        gathered = comm.all_gather((rng_state_for_checkpoint(mine["rng"]), mine.get("data_loader")))
-        world = comm.get_world_size()
-        extra: Dict[str, Any] = {"rng_states": [rng for rng, _ in gathered], "world_size": world}
-        if "data_loader" in mine:
-            extra["data_loader"] = gathered[0][1]
-            if world > 1:
-                extra["data_loader_states"] = [loader for _, loader in gathered]
-        return extra
-
-    def _restore_extra_state(self, checkpoint: Mapping[str, Any]) -> None:
-        """Counterpart of `_extra_checkpoint_state`, called after a resume."""
-        rng_states = checkpoint.get("rng_states")
-        world, rank = comm.get_world_size(), comm.get_rank()
-        if rng_states is None:
-            logger.warning("Checkpoint has no RNG states (older litedet?); the resumed run is not bit-exact")
-        elif len(rng_states) != world:
-            logger.warning(
-                "Checkpoint was written by %d process(es), this run has %d: RNG states not restored, "
-                "so the resumed run is not bit-exact", len(rng_states), world,
-            )
-        else:
-            restore_rng_state(rng_states[rank], self.device)
-        per_rank = checkpoint.get("data_loader_states")
-        state = per_rank[rank] if per_rank is not None and len(per_rank) == world else checkpoint.get("data_loader")
-        if state is None:
-            return
-        loader = self.data_loader
-        if not callable(getattr(loader, "load_state_dict", None)):
-            return
-        try:
-            loader.load_state_dict(state)
-            logger.info("Train loader continues after batch %s", state.get("num_batches", "?"))
-        except (ValueError, KeyError) as err:
-            logger.warning("Train loader position not restored (%s); it starts a fresh pass", err)
-
     def resume_or_load(self, resume: bool = True) -> None:
         """``resume`` and a checkpoint in OUTPUT_DIR: continue after its iteration.
         Otherwise load MODEL.WEIGHTS (if set) and start at iteration 0."""
@@ -343,15 +221,13 @@ class Trainer:
         # must happen on every rank or on none.
         states = comm.all_gather((resuming, start))
         if len(set(states)) > 1:  # e.g. multi-node with OUTPUT_DIR not on a shared file system
-            from detection.checkpoint import CheckpointError
-
             raise CheckpointError(
                 f"ranks would start at different iterations {[s for _, s in states]}: OUTPUT_DIR "
                 f"{self.cfg.OUTPUT_DIR!r} must be the same (shared) folder for every process to --resume"
             )
         self.start_iter = start
         if resuming:
-            self._restore_extra_state(ckpt)
+            restore_resume_state(ckpt, self.device, lambda: self.data_loader)
             self._last_saved_iter = self.start_iter - 1
             logger.info("Resumed; training continues at iteration %d", self.start_iter)
 
@@ -361,32 +237,18 @@ class Trainer:
         """Save ``name.pth`` (main process) with the state after ``iteration`` (default:
         the current one). Collective under DDP: every rank must call it."""
         iteration = self.iter if iteration is None else iteration
-        extra = self._extra_checkpoint_state() if resume_state is None else self._extra_checkpoint_state(resume_state)
+        if resume_state is None:
+            resume_state = capture_resume_state(self.device, self._data_loader)
+        extra = gather_resume_state(resume_state)
         with comm.fail_together():  # rank 0 cannot write: the others stop too instead of waiting for it
             path = self.checkpointer.save(name, iteration=iteration, **extra)
         self._last_saved_iter = iteration
         return path
 
-    # ------------------------------------------------------------------ signals
-    def _install_signal_handlers(self) -> Dict[int, Any]:
-        """SIGTERM / SIGINT -> stop at the next iteration boundary (main thread only)."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, self._on_signal)
-        return previous
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if self._signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: stop now, without a checkpoint
-        self._signal = signum
-        # Only note it here: logging from a signal handler can deadlock on the handler lock.
-
     def _stop_requested(self) -> bool:
         if comm.get_world_size() > 1:
             return self._stop_agreed  # agreed on by all ranks in run_step
-        return self._signal is not None
+        return self._signals.signum is not None
 
     # ------------------------------------------------------------------ loop
     def train(self) -> Dict[str, Any]:
@@ -411,20 +273,18 @@ class Trainer:
         self._data_iter = iter(self.data_loader)
         self._pbar = self._make_progress_bar(disable=not main)
         self._train_start = time.perf_counter()
-        self._signal, self._stop_agreed, self.interrupted = None, False, None
-        previous_handlers = self._install_signal_handlers()
+        self._stop_agreed, self.interrupted = False, None
         last = self.start_iter - 1
         try:
-            for self.iter in range(self.start_iter, self.max_iter):
-                self.run_step()
-                self.after_step()
-                last = self.iter
-                if self._stop_requested() and self.iter + 1 < self.max_iter:  # else finished anyway
-                    self._stop_on_signal()
-                    break
+            with self._signals:
+                for self.iter in range(self.start_iter, self.max_iter):
+                    self.run_step()
+                    self.after_step()
+                    last = self.iter
+                    if self._stop_requested() and self.iter + 1 < self.max_iter:  # else finished anyway
+                        self._stop_on_signal()
+                        break
         finally:
-            for sig, handler in previous_handlers.items():
-                signal.signal(sig, handler)
             self._pbar.close()
             for w in self._writers:
                 w.close()
@@ -445,12 +305,13 @@ class Trainer:
         return self.last_results
 
     def _stop_on_signal(self) -> None:
-        name = signal.Signals(self._signal).name if self._signal is not None else "a signal on another rank"
+        signum = self._signals.signum
+        name = signal.Signals(signum).name if signum is not None else "a signal on another rank"
         if self._last_saved_iter == self.iter:
             path = self.checkpointer.get_checkpoint_file()
         else:
             path = self.save_checkpoint(f"model_{self.iter:07d}")
-        self.interrupted = self._signal if self._signal is not None else signal.SIGTERM
+        self.interrupted = signum if signum is not None else signal.SIGTERM
         logger.warning(
             "Received %s: stopped after iteration %d; checkpoint %s. Continue with --resume.",
             name, self.iter, path or "(written by the main process)",
@@ -478,7 +339,7 @@ class Trainer:
         """One SGD step. Records losses, ``lr``, ``time`` and ``data_time``."""
         assert self.model.training, "Trainer: the model was left in eval mode"
         # State before this step, for a "last good" checkpoint if the loss turns non-finite.
-        self._step_start_state = self._capture_resume_state()
+        self._step_start_state = capture_resume_state(self.device, self._data_loader)
         start = time.perf_counter()
         data_error: Optional[Exception] = None
         try:
@@ -499,16 +360,11 @@ class Trainer:
             finite = bool(torch.isfinite(losses).all())
         # One small all-reduce so every rank agrees to stop (signal) or fail (bad data,
         # non-finite loss) before the gradient all-reduce, where a lone failure would hang.
-        data_error_any, nonfinite_any, self._stop_agreed = comm.any_across_ranks(
-            [data_error is not None, not finite, self._signal is not None],
-            device=self.device if self.device.type == "cuda" else None,
+        nonfinite_any, self._stop_agreed = agree_on_step(
+            data_error, finite, self._signals.signum is not None, self.device if self.device.type == "cuda" else None
         )
-        if data_error_any:
-            if data_error is not None:
-                raise data_error
-            raise BadSampleError(f"(rank {comm.get_rank()})", "stopped: another rank failed to load its batch (see its message)")
         if nonfinite_any:
-            self._on_non_finite(loss_dict, losses)
+            self._on_non_finite(loss_dict)
 
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(losses).backward()
@@ -534,16 +390,9 @@ class Trainer:
             self._recent.setdefault(k, deque(maxlen=20)).append(v)
         self._lr = lr
 
-    def _on_non_finite(self, loss_dict: Mapping[str, torch.Tensor], losses: torch.Tensor) -> None:
+    def _on_non_finite(self, loss_dict: Mapping[str, torch.Tensor]) -> None:
         """Save the state before this iteration (unless already saved) and raise
         `FloatingPointError` naming the iteration and the loss terms."""
-        values = {k: float(v.detach().float().sum()) for k, v in loss_dict.items()}
-        bad = [k for k, v in values.items() if not math.isfinite(v)]
-        where = f"iteration {self.iter}" + (f" (rank {comm.get_rank()})" if comm.get_world_size() > 1 else "")
-        if not bad:
-            bad_text = "another rank's loss (this rank's terms are finite)"
-        else:
-            bad_text = ", ".join(f"{k}={values[k]}" for k in bad)
         good_iter = self.iter - 1
         if good_iter < self.start_iter or self._last_saved_iter == good_iter:
             if good_iter < self.start_iter:  # diverged at the first iteration of this run
@@ -556,12 +405,7 @@ class Trainer:
                 f"model_{good_iter:07d}", iteration=good_iter, resume_state=self._step_start_state
             )
             saved = f"Saved the last good state (after iteration {good_iter}) to {path or 'the main process'}."
-        raise FloatingPointError(
-            f"Loss became non-finite at {where}: {bad_text}"
-            + " (all terms: "
-            + ", ".join(f"{k}={v:.4g}" for k, v in values.items())
-            + f"). {saved} Try a lower SOLVER.BASE_LR, a longer warmup or SOLVER.CLIP_GRADIENTS.ENABLED True."
-        )
+        raise non_finite_loss_error(loss_dict, self.iter, saved)
 
     def after_step(self) -> None:
         next_iter = self.iter + 1

@@ -3,19 +3,16 @@ from __future__ import annotations
 
 import logging
 
-import torch
 from torch import nn
 
 import backbones
 from backbones import Backbone
 from backbones.base import freeze_module
+from detection.config_checks import resolve_norm  # the meta-architectures read the policy here
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_backbone", "stage_with_stride", "convert_norm", "resolve_norm", "NORMS"]
-
-#: Values of MODEL.BACKBONE.NORM ("" = automatic, see `resolve_norm`).
-NORMS = ("", "BN", "FrozenBN", "SyncBN")
+__all__ = ["build_backbone", "stage_with_stride", "convert_norm", "resolve_norm"]
 
 
 def stage_with_stride(backbone: Backbone, stride: int, *, prefer_body: bool = True) -> str:
@@ -45,42 +42,9 @@ def resolve_stage(backbone: Backbone, name: str, default_stride: int, key: str) 
     return name
 
 
-def resolve_norm(cfg) -> str:
-    """The BatchNorm policy MODEL.BACKBONE.NORM asks for, made concrete for this run.
-
-    * ``""`` (automatic, the default): ``FrozenBN`` when the backbone starts from ImageNet
-      weights (MODEL.BACKBONE.WEIGHTS set) — small per-GPU batches would only corrupt the
-      pretrained statistics — and trainable ``BN`` when it is trained from scratch.
-    * ``"BN"`` / ``"FrozenBN"``: as written.
-    * ``"SyncBN"``: `torch.nn.SyncBatchNorm` (statistics over the whole multi-GPU batch)
-      when running distributed on CUDA; otherwise plain ``BN``, with a logged note (there is
-      nothing to synchronise in one process, and SyncBatchNorm has no CPU kernel).
-    """
-    norm = cfg.MODEL.BACKBONE.NORM
-    if norm not in NORMS:
-        raise ValueError(f"MODEL.BACKBONE.NORM must be one of {', '.join(map(repr, NORMS))}; got {norm!r}")
-    if norm == "":
-        norm = "FrozenBN" if cfg.MODEL.BACKBONE.WEIGHTS else "BN"
-        logger.info(
-            "MODEL.BACKBONE.NORM '' (auto): %s (%s)", norm,
-            "pretrained MODEL.BACKBONE.WEIGHTS" if norm == "FrozenBN" else "backbone trained from scratch",
-        )
-    elif norm == "SyncBN":
-        from detection.utils import comm
-
-        world = comm.get_world_size()
-        if world <= 1 or torch.device(cfg.MODEL.DEVICE).type != "cuda":
-            logger.info(
-                "MODEL.BACKBONE.NORM SyncBN: using plain BN (%s)",
-                "not running distributed" if world <= 1 else "SyncBatchNorm needs CUDA",
-            )
-            norm = "BN"
-    return norm
-
-
 def convert_norm(module: nn.Module, norm: str) -> nn.Module:
-    """Apply a concrete norm policy (see `resolve_norm`) to ``module``; returns the
-    possibly new module."""
+    """Apply a concrete norm policy (`detection.config_checks.resolve_norm`) to ``module``;
+    returns the possibly new module."""
     if norm == "BN":
         return module
     if norm == "FrozenBN":

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import pickle
 from typing import Any, Dict, Iterator, List, Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -31,7 +33,10 @@ __all__ = [
     "destroy_process_group",
     "fail_together",
     "PeerFailure",
+    "shared_seed",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 def is_dist_initialized() -> bool:
@@ -131,6 +136,21 @@ def any_across_ranks(flags: List[bool], device: Optional[torch.device] = None) -
     t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [bool(v) for v in t.tolist()]
+
+
+def shared_seed(seed: Optional[int] = None) -> int:
+    """``seed`` if it is >= 0, else a random seed that every rank agrees on (rank 0's
+    draw, logged). Collective when distributed and ``seed`` < 0: every rank must call it.
+
+    Samplers need it: ranks that shuffle with different seeds take overlapping shards of
+    an epoch, and some images are never seen.
+    """
+    if seed is not None and int(seed) >= 0:
+        return int(seed)
+    drawn = int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
+    value = int(all_gather(drawn)[0])
+    logger.info("SEED < 0: drew the random seed %d (shared by every rank)", value)
+    return value
 
 
 def gather_to_main(obj: Any) -> Optional[List[Any]]:

@@ -60,12 +60,13 @@ def test_malicious_pickles_refused_by_backbone_loader(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_malicious_pickles_refused_by_detection_checkpointer(tmp_path):
-    from detection.checkpoint import CheckpointError as DetCheckpointError
+    from detection.checkpoint import CheckpointError as DetectionCheckpointError
     from detection.checkpoint import DetectionCheckpointer
 
+    assert DetectionCheckpointError is CheckpointError  # one error type for every checkpoint problem
     ckpt = DetectionCheckpointer(torch.nn.Linear(2, 2), save_dir=str(tmp_path / "out"))
     for path, marker in _malicious_files(tmp_path):
-        with pytest.raises(DetCheckpointError, match=path.name):
+        with pytest.raises(CheckpointError, match=path.name):
             ckpt.load(str(path))
         assert not marker.exists(), f"{path.name} executed code"
 
@@ -89,7 +90,7 @@ def test_unreadable_files_name_the_file(kind, tmp_path):
     elif kind == "not_a_state_dict":
         torch.save([1, 2, 3], path)
     expected = {
-        "missing": (FileNotFoundError, "checkpoint not found"),
+        "missing": (FileNotFoundError, "checkpoint file not found"),
         "directory": (CheckpointError, "is a directory, not a checkpoint file"),
         "empty": (CheckpointError, r"empty file \(0 bytes"),
         "truncated": (CheckpointError, "truncated or corrupt"),

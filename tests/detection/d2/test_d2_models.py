@@ -305,13 +305,13 @@ def test_checkpoint_input_format_mismatch_is_logged(tmp_path, caplog):
     add_litedet_config(cfg)
     cfg.MODEL.LITEDET.BACKBONE = "shufflenet_v2_0.5x"
     cfg.MODEL.LITEDET.WEIGHTS = str(checkpoint)
-    with caplog.at_level("WARNING", logger="detection.d2"):
+    with caplog.at_level("WARNING", logger="detection.config_checks"):
         build_litedet_backbone(cfg, ShapeSpec(channels=3))
     assert "expects normalised RGB input" in caplog.text and "INPUT.FORMAT=BGR" in caplog.text
     caplog.clear()
     cfg.INPUT.FORMAT = "RGB"
     cfg.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
-    with caplog.at_level("WARNING", logger="detection.d2"):
+    with caplog.at_level("WARNING", logger="detection.config_checks"):
         build_litedet_backbone(cfg, ShapeSpec(channels=3))
     assert "expects" not in caplog.text
 

@@ -1,4 +1,4 @@
-"""Samplers, aspect-ratio grouping, and the train/test loaders built from a config."""
+"""The train/test loaders built from a config: batches, grouping, resume, workers, bad samples."""
 from __future__ import annotations
 
 import itertools
@@ -11,12 +11,9 @@ import pytest
 
 from detection.config import get_cfg
 from detection.data import (
-    AspectRatioGroupedBatchSampler,
     BadSampleError,
     DatasetCatalog,
-    InferenceSampler,
     MetadataCatalog,
-    TrainingSampler,
     build_detection_test_loader,
     build_detection_train_loader,
 )
@@ -58,47 +55,6 @@ def tiny_coco(tmp_path):
 
 def _orientation(item):
     return item["image"].shape[2] > item["image"].shape[1]  # landscape
-
-
-def test_training_sampler_shards_are_disjoint_and_complete():
-    size = 10
-    shards = [list(itertools.islice(TrainingSampler(size, seed=3, rank=r, world_size=2), size // 2)) for r in (0, 1)]
-    assert not set(shards[0]) & set(shards[1])
-    assert sorted(shards[0] + shards[1]) == list(range(size))
-    # next epoch is a different permutation, still complete
-    s = TrainingSampler(size, seed=3, rank=0, world_size=1)
-    first, second = list(itertools.islice(s, size)), list(itertools.islice(s, size))
-    assert sorted(second) == list(range(size)) and first != second
-
-
-def test_training_sampler_state_roundtrip():
-    s = TrainingSampler(7, seed=5, rank=1, world_size=2)
-    it = iter(s)
-    for _ in range(9):
-        next(it)
-    state = s.state_dict()
-    assert state["num_yielded"] == 9
-    tail = [next(it) for _ in range(6)]
-    restored = TrainingSampler(7, seed=5, rank=1, world_size=2)
-    restored.load_state_dict(state)
-    assert list(itertools.islice(restored, 6)) == tail
-    with pytest.raises(ValueError, match="seed"):
-        TrainingSampler(7, seed=6, rank=1, world_size=2).load_state_dict(state)
-
-
-@pytest.mark.parametrize("size,world", [(10, 2), (7, 3), (2, 4)])
-def test_inference_sampler_contiguous_disjoint_complete(size, world):
-    chunks = [list(InferenceSampler(size, rank=r, world_size=world)) for r in range(world)]
-    assert list(itertools.chain(*chunks)) == list(range(size))
-    for c in chunks:
-        assert c == list(range(c[0], c[0] + len(c))) if c else True
-    assert max(map(len, chunks)) - min(map(len, chunks)) <= 1
-
-
-def test_aspect_grouped_batches_are_homogeneous():
-    flags = np.array([0, 1, 0, 0, 1, 1, 0, 1, 0])
-    batches = list(itertools.islice(AspectRatioGroupedBatchSampler(TrainingSampler(9, seed=0, rank=0, world_size=1), 3, flags), 12))
-    assert all(len(b) == 3 and len({int(flags[i]) for i in b}) == 1 for b in batches)
 
 
 def test_train_loader_batches_and_grouping(tiny_coco):
@@ -192,19 +148,19 @@ def test_test_loader(tiny_coco):
 def test_workers_fork_with_opencv_threads_stopped(tiny_coco, monkeypatch):
     """Workers must be forked while OpenCV's thread pool is shut down (a pool alive at fork
     time made the workers' cv2.setNumThreads(1) hang); the count is restored afterwards."""
-    import detection.data.build as build_mod
+    import detection.data.loaders as loaders_mod
 
     cfg, _, _ = tiny_coco
     cfg.DATALOADER.NUM_WORKERS = 1
     cv2.setNumThreads(2)
     seen = []
-    original_iter = build_mod.DataLoader.__iter__
+    original_iter = loaders_mod.DataLoader.__iter__
 
     def recording_iter(self):
         seen.append(cv2.getNumThreads())
         return original_iter(self)
 
-    monkeypatch.setattr(build_mod.DataLoader, "__iter__", recording_iter)
+    monkeypatch.setattr(loaders_mod.DataLoader, "__iter__", recording_iter)
     # Parallel OpenCV work in this process before the fork (what in-process dataset generation does).
     cv2.resize(np.zeros((1200, 1600, 3), np.uint8), (800, 600))
     loader = build_detection_train_loader(cfg)

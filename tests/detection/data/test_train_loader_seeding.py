@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from detection.data.build import MapDataset, TrainingSampler, TrainLoader
+from detection.data import MapDataset, TrainingSampler, TrainLoader
 
 
 class NoisyMapper:

@@ -96,7 +96,7 @@ class NoisyMapper:
 
 def linear_train_loader(total_batch, rank=None, world_size=None, seed=0, num_images=10):
     """The real sharded TrainingSampler + TrainLoader over a synthetic dataset."""
-    from detection.data.build import MapDataset, TrainingSampler, TrainLoader
+    from detection.data import MapDataset, TrainingSampler, TrainLoader
 
     g = np.random.default_rng(123)
     records = [

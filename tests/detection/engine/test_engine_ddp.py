@@ -82,7 +82,7 @@ def test_total_batch_must_divide_by_world_size(monkeypatch):
 
 
 def test_sampler_shards_the_stream_between_ranks():
-    from detection.data.build import TrainingSampler
+    from detection.data.samplers import TrainingSampler
 
     world = 2
     samplers = [TrainingSampler(10, seed=5, rank=r, world_size=world) for r in range(world)]

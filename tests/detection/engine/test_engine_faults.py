@@ -1,19 +1,16 @@
 """Trainer fault handling in-process with the tiny fake model: signals, non-finite loss,
-corrupt / unwritable checkpoints, keeping the last K checkpoints, RNG state round trip."""
+corrupt / unwritable checkpoints, keeping the last K checkpoints."""
 import errno
 import gc
 import importlib.util
 import os
-import random
 import signal
 
-import numpy as np
 import pytest
 import torch
 
 from detection.checkpoint import CheckpointWriteError
 from detection.engine import Trainer
-from detection.engine.train_loop import capture_rng_state, restore_rng_state
 
 _spec = importlib.util.spec_from_file_location(
     "litedet_engine_fakes", os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine_fakes.py")
@@ -220,21 +217,6 @@ def test_disk_full_while_writing_metrics_names_the_file(tmp_path, monkeypatch):
         trainer.train()
 
 
-def test_rng_state_round_trip_through_a_checkpoint_file(tmp_path):
-    random.seed(1)
-    np.random.seed(2)
-    torch.manual_seed(3)
-    state = capture_rng_state()
-    expected = (random.random(), float(np.random.rand()), float(torch.rand(())))
-    path = tmp_path / "rng.pth"
-    torch.save({"rng": state}, path)
-    random.seed(9)
-    np.random.seed(9)
-    torch.manual_seed(9)
-    restore_rng_state(torch.load(path, weights_only=True)["rng"])
-    assert (random.random(), float(np.random.rand()), float(torch.rand(()))) == expected
-
-
 def test_checkpoint_holds_everything_for_exact_resume(tmp_path):
     cfg = _cfg(tmp_path, MAX_ITER=2, CHECKPOINT_PERIOD=0)
     Trainer(cfg, model=FakeDetector(), data_loader=fake_loader()).train()
@@ -265,17 +247,6 @@ def test_compile_option_is_wired(tmp_path, monkeypatch):
     compiled.clear()
     Trainer(cfg, model=FakeDetector(), data_loader=fake_loader())
     assert compiled == []
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA RNG state needs a CUDA device")
-def test_cuda_rng_state_round_trip():
-    device = torch.device("cuda", torch.cuda.current_device())
-    torch.cuda.manual_seed(4)
-    state = capture_rng_state(device)
-    expected = torch.rand(3, device=device)
-    torch.cuda.manual_seed(5)
-    restore_rng_state(state, device)
-    assert torch.equal(torch.rand(3, device=device), expected)
 
 
 def test_signal_during_the_last_iteration_finishes_the_run(tmp_path):

@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from backbones.weights import CheckpointError as BackboneCheckpointError
+from backbones.checkpoint_io import CheckpointError
 from detection.checkpoint import CheckpointWriteError
 from detection.config import ConfigError
 from detection.data.errors import DatasetError
@@ -26,7 +26,7 @@ def _raise(err):
     "err, code, line",
     [
         (ConfigError("SOLVER.BASE_LR: must be positive"), EXIT_CONFIG, "tool: config error: SOLVER.BASE_LR: must be positive"),
-        (BackboneCheckpointError("w.pth: truncated"), EXIT_CONFIG, "tool: error: w.pth: truncated"),
+        (CheckpointError("w.pth: truncated"), EXIT_CONFIG, "tool: error: w.pth: truncated"),
         (DatasetError("ann.json:3:5: invalid JSON"), EXIT_CONFIG, "tool: data error: ann.json:3:5: invalid JSON"),
         (ToolInputError("Traceback ...\n  File x\nmy.pkg.ToolInputError: /data/train is empty"), EXIT_CONFIG,
          "tool: data error: /data/train is empty"),

@@ -1,15 +1,12 @@
-"""MODEL.BACKBONE.NORM: "" = auto (FrozenBN with pretrained backbone weights, BN from
-scratch), explicit values win, SyncBN only under DDP on CUDA (plain BN otherwise)."""
-import logging
-
+"""MODEL.BACKBONE.NORM applied to the model: "" = auto (FrozenBN with pretrained backbone
+weights, BN from scratch), explicit values win (the policy itself: tests/detection/test_config_checks.py)."""
 import pytest
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from detection.config import get_cfg
 from detection.modeling import build_model
-from detection.modeling.backbone import convert_norm, resolve_norm
-from detection.utils import comm
+from detection.modeling.backbone import convert_norm
 
 
 def _cfg(norm, weights="", device="cpu"):
@@ -20,38 +17,11 @@ def _cfg(norm, weights="", device="cpu"):
     return cfg
 
 
-@pytest.mark.parametrize(
-    "norm, weights, expected",
-    [
-        ("", "imagenet.pth", "FrozenBN"),  # auto, pretrained
-        ("", "", "BN"),  # auto, from scratch
-        ("BN", "imagenet.pth", "BN"),  # explicit wins
-        ("FrozenBN", "", "FrozenBN"),
-        ("SyncBN", "", "BN"),  # single process: nothing to synchronise
-    ],
-)
-def test_resolve_norm(norm, weights, expected, caplog):
-    with caplog.at_level(logging.INFO, logger="detection.modeling.backbone"):
-        assert resolve_norm(_cfg(norm, weights)) == expected
-    if norm == "SyncBN":
-        assert "SyncBN: using plain BN (not running distributed)" in caplog.text
-    if norm == "":
-        assert f"'' (auto): {expected}" in caplog.text
-
-
-def test_syncbn_under_ddp(monkeypatch, caplog):
-    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
-    assert resolve_norm(_cfg("SyncBN", device="cuda")) == "SyncBN"
-    with caplog.at_level(logging.INFO, logger="detection.modeling.backbone"):
-        assert resolve_norm(_cfg("SyncBN", device="cpu")) == "BN"  # gloo on CPU: no SyncBatchNorm kernel
-    assert "SyncBatchNorm needs CUDA" in caplog.text
-
-
 def test_convert_norm_to_syncbn_and_invalid_value():
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     assert isinstance(convert_norm(net, "SyncBN")[1], nn.SyncBatchNorm)
-    with pytest.raises(ValueError, match="MODEL.BACKBONE.NORM must be one of '', 'BN', 'FrozenBN', 'SyncBN'; got 'GN'"):
-        resolve_norm(_cfg("GN"))
+    with pytest.raises(ValueError, match="got 'GN'"):
+        convert_norm(net, "GN")
 
 
 @pytest.mark.parametrize("norm, frozen", [("", True), ("BN", False)])

@@ -1,0 +1,281 @@
+"""detection.config_checks: every check of a config with one policy (a ConfigError line
+naming the key, or a warning logged once), and the keys resolved for the run: the norm
+policy, AMP, the backbone weights' input format, and the class count taken from the data."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from detection.config import ConfigError, get_cfg, load_config
+from detection.config_checks import (
+    check_config,
+    check_weights_input_format,
+    norm_policy,
+    resolve_amp,
+    resolve_class_count,
+    resolve_norm,
+    validate_config,
+)
+from detection.data import DatasetCatalog, MetadataCatalog
+from detection.utils import comm
+
+
+# ------------------------------------------------------------------ registries and model compatibility
+def test_unknown_backbone_lists_the_registered_ones():
+    import backbones
+
+    cfg = get_cfg()
+    cfg.MODEL.BACKBONE.NAME = "shufflenet_v2_1.0"
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    msg = str(info.value)
+    assert msg.startswith("MODEL.BACKBONE.NAME: unknown 'shufflenet_v2_1.0'; did you mean shufflenet_v2_1.0x")
+    assert all(name in msg for name in backbones.list_backbones()) and "\n" not in msg
+
+
+def test_unknown_meta_architecture_lists_the_registered_ones():
+    cfg = get_cfg()
+    cfg.MODEL.META_ARCHITECTURE = "RetinaNet"
+    with pytest.raises(ConfigError, match=r"MODEL\.META_ARCHITECTURE: unknown 'RetinaNet' \(registered: FasterRCNN, LightHeadRCNN\)"):
+        validate_config(cfg)
+
+
+def _small(**overrides):
+    cfg = get_cfg()
+    cfg.MODEL.BACKBONE.NAME = "shufflenet_v2_0.5x"
+    for key, value in overrides.items():
+        node = cfg
+        *path, last = key.split("__")
+        for part in path:
+            node = node[part]
+        node[last] = value
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "overrides, pattern",
+    [
+        ({"MODEL__BACKBONE__HEAD_FEATURE": "stage2"}, r"HEAD_FEATURE 'stage2' \(stride 8\) is finer than MODEL\.BACKBONE\.RPN_FEATURE"),
+        ({"MODEL__BACKBONE__RPN_FEATURE": "stage9"}, r"RPN_FEATURE: 'stage9' is not a stage of shufflenet_v2_0\.5x; stages \(stride\)"),
+        ({"MODEL__META_ARCHITECTURE": "FasterRCNN", "MODEL__BACKBONE__RPN_FEATURE": "conv5"}, r"model config \(FasterRCNN \+ shufflenet_v2_0\.5x\): C4 Faster R-CNN needs stages after 'conv5'"),
+        ({"MODEL__ANCHOR_GENERATOR__SIZES": [[32], [64]]}, r"MODEL\.ANCHOR_GENERATOR\.SIZES has 2 levels, the RPN sees 1"),
+        ({"MODEL__FPN__ENABLED": True}, r"MODEL\.FPN\.ENABLED needs MODEL\.META_ARCHITECTURE FasterRCNN"),
+        ({"MODEL__LIGHT_HEAD__KERNEL_SIZE": 14}, r"MODEL\.LIGHT_HEAD\.KERNEL_SIZE must be odd, got 14"),
+        ({"MODEL__LIGHT_HEAD__CHANNELS_PER_BIN": 0}, r"MODEL\.LIGHT_HEAD\.CHANNELS_PER_BIN must be positive"),
+        ({"MODEL__ROI_HEADS__IOU_THRESHOLDS": [0.7, 0.3]}, r"MODEL\.ROI_HEADS\.IOU_THRESHOLDS must be increasing values in \[0, 1\]"),
+        ({"MODEL__PIXEL_STD": [1.0, 0.0, 1.0]}, r"MODEL\.PIXEL_MEAN/PIXEL_STD must be 3 numbers each, std > 0"),
+        ({"INPUT__FORMAT": "RGBA"}, r"INPUT\.FORMAT must be 'RGB' or 'BGR', got 'RGBA'"),
+        ({"DATALOADER__BAD_SAMPLE_POLICY": "ignore"}, r"DATALOADER\.BAD_SAMPLE_POLICY must be 'error' or 'skip', got 'ignore'"),
+        ({"MODEL__BACKBONE__NORM": "GN"}, r"MODEL\.BACKBONE\.NORM must be '', 'BN', 'FrozenBN' or 'SyncBN', got 'GN'"),
+        ({"DATALOADER__MAX_BAD_SAMPLE_FRACTION": 1.5}, r"MAX_BAD_SAMPLE_FRACTION must be in \[0, 1\]"),
+    ],
+)
+def test_incompatible_settings_detected_at_build_time(overrides, pattern):
+    with pytest.raises(ConfigError, match=pattern) as info:
+        validate_config(_small(**overrides))
+    assert "\n" not in str(info.value)
+
+
+def test_valid_configs_pass():
+    validate_config(_small())
+    validate_config(_small(MODEL__META_ARCHITECTURE="FasterRCNN", MODEL__FPN__ENABLED=True,
+                           MODEL__ANCHOR_GENERATOR__SIZES=[[16], [32], [64], [128]]))
+
+
+def test_unknown_dataset_lists_the_registered_ones():
+    cfg = _small()
+    cfg.DATASETS.TRAIN = ("litedet_shapes_trian",)
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg)
+    msg = str(info.value)
+    assert msg.startswith("DATASETS.TRAIN: dataset 'litedet_shapes_trian' is not registered; did you mean litedet_shapes_train")
+    assert all(name in msg for name in DatasetCatalog.list()) and "\n" not in msg
+
+
+# ------------------------------------------------------------------ norm policy
+def _norm_cfg(norm, weights="", device="cpu"):
+    return _small(MODEL__BACKBONE__NORM=norm, MODEL__BACKBONE__WEIGHTS=weights, MODEL__DEVICE=device)
+
+
+@pytest.mark.parametrize(
+    "norm, weights, expected, why",
+    [
+        ("", "imagenet.pth", "FrozenBN", "pretrained MODEL.BACKBONE.WEIGHTS"),  # auto, pretrained
+        ("", "", "BN", "backbone trained from scratch"),  # auto, from scratch
+        ("BN", "imagenet.pth", "BN", ""),  # explicit wins
+        ("FrozenBN", "", "FrozenBN", ""),
+        ("SyncBN", "", "BN", "not running distributed"),  # single process: nothing to synchronise
+    ],
+)
+def test_norm_policy(norm, weights, expected, why):
+    assert norm_policy(_norm_cfg(norm, weights)) == (expected, why)
+    assert resolve_norm(_norm_cfg(norm, weights)) == expected
+
+
+def test_unknown_norm_is_refused():
+    with pytest.raises(ConfigError, match="MODEL.BACKBONE.NORM must be '', 'BN', 'FrozenBN' or 'SyncBN', got 'GN'"):
+        resolve_norm(_norm_cfg("GN"))
+
+
+def test_syncbn_under_ddp(monkeypatch):
+    monkeypatch.setattr(comm, "get_world_size", lambda: 2)
+    assert resolve_norm(_norm_cfg("SyncBN", device="cuda")) == "SyncBN"
+    assert norm_policy(_norm_cfg("SyncBN", device="cpu")) == ("BN", "SyncBatchNorm needs CUDA")  # gloo on CPU
+
+
+def test_norm_policy_and_training_mistakes_are_logged_once_by_check_config(caplog):
+    cfg = _small(MODEL__BACKBONE__NORM="FrozenBN", MODEL__BACKBONE__FREEZE_AT=2, SOLVER__IMS_PER_BATCH=2,
+                 DATASETS__TRAIN=("litedet_shapes_train",), DATASETS__TEST=(), MODEL__ROI_HEADS__NUM_CLASSES=5)
+    with caplog.at_level(logging.INFO, logger="detection.config_checks"):
+        check_config(cfg)
+    assert caplog.text.count("FrozenBN but neither MODEL.BACKBONE.WEIGHTS nor MODEL.WEIGHTS is set") == 1
+    assert caplog.text.count("MODEL.BACKBONE.FREEZE_AT 2 freezes randomly initialised layers") == 1
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="detection.config_checks"):
+        check_config(_small(SOLVER__IMS_PER_BATCH=2, DATASETS__TRAIN=("litedet_shapes_train",), DATASETS__TEST=(),
+                            MODEL__ROI_HEADS__NUM_CLASSES=5))
+    assert "MODEL.BACKBONE.NORM '': BN (backbone trained from scratch)" in caplog.text
+    assert "freezes" not in caplog.text and "FrozenBN" not in caplog.text
+
+
+# ------------------------------------------------------------------ AMP
+def test_resolve_amp():
+    cfg = get_cfg()
+    assert resolve_amp(cfg, torch.device("cpu")) is None
+    cfg.SOLVER.AMP.ENABLED = True
+    cfg.SOLVER.AMP.DTYPE = "bfloat16"
+    assert resolve_amp(cfg, torch.device("cpu")) == torch.bfloat16
+    cfg.SOLVER.AMP.DTYPE = "float16"
+    with pytest.raises(ConfigError, match="not supported on cpu: use SOLVER.AMP.DTYPE bfloat16"):
+        resolve_amp(cfg, torch.device("cpu"))
+    cfg.SOLVER.AMP.DTYPE = "float8"
+    with pytest.raises(ConfigError, match="SOLVER.AMP.DTYPE must be 'float16' or 'bfloat16', got 'float8'"):
+        resolve_amp(cfg, torch.device("cpu"))
+
+
+# ------------------------------------------------------------------ input format of the weights
+BGR255 = {"INPUT.FORMAT": "BGR", "MODEL.PIXEL_MEAN": [0.0, 0.0, 0.0], "MODEL.PIXEL_STD": [1.0, 1.0, 1.0]}
+
+
+@pytest.mark.parametrize(
+    "weights_format, fed, warned",
+    [("BGR255", {}, True), ("BGR255", BGR255, False), ("RGB", BGR255, True), ("RGB", {}, False)],
+)
+def test_weights_input_format_mismatch_is_warned(caplog, weights_format, fed, warned):
+    cfg = get_cfg()
+    for key, value in fed.items():
+        section, name = key.split(".")
+        cfg[section][name] = value
+    with caplog.at_level(logging.WARNING, logger="detection.config_checks"):
+        assert check_weights_input_format(cfg, weights_format, "w.pth") == (not warned)
+    assert ("w.pth expects" in caplog.text) == warned
+    if warned:
+        assert ("expects BGR 0-255 input but the config feeds normalised RGB" in caplog.text) == (weights_format == "BGR255")
+
+
+def test_native_detector_warns_for_shufflenet_series_weights_under_an_rgb_config(tmp_path, caplog):
+    """The BGR 0-255 check also runs for the native detector (not only the detectron2
+    path): weights saved with input_format BGR255 under the default RGB config warn once."""
+    import backbones
+    from backbones.weights import save_backbone_checkpoint
+
+    net = backbones.build_backbone("shufflenet_v2_0.5x")
+    net.input_format = "BGR255"  # what loading the authors' release records
+    path = save_backbone_checkpoint(net, tmp_path / "series.pth")
+    cfg = _small(MODEL__BACKBONE__WEIGHTS=str(path), DATASETS__TRAIN=("litedet_shapes_train",), DATASETS__TEST=(),
+                 MODEL__ROI_HEADS__NUM_CLASSES=5, SOLVER__IMS_PER_BATCH=2)
+    with caplog.at_level(logging.WARNING, logger="detection.config_checks"):
+        check_config(cfg)
+    assert caplog.text.count(f"{path} expects BGR 0-255 input but the config feeds normalised RGB") == 1
+    caplog.clear()
+    for key, value in BGR255.items():
+        section, name = key.split(".")
+        cfg[section][name] = value
+    with caplog.at_level(logging.WARNING, logger="detection.config_checks"):
+        check_config(cfg)
+    assert "expects" not in caplog.text
+
+
+# ------------------------------------------------------------------ class counts
+def test_resolve_class_count_rule():
+    cfg = get_cfg()
+    assert resolve_class_count(cfg, "MODEL.ROI_HEADS.NUM_CLASSES", 3, "data", from_data=True) == 3
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 3
+    with pytest.raises(ConfigError, match=r"^MODEL.ROI_HEADS.NUM_CLASSES is 3 but data has 4 classes; set MODEL.ROI_HEADS.NUM_CLASSES 4"):
+        resolve_class_count(cfg, "MODEL.ROI_HEADS.NUM_CLASSES", 4, "data", from_data=False)
+    frozen = load_config("", ["MODEL.ROI_HEADS.NUM_CLASSES", "3"])
+    assert resolve_class_count(frozen, "MODEL.ROI_HEADS.NUM_CLASSES", 3, "data", from_data=False) == 3
+    assert frozen.is_frozen()
+
+
+@pytest.fixture
+def datasets(tmp_path, corpus):
+    """A 2-class COCO json ("a", "b") and a 2-class VOC folder ("cat", "dog"), registered
+    through DATASETS.REGISTER_*: COCO's classes are known only once its json is read."""
+    coco = corpus.valid_coco(tmp_path / "coco", n=2)
+    voc = corpus.valid_voc(tmp_path / "voc", n=2)
+    names = {"coco": f"cc_coco_{tmp_path.name}", "voc": f"cc_voc_{tmp_path.name}"}
+    overrides = [
+        "DATASETS.REGISTER_COCO", f"[['{names['coco']}', '{coco}', '{coco.parent / 'img'}']]",
+        "DATASETS.REGISTER_VOC", f"[['{names['voc']}', '{voc}', 'train', 'cat,dog']]",
+        "MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x", "SOLVER.IMS_PER_BATCH", "2", "DATASETS.TEST", "()",
+    ]
+    yield names, overrides
+    for name in names.values():
+        if name in DatasetCatalog:
+            DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
+@pytest.mark.parametrize("kind", ["coco", "voc"])
+def test_num_classes_left_at_its_default_is_taken_from_the_training_set(datasets, kind, caplog):
+    names, overrides = datasets
+    cfg = load_config("", overrides + ["DATASETS.TRAIN", f"('{names[kind]}',)"])
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 80
+    with caplog.at_level(logging.INFO, logger="detection.config_checks"):
+        assert check_config(cfg) is cfg
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 2 and cfg.is_frozen()
+    assert f"MODEL.ROI_HEADS.NUM_CLASSES: 2, the number of classes in DATASETS.TRAIN dataset '{names[kind]}'" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["coco", "voc"])
+@pytest.mark.parametrize("value", [1, 3, 80])
+def test_num_classes_set_and_different_is_one_clear_error(datasets, kind, value):
+    """Smaller or larger, COCO or VOC alike, and 80 set on purpose (the default's value)."""
+    names, overrides = datasets
+    cfg = load_config("", overrides + ["DATASETS.TRAIN", f"('{names[kind]}',)", "MODEL.ROI_HEADS.NUM_CLASSES", str(value)])
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg)
+    msg = str(info.value)
+    assert msg.startswith(f"MODEL.ROI_HEADS.NUM_CLASSES is {value} but DATASETS.TRAIN dataset '{names[kind]}' (")
+    assert "has 2 classes; set MODEL.ROI_HEADS.NUM_CLASSES 2" in msg and "\n" not in msg
+
+
+def test_test_set_with_another_class_count_is_an_error(datasets, tmp_path, corpus):
+    names, overrides = datasets
+    three = corpus.write_coco(tmp_path / "coco", [], [], [{"id": i, "name": n} for i, n in enumerate("xyz", 1)], "three.json")
+    other = f"cc_three_{tmp_path.name}"
+    cfg = load_config("", overrides + ["DATASETS.TRAIN", f"('{names['voc']}',)", "DATASETS.TEST", f"('{other}',)"])
+    cfg.defrost()
+    cfg.DATASETS.REGISTER_COCO.append([other, str(three), str(tmp_path)])
+    try:
+        with pytest.raises(ConfigError, match=rf"DATASETS.TEST dataset '{other}' \(x, y, z\) has 3 classes but "
+                                              rf"DATASETS.TRAIN dataset '{names['voc']}' \(cat, dog\) has 2"):
+            check_config(cfg)
+    finally:
+        DatasetCatalog.remove(other)
+        MetadataCatalog.remove(other)
+
+
+def test_shipped_base_configs_leave_the_class_count_to_the_data():
+    # a Base config that set it would make every derived config's own dataset an error
+    import glob
+    import os
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
+    bases = sorted(glob.glob(os.path.join(root, "Base-*.yaml")))
+    assert bases
+    for path in bases:
+        assert not load_config(path).is_set("MODEL.ROI_HEADS.NUM_CLASSES"), path
