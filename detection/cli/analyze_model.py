@@ -18,23 +18,17 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import shlex
 import sys
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-try:
-    import backbones
-except ImportError:  # not installed: fall back to the checkout this script lives in
-    import os
-
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import backbones
-
 import torch
 from tabulate import tabulate
 from tqdm import tqdm
 
+import backbones
 from backbones.analysis import PAPER_INPUT_SIZE, ModelReport, StageReport, analyze_variant
 
 SCRIPT = "python tools/analyze_model.py"
@@ -273,6 +267,15 @@ def render(reports: Sequence[ModelReport], args: argparse.Namespace, as_rows: bo
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # e.g. `... --json | head`: the reader left, not an error of ours
+        # stdout to /dev/null: the interpreter's final flush must not fail a second time
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
@@ -299,8 +302,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BrokenPipeError:  # e.g. `... --json | head`: the reader left, not an error of ours
-        sys.stderr.close()
-        sys.exit(0)
+    sys.exit(main())

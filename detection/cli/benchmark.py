@@ -32,11 +32,8 @@ import sys
 import tempfile
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from detection.deploy.benchmark import PRESETS  # noqa: E402
+from detection.deploy.benchmark import PRESETS
 
 logger = logging.getLogger("detection.tools.benchmark")
 

@@ -23,11 +23,8 @@ import sys
 from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from detection.data.errors import DatasetError, ProblemLog  # noqa: E402
+from detection.data.errors import DatasetError, ProblemLog
 
 #: Images smaller than this (either side) are reported: anchors and RoI pooling assume
 #: objects of some size, and such files are often thumbnails or placeholders.

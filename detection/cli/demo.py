@@ -30,16 +30,13 @@ import sys
 import time
 from typing import Dict, Iterator, List, Sequence, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
-from detection.checkpoint import CheckpointError  # noqa: E402
-from detection.config import ConfigError, load_config  # noqa: E402
-from detection.engine import check_config, setup_logger  # noqa: E402
+from detection.checkpoint import CheckpointError
+from detection.config import ConfigError, load_config
+from detection.engine import check_config, setup_logger
 
 logger = logging.getLogger("detection.tools.demo")
 

@@ -22,12 +22,9 @@ import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from detection.checkpoint import CheckpointError  # noqa: E402
-from detection.config import ConfigError, load_config  # noqa: E402
+from detection.checkpoint import CheckpointError
+from detection.config import ConfigError, load_config
 
 logger = logging.getLogger("detection.tools.export")
 

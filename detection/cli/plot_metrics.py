@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from collections import defaultdict
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 Series = Dict[str, List[Tuple[int, float]]]
 
@@ -89,7 +89,7 @@ def plot(records: Sequence[dict], output: str, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output_dir", help="a training OUTPUT_DIR (or a metrics.json file)")
     parser.add_argument("--output", default="", help="PNG path (default: <output_dir>/curves.png)")
@@ -111,4 +111,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -10,7 +10,7 @@ official file names). Examples::
     python datasets/prepare.py verify coco          # check an existing layout only
     python datasets/prepare.py shapes --num-train 600 --num-val 100
 
-The data root is ``--root``, else ``$LITEDET_DATASETS``, else this ``datasets/`` directory.
+The data root is ``--root``, else ``$LITEDET_DATASETS``, else the checkout's ``datasets/`` directory.
 """
 from __future__ import annotations
 
@@ -24,8 +24,10 @@ import zipfile
 from pathlib import Path
 from typing import Iterable, List, Sequence
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+from .common import REPO_ROOT
+
+#: the default data root: the checkout's datasets/ directory
+DATASETS_DIR = Path(REPO_ROOT) / "datasets"
 
 COCO_SPLITS = ("train2017", "val2017")
 VOC_YEARS = ("2007", "2012")
@@ -36,7 +38,7 @@ class PrepareError(RuntimeError):
 
 
 def data_root(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("LITEDET_DATASETS") or HERE).expanduser()
+    return Path(arg or os.environ.get("LITEDET_DATASETS") or DATASETS_DIR).expanduser()
 
 
 # ---------------------------------------------------------------------------- extraction
@@ -159,7 +161,7 @@ def verify_voc(root: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", help="data root (default: $LITEDET_DATASETS, else this datasets/ directory)")
+    parser.add_argument("--root", help="data root (default: $LITEDET_DATASETS, else the checkout's datasets/ directory)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("coco", help="extract COCO zips into <root>/coco and verify")
     p.add_argument("--archives", nargs="+", type=Path, required=True)
@@ -182,7 +184,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.cmd == "verify":
             (verify_coco if args.which == "coco" else verify_voc)(root)
         elif args.cmd == "shapes":
-            sys.path.insert(0, str(REPO))
             from detection.data.shapes import main as shapes_main
 
             return shapes_main(["--root", str(root), *extra])

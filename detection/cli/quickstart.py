@@ -19,13 +19,14 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+from .common import REPO_ROOT
+
+DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--config-file", default=DEFAULT_CONFIG)
@@ -43,7 +44,7 @@ def run(cmd: List[str], single_thread: bool = False) -> None:
         # One torch thread per process: on a 2-core machine, 2 threads plus a loader
         # worker oversubscribe the cores and every iteration waits on thread barriers.
         env["OMP_NUM_THREADS"] = "1"
-    result = subprocess.run(cmd, cwd=ROOT, env=env)
+    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env)
     if result.returncode != 0:
         sys.exit(f"quickstart: step failed with exit code {result.returncode}: {' '.join(cmd)}")
 
@@ -95,9 +96,8 @@ def measure_latency(config_file: str, weights: str, opts: List[str], runs: int, 
     }
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    sys.path.insert(0, ROOT)
     t_start = time.time()
     name = os.path.splitext(os.path.basename(args.config_file))[0]
     out = os.path.abspath(args.output_dir or os.path.join("output", "quickstart", name))
@@ -130,7 +130,7 @@ def main(argv: Sequence[str]) -> int:
     latency = [measure_latency(args.config_file, weights, opts, args.latency_runs, t) for t in (1, 2)]
 
     summary = {
-        "config": os.path.relpath(args.config_file, ROOT),
+        "config": os.path.relpath(args.config_file, REPO_ROOT),
         "output_dir": out,
         "train_seconds": round(train_s, 1),
         "total_seconds": round(time.time() - t_start, 1),
@@ -160,4 +160,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -28,22 +28,19 @@ import math
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from detection.checkpoint import DetectionCheckpointer  # noqa: E402
-from detection.classification import (  # noqa: E402
+from detection.checkpoint import DetectionCheckpointer
+from detection.classification import (
     ClassificationTrainer,
     ImageFolderError,
     export_backbone,
     load_classification_config,
     resolve_config,
 )
-from detection.classification.data import train_classes  # noqa: E402
-from detection.config import ConfigError  # noqa: E402
-from detection.engine import comm, default_argument_parser  # noqa: E402
-from detection.engine.launch import (  # noqa: E402
+from detection.classification.data import train_classes
+from detection.config import ConfigError
+from detection.engine import comm, default_argument_parser
+from detection.engine.launch import (
     Interrupted,
     print_output_locations,
     run_reporting_errors,

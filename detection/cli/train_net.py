@@ -32,14 +32,11 @@ import math
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from detection.checkpoint import DetectionCheckpointer  # noqa: E402
-from detection.config import ConfigError, load_config  # noqa: E402
-from detection.engine import Trainer, check_config, comm, default_argument_parser  # noqa: E402
-from detection.engine.launch import (  # noqa: E402
+from detection.checkpoint import DetectionCheckpointer
+from detection.config import ConfigError, load_config
+from detection.engine import Trainer, check_config, comm, default_argument_parser
+from detection.engine.launch import (
     Interrupted,
     print_output_locations,
     run_reporting_errors,
