@@ -46,7 +46,7 @@ class UsageError(Exception):
     """Bad input: reported as one line, exit status 2."""
 
 
-def get_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     doc = __doc__.format(presets=", ".join(PRESETS))
     parser = argparse.ArgumentParser(
         description="Time a detector, backbone or classifier on this machine.",
@@ -363,7 +363,7 @@ def run_sweep(args, settings) -> int:
 
 
 def main(argv=None) -> int:
-    parser = get_parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     args.part = args.part if args.part is not None else None
     prog = os.path.basename(sys.argv[0]) or "benchmark.py"

@@ -48,7 +48,7 @@ class DemoError(Exception):
     """Bad input or output: reported as one line, exit status 2."""
 
 
-def get_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Detect objects in images, videos or a webcam stream and write annotated copies.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -286,7 +286,7 @@ def _fps_line(what: str, done: int, total: float, times: List[float], device: st
 
 
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     prog = os.path.basename(sys.argv[0]) or "demo.py"
     setup_logger()
     try:

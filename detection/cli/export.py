@@ -29,7 +29,7 @@ from detection.config import ConfigError, load_config
 logger = logging.getLogger("detection.tools.export")
 
 
-def get_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Export a detector to ONNX / TorchScript / ncnn and check it against PyTorch.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -54,7 +54,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     prog = os.path.basename(sys.argv[0]) or "export.py"
 
     def fail(message: str, code: int = 2) -> int:

@@ -74,11 +74,15 @@ def expected_files(configs_dir: str) -> Dict[str, str]:
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs-dir", default=os.path.join(REPO_ROOT, "configs"))
     parser.add_argument("--check", action="store_true", help="only report differences; exit 1 if any")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
 
     misc = os.path.join(args.configs_dir, "Misc")
     want = expected_files(args.configs_dir)

@@ -89,11 +89,15 @@ def plot(records: Sequence[dict], output: str, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output_dir", help="a training OUTPUT_DIR (or a metrics.json file)")
     parser.add_argument("--output", default="", help="PNG path (default: <output_dir>/curves.png)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
     path = args.output_dir
     if os.path.isdir(path):
         path = os.path.join(path, "metrics.json")

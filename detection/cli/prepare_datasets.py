@@ -159,7 +159,7 @@ def verify_voc(root: Path) -> None:
 # ---------------------------------------------------------------------------- CLI
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", help="data root (default: $LITEDET_DATASETS, else the checkout's datasets/ directory)")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -172,6 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser(
         "shapes", help="generate litedet_shapes; other options go to python -m detection.data.shapes (e.g. --num-train 600)"
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.cmd != "shapes":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -26,7 +26,7 @@ from .common import REPO_ROOT
 DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--config-file", default=DEFAULT_CONFIG)
@@ -34,7 +34,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--max-iter", type=int, default=0, help="override SOLVER.MAX_ITER (steps scale with it)")
     p.add_argument("--latency-runs", type=int, default=20, help="timed single-image inference runs")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="extra KEY VALUE config overrides")
-    return p.parse_args(argv)
+    return p
 
 
 def run(cmd: List[str], single_thread: bool = False) -> None:
@@ -97,7 +97,7 @@ def measure_latency(config_file: str, weights: str, opts: List[str], runs: int, 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     t_start = time.time()
     name = os.path.splitext(os.path.basename(args.config_file))[0]
     out = os.path.abspath(args.output_dir or os.path.join("output", "quickstart", name))

@@ -26,6 +26,7 @@ file, earlier checkpoints are intact).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import math
@@ -47,6 +48,14 @@ logger = logging.getLogger("detection.tools.train_net")
 
 RESULTS_FILE = "metrics_final.json"
 
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """detectron2's ``default_argument_parser``: ``--config-file``, ``--resume``, ``--eval-only``
+    and the trailing ``KEY VALUE`` overrides."""
+    parser = default_argument_parser()
+    parser.description = "Train a detector, or evaluate one, from a config (see docs/training.md)."
+    return parser
 
 
 def setup(args):
@@ -149,7 +158,7 @@ def train(cfg, args) -> str:
 
 
 def main(argv=None) -> int:
-    args = default_argument_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     prog = os.path.basename(sys.argv[0]) or "train_net.py"
     comm.init_distributed_from_env()
     try:
