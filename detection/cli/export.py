@@ -87,8 +87,8 @@ def main(argv=None) -> int:
     import torch
 
     from detection.deploy import (
-        ExportError, check_export, default_input_size, deployable, example_tensor, export_module, load_detector,
-        load_runtime, parse_size, sample_image,
+        ExportError, check_export, deployable, example_tensor, export_module, fuse_for_deploy, input_size,
+        load_detector, load_runtime, sample_image,
     )
 
     try:
@@ -101,17 +101,11 @@ def main(argv=None) -> int:
         logger.info("MODEL.DEVICE %s: exporting from the CPU", cfg.MODEL.DEVICE)
         model = model.cpu()
     if args.fuse:
-        if hasattr(model, "fuse"):
-            model = model.fuse(inplace=True, channels_last=False)  # NCHW graphs for the exporters
-        else:
-            logger.warning("--fuse: %s has no fuse() method; exporting it unfused", type(model).__name__)
-    divisibility = model.transform.size_divisibility
+        model = fuse_for_deploy(model)  # NCHW graphs for the exporters
     try:
-        height, width = parse_size(args.input) if args.input else default_input_size(cfg, divisibility)
+        height, width = input_size(cfg, part, model.transform.size_divisibility, args.input)
     except ValueError as err:
         return fail(f"--input: {err}")
-    if part != "detector" and (height % divisibility or width % divisibility):
-        return fail(f"--input {height}x{width}: the {part} export needs sides divisible by {divisibility}")
     if args.sample_image:
         image = cv2.imread(args.sample_image, cv2.IMREAD_COLOR)
         if image is None:

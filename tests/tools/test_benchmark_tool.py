@@ -117,9 +117,10 @@ def test_fuse_option_times_the_fused_model(tmp_path):
     row = json.loads(j.read_text())[0]
     assert row["fused"] is True and row["part"] == "classifier"
     import backbones
+    from detection.deploy import fuse_for_deploy
 
     clf = backbones.build_classifier("shufflenet_v2_0.5x").eval()
-    assert benchmark._maybe_fuse(clf, True, "onnxruntime").fused  # what --fuse hands to the exporters
+    assert fuse_for_deploy(clf).fused  # what --fuse hands to the exporters
 
 
 @pytest.mark.parametrize(
