@@ -30,21 +30,18 @@ from tqdm import tqdm
 
 import backbones
 from backbones.analysis import PAPER_INPUT_SIZE, ModelReport, StageReport, analyze_variant
+from detection.deploy.builders import parse_size
 
 SCRIPT = "python tools/analyze_model.py"
 
 
 # ------------------------------------------------------------------------- parsing
-def parse_size(text: str) -> Tuple[int, int]:
+def size_argument(text: str) -> Tuple[int, int]:
     """'224' -> (224, 224); '480x640' -> (480, 640) (height x width)."""
-    parts = text.lower().replace("*", "x").split("x")
     try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
-    if len(sizes) not in (1, 2) or min(sizes) <= 0:
-        raise argparse.ArgumentTypeError(f"expected N or HxW with positive sides, got {text!r}")
-    return (sizes[0], sizes[-1])
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--all", action="store_true", help="every registered variant, one row each")
     parser.add_argument("--family", help="only this family (with --all/--list, or alone)")
     parser.add_argument("--list", action="store_true", help="print the registered names and exit")
-    parser.add_argument("--input", type=parse_size, default=PAPER_INPUT_SIZE, metavar="N|HxW",
+    parser.add_argument("--input", type=size_argument, default=PAPER_INPUT_SIZE, metavar="N|HxW",
                         help="input size (default 224)")
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     parser.add_argument("--threads", type=int, default=1,

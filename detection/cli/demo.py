@@ -38,6 +38,8 @@ from detection.checkpoint import CheckpointError
 from detection.config import ConfigError, load_config
 from detection.engine import check_config, setup_logger
 
+from .common import make_writable_dir
+
 logger = logging.getLogger("detection.tools.demo")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -217,10 +219,7 @@ def check_not_overwriting(inputs: Sequence[str], outputs: Sequence[str]) -> None
 
 def check_writable(folder: str) -> None:
     try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, f".litedet_demo_{os.getpid()}")
-        open(probe, "w").close()
-        os.remove(probe)
+        make_writable_dir(folder)
     except OSError as err:
         raise DemoError(f"cannot write to output folder {folder}: {err.strerror or err}") from err
 

@@ -26,6 +26,8 @@ import time
 from detection.checkpoint import CheckpointError
 from detection.config import ConfigError, load_config
 
+from .common import make_writable_dir
+
 logger = logging.getLogger("detection.tools.export")
 
 
@@ -76,10 +78,7 @@ def main(argv=None) -> int:
     if args.fp16 and args.format != "ncnn":
         return fail(f"--fp16 (fp16 weights) applies to --format ncnn; {args.format} exports are written in fp32")
     try:
-        os.makedirs(args.output, exist_ok=True)
-        probe = os.path.join(args.output, ".litedet_write_test")
-        open(probe, "w").close()
-        os.remove(probe)
+        make_writable_dir(args.output)
     except OSError as err:
         return fail(f"cannot write to --output {args.output}: {err.strerror or err}")
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -73,6 +72,7 @@ def measure_latency(config_file: str, weights: str, opts: List[str], runs: int, 
 
     from detection.config import load_config
     from detection.data import DatasetCatalog
+    from detection.deploy.benchmark import summarize, time_callable
     from detection.engine.predictor import DefaultPredictor
 
     torch.set_num_threads(threads)
@@ -80,19 +80,11 @@ def measure_latency(config_file: str, weights: str, opts: List[str], runs: int, 
     predictor = DefaultPredictor(cfg)
     record = DatasetCatalog.get(cfg.DATASETS.TEST[0])[0]
     image = cv2.imread(record["file_name"])
-    for _ in range(3):
-        predictor(image)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        predictor(image)
-        times.append(time.perf_counter() - t0)
+    stats = summarize(time_callable(lambda: predictor(image), warmup=3, iters=runs), batch=1)
     return {
         "threads": threads,
         "input_hw": [int(image.shape[0]), int(image.shape[1])],
-        "median_ms": 1000 * statistics.median(times),
-        "p10_ms": 1000 * sorted(times)[len(times) // 10],
-        "p90_ms": 1000 * sorted(times)[(9 * len(times)) // 10],
+        **{key: stats[key] for key in ("median_ms", "p10_ms", "p90_ms")},
     }
 
 

@@ -22,9 +22,7 @@ traceback); 1 training diverged (non-finite loss); 3 cannot write to OUTPUT_DIR.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import sys
 
@@ -47,9 +45,10 @@ from detection.engine.launch import (
     setup_reporting_errors,
 )
 
+from .common import write_results_file
+
 logger = logging.getLogger("detection.tools.train_classifier")
 
-RESULTS_FILE = "metrics_final.json"
 BACKBONE_FILE = "backbone_final.pth"
 
 EPILOG = """Examples:
@@ -85,31 +84,16 @@ def setup(args):
     return cfg
 
 
-def _finite(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    return obj
-
-
 def write_results(cfg, results, *, weights: str, iteration, eval_only: bool, backbone_file: str = "") -> str:
-    path = os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE)
-    if comm.is_main_process():
-        record = {
-            "eval_only": eval_only,
-            "weights": weights,
-            "backbone_checkpoint": backbone_file or None,
-            "iteration": iteration,
-            "datasets": [os.path.join(cfg.DATASETS.ROOT, s) for s in cfg.DATASETS.TEST],
-            "results": _finite(dict(results)),
-        }
-        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2, allow_nan=False)
-        os.replace(tmp, path)
-    return path
+    record = {
+        "eval_only": eval_only,
+        "weights": weights,
+        "backbone_checkpoint": backbone_file or None,
+        "iteration": iteration,
+        "datasets": [os.path.join(cfg.DATASETS.ROOT, s) for s in cfg.DATASETS.TEST],
+        "results": results,
+    }
+    return write_results_file(cfg.OUTPUT_DIR, record)
 
 
 def _export(cfg, model, path: str, iteration) -> str:

@@ -27,9 +27,7 @@ file, earlier checkpoints are intact).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import math
 import os
 import sys
 
@@ -44,10 +42,9 @@ from detection.engine.launch import (
     setup_reporting_errors,
 )
 
+from .common import write_results_file
+
 logger = logging.getLogger("detection.tools.train_net")
-
-RESULTS_FILE = "metrics_final.json"
-
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,41 +67,14 @@ def setup(args):
 
 
 def write_results(cfg, results, *, weights: str, iteration, eval_only: bool) -> str:
-    path = os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE)
-    if comm.is_main_process():
-        record = {
-            "eval_only": eval_only,
-            "weights": weights,
-            "iteration": iteration,
-            "datasets": list(cfg.DATASETS.TEST),
-            "results": _finite(results),
-        }
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2, default=_jsonable, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    return path
-
-
-def _finite(obj):
-    """NaN / inf -> None so the file is strict JSON (readable by jq, JavaScript, ...)."""
-    if getattr(obj, "ndim", None) == 0 and hasattr(obj, "item"):  # numpy / torch scalar
-        obj = obj.item()
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _jsonable(obj):
-    if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays
-        return obj.tolist()
-    return str(obj)
+    record = {
+        "eval_only": eval_only,
+        "weights": weights,
+        "iteration": iteration,
+        "datasets": list(cfg.DATASETS.TEST),
+        "results": results,
+    }
+    return write_results_file(cfg.OUTPUT_DIR, record)
 
 
 def _print_results(results) -> None:
