@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from detection.deploy.benchmark import PRESETS
 
-logger = logging.getLogger("detection.tools.benchmark")
+logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "torchscript", "compile", "onnxruntime", "ncnn")
 DEFAULTS = {"device": "cpu", "threads": 0, "batch": 1, "input": "", "backend": "torch", "iters": 20, "warmup": 5,

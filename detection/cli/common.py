@@ -1,15 +1,21 @@
-"""What the command-line front ends share: where the checkout is, the final results file,
-the output-folder check."""
+"""What the command-line front ends share: where the checkout is, the weights an
+evaluation loads, the final results file, the output-folder check."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-from typing import Any, Mapping
+from typing import Any, Dict, Mapping, Tuple
 
+from torch import nn
+
+from detection.checkpoint import DetectionCheckpointer
 from detection.utils import comm
 
-__all__ = ["REPO_ROOT", "RESULTS_FILE", "write_results_file", "make_writable_dir"]
+__all__ = ["REPO_ROOT", "RESULTS_FILE", "load_evaluation_weights", "write_results_file", "make_writable_dir"]
+
+logger = logging.getLogger(__name__)
 
 #: The checkout this package runs from (litedet is installed in editable mode,
 #: ``pip install -e .``): the tools find ``configs/`` and ``datasets/`` there.
@@ -17,6 +23,20 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 #: The final evaluation results of a training / evaluation run, in OUTPUT_DIR.
 RESULTS_FILE = "metrics_final.json"
+
+
+def load_evaluation_weights(model: nn.Module, cfg: Any, resume: bool) -> Tuple[str, Dict[str, Any]]:
+    """Load MODEL.WEIGHTS into ``model`` (with ``resume``: OUTPUT_DIR's last checkpoint when
+    there is one) on every rank; returns the file actually loaded ("" for none) and the
+    checkpoint's extra data (``"iteration"``, ...)."""
+    checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+    with comm.fail_together():  # weights unreadable on one node: every rank stops
+        extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
+    # the file actually loaded: resume falls back past an unreadable newest checkpoint
+    weights = checkpointer.resumed_from or cfg.MODEL.WEIGHTS
+    if not weights:
+        logger.warning("--eval-only without MODEL.WEIGHTS: evaluating an untrained model")
+    return weights, extra
 
 
 def write_results_file(output_dir: str, record: Mapping[str, Any]) -> str:

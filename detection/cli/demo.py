@@ -40,7 +40,7 @@ from detection.engine import check_config, setup_logger
 
 from .common import make_writable_dir
 
-logger = logging.getLogger("detection.tools.demo")
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")

@@ -28,7 +28,7 @@ from detection.config import ConfigError, load_config
 
 from .common import make_writable_dir
 
-logger = logging.getLogger("detection.tools.export")
+logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,7 +27,6 @@ import os
 import sys
 
 
-from detection.checkpoint import DetectionCheckpointer
 from detection.classification import (
     ClassificationTrainer,
     ImageFolderError,
@@ -45,9 +44,9 @@ from detection.engine.launch import (
     setup_reporting_errors,
 )
 
-from .common import write_results_file
+from .common import load_evaluation_weights, write_results_file
 
-logger = logging.getLogger("detection.tools.train_classifier")
+logger = logging.getLogger(__name__)
 
 BACKBONE_FILE = "backbone_final.pth"
 
@@ -129,13 +128,7 @@ def _check_input_format(model) -> None:
 def evaluate(cfg, args):
     model = ClassificationTrainer.build_model(cfg)
     model.to(cfg.MODEL.DEVICE)
-    checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
-    with comm.fail_together():  # weights unreadable on one node: every rank stops
-        extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-    # the file actually loaded: resume falls back past an unreadable newest checkpoint
-    weights = checkpointer.resumed_from or cfg.MODEL.WEIGHTS
-    if not weights:
-        logger.warning("--eval-only without MODEL.WEIGHTS: evaluating an untrained model")
+    weights, extra = load_evaluation_weights(model, cfg, args.resume)
     _check_input_format(model)
     results = ClassificationTrainer.test(cfg, model) if len(cfg.DATASETS.TEST) else {}
     _print_results(results)

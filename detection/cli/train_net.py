@@ -32,7 +32,6 @@ import os
 import sys
 
 
-from detection.checkpoint import DetectionCheckpointer
 from detection.config import ConfigError, load_config
 from detection.engine import Trainer, check_config, comm, default_argument_parser
 from detection.engine.launch import (
@@ -42,9 +41,9 @@ from detection.engine.launch import (
     setup_reporting_errors,
 )
 
-from .common import write_results_file
+from .common import load_evaluation_weights, write_results_file
 
-logger = logging.getLogger("detection.tools.train_net")
+logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,13 +91,7 @@ def _print_results(results) -> None:
 
 def evaluate(cfg, args) -> str:
     model = Trainer.build_model(cfg)
-    checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
-    with comm.fail_together():  # weights unreadable on one node: every rank stops
-        extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-    # the file actually loaded: resume falls back past an unreadable newest checkpoint
-    weights = checkpointer.resumed_from or cfg.MODEL.WEIGHTS
-    if not weights:
-        logger.warning("--eval-only without MODEL.WEIGHTS: evaluating an untrained model")
+    weights, extra = load_evaluation_weights(model, cfg, args.resume)
     results = Trainer.test(cfg, model)
     _print_results(results)
     return write_results(cfg, results, weights=weights, iteration=extra.get("iteration"), eval_only=True)
