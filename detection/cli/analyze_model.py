@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Complexity of registered backbones: params, MACs, memory access cost, fragmentation.
 
 Examples (from the repository root):

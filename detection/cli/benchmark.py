@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 r"""Measure inference latency on this machine: warm-up, then fixed iterations; median,
 p10/p90 and images/s, with the CPU/GPU and library versions recorded beside them.
 
@@ -31,7 +30,6 @@ import os
 import sys
 import tempfile
 from typing import Any, Callable, Dict, List, Optional, Tuple
-
 
 from detection.deploy.benchmark import PRESETS
 
@@ -349,7 +347,6 @@ def run_sweep(args, settings) -> int:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.part = args.part if args.part is not None else None
     prog = os.path.basename(sys.argv[0]) or "benchmark.py"
     from detection.engine import setup_logger
 

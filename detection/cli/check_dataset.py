@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Validate a detection dataset before training on it: annotations and every image.
 
     python tools/check_dataset.py --config-file CFG [KEY VALUE ...]    # DATASETS.TRAIN + TEST
@@ -22,7 +21,6 @@ import os
 import sys
 from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
-
 
 from detection.data.errors import BadSampleError, DatasetError, ProblemLog
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 r"""Run a trained detector on images, videos or a webcam and write annotated copies
 (detectron2's demo UX).
 
@@ -29,7 +28,6 @@ import os
 import sys
 import time
 from typing import Dict, Iterator, List, Sequence, Tuple
-
 
 import cv2
 import numpy as np

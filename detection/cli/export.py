@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 r"""Export a detector (or its backbone / dense part) to ONNX, TorchScript or ncnn, and
 check the export against PyTorch on the same input.
 
@@ -21,7 +20,6 @@ import logging
 import os
 import sys
 import time
-
 
 from detection.checkpoint import CheckpointError
 from detection.config import ConfigError, load_config

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Regenerate configs/Misc/: one leaf YAML per (head, registered backbone variant) that
 has no hand-written paper-protocol config.
 
@@ -18,7 +17,7 @@ import argparse
 import glob
 import os
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import backbones
 

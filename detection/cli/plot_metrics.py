@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Draw training curves from a run's metrics.json (one JSON object per logging step).
 
     python tools/plot_metrics.py OUTPUT_DIR [--output curves.png]

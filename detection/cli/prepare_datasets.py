@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Put already-downloaded COCO / Pascal VOC archives into the layout litedet expects, and
 verify it; or generate the bundled litedet_shapes dataset.
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """The main job: build the embedded dataset, train a detector on it on CPU, evaluate it
 (COCO mmAP and VOC07/VOC10 mAP@0.5), run the demo on validation images and time inference.
 

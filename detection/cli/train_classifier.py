@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Pretrain a backbone's classification form on ImageFolder data (ImageNet layout), or
 evaluate one, with the detector's training machinery (tools/train_net.py UX).
 
@@ -25,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-
 
 from detection.classification import (
     ClassificationTrainer,

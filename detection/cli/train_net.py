@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Train a detector, or evaluate one, from a config (detectron2's tools/train_net.py UX).
 
     python tools/train_net.py --config-file configs/quickstart/lighthead_shufflenet_v2_shapes.yaml
@@ -30,7 +29,6 @@ import argparse
 import logging
 import os
 import sys
-
 
 from detection.config import ConfigError, load_config
 from detection.engine import Trainer, check_config, comm, default_argument_parser
