@@ -27,9 +27,9 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from detection.deploy.benchmark import ratio_line, report_header
 
-from benchmarks._report import REPO_ROOT, header, ratio_line  # noqa: E402
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 INFERENCE_CONFIG = "configs/COCO-LightHead/lighthead_shufflenet_v2_1.0x.yaml"
 TRAINING_CONFIG = "configs/COCO-LightHead/lighthead_shufflenet_v2_0.5x.yaml"
@@ -121,9 +121,7 @@ def child(which: str, mode: str, threads: int, steps: int) -> dict:
 def measure(which: str, mode: str, threads: int, steps: int) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", which, "--mode", mode,
            "--threads", str(threads), "--steps", str(steps)]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"memory measurement {which}/{mode} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -146,7 +144,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    print(header("Peak memory (RSS): litedet vs torchvision, one fresh subprocess per measurement"))
+    print(report_header("Peak memory (RSS): litedet vs torchvision, one fresh subprocess per measurement"))
     settings = {
         "inference": (args.inference_runs,
                       f"ours {INFERENCE_CONFIG} (Light-Head R-CNN ShuffleNet v2 1.0x); reference torchvision "

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from typing import Any, Dict, List, Tuple
@@ -33,9 +32,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks._report import header, ratio_line  # noqa: E402
+from detection.deploy.benchmark import ratio_line, report_header
 
 
 def synthetic_data(num_images: int, dets_per_image: int, num_classes: int, seed: int) -> Tuple[List[dict], List[dict]]:
@@ -134,7 +131,7 @@ def main(argv=None) -> int:
 
     import faster_coco_eval
 
-    print(header("COCO evaluation speed: COCOEvaluator, default (faster) vs pycocotools backend",
+    print(report_header("COCO evaluation speed: COCOEvaluator, default (faster) vs pycocotools backend",
                  {"faster-coco-eval": faster_coco_eval.__version__,
                   "pycocotools": version("pycocotools"), "numpy": np.__version__}))
     t = time.perf_counter()

@@ -24,14 +24,11 @@ from typing import Callable, Dict, List
 
 import torch
 
+from detection.config.config import load_config
+from detection.deploy.benchmark import ratio_line, report_header
+from detection.modeling.meta_arch import build_model
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _report import header, ratio_line  # noqa: E402
-
-from detection.config.config import load_config  # noqa: E402
-from detection.modeling.meta_arch import build_model  # noqa: E402
 
 CONFIG = ROOT / "configs" / "COCO-LightHead" / "lighthead_shufflenet_v2_1.0x.yaml"
 PAPER_IMAGES_PER_S = 146.0  # ShuffleNet v2 paper, Light-Head R-CNN ShuffleNet v2 1.0x-class (146 MFLOPs), GTX 1080Ti
@@ -78,7 +75,7 @@ def main(argv=None) -> int:
     import torchvision
 
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none (CPU smoke run)"
-    print(header("GPU detector throughput (issue 6 target 5)", {"gpu": gpu, "cuda": str(torch.version.cuda)}))
+    print(report_header("GPU detector throughput (issue 6 target 5)", {"gpu": gpu, "cuda": str(torch.version.cuda)}))
     print(f"protocol: batch {args.batch}, {height}x{width}, {precision}, {args.rounds} interleaved rounds after "
           f"{args.warmup} warm-up rounds, random weights, eval + inference_mode")
 

@@ -42,14 +42,13 @@ from typing import Callable, Dict, List
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import backbones
+from backbones import shufflenet_v2
+from detection.config.config import load_config
+from detection.modeling.meta_arch import build_model
+from detection.modeling.poolers import ps_roi_align_via_roi_align
 
-import backbones  # noqa: E402
-from backbones import shufflenet_v2  # noqa: E402
-from detection.config.config import load_config  # noqa: E402
-from detection.modeling.meta_arch import build_model  # noqa: E402
-from detection.modeling.poolers import ps_roi_align_via_roi_align  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 GEMM_SIZES = (1024, 2048)
 #: classes per RoI above the 0.05 score threshold in the worst-case line (the most possible)

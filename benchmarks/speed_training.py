@@ -39,9 +39,9 @@ from typing import Callable, Dict, List
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from detection.deploy.benchmark import ratio_line, report_header
 
-from benchmarks._report import REPO_ROOT, header, ratio_line  # noqa: E402
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DEFAULT_CONFIG = "configs/COCO-LightHead/lighthead_shufflenet_v2_0.5x.yaml"
 
@@ -98,9 +98,7 @@ def make_dataset(root: str, num_images: int) -> tuple:
 
     cmd = [sys.executable, "-m", "detection.data.shapes", "--root", root, "--num-train", str(num_images),
            "--num-val", "1", "--image-size", "600", "800", "--seed", "0"]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"generating the benchmark dataset failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
     paths = shapes_paths(root)
@@ -141,7 +139,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)  # for the header; set again after the loader test
     # The benchmark data has 5 classes while the COCO config has 80: expected, not worth a warning.
     logging.getLogger("detection.data").setLevel(logging.ERROR)
-    print(header("Training throughput: litedet Light-Head R-CNN vs torchvision Faster R-CNN MobileNetV3-320-FPN"))
+    print(report_header("Training throughput: litedet Light-Head R-CNN vs torchvision Faster R-CNN MobileNetV3-320-FPN"))
     tmp = None
     if args.data_root is None:
         tmp = tempfile.TemporaryDirectory(prefix="litedet_bench_")

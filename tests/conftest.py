@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _load_by_path(path: str, name: str):
     """Import a file as module ``name``: the suite runs with --import-mode=importlib and
-    neither tests/ nor tools/ is a package."""
+    neither tests/ nor benchmarks/ is a package."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(name, path)
@@ -47,12 +47,6 @@ def _script_loader(folder: str):
         return _load_by_path(os.path.join(ROOT, folder, f"{name}.py"), f"litedet_{folder}_{name}_{next(counter)}")
 
     return load
-
-
-@pytest.fixture(scope="session")
-def load_tool():
-    """``load_tool("train_net")``: a freshly executed copy of tools/train_net.py."""
-    return _script_loader("tools")
 
 
 @pytest.fixture(scope="session")

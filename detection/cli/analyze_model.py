@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Complexity of registered backbones: params, MACs, memory access cost, fragmentation.
 
 Examples (from the repository root):
@@ -18,39 +17,30 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import shlex
 import sys
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-try:
-    import backbones
-except ImportError:  # not installed: fall back to the checkout this script lives in
-    import os
-
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import backbones
-
 import torch
 from tabulate import tabulate
 from tqdm import tqdm
 
+import backbones
 from backbones.analysis import PAPER_INPUT_SIZE, ModelReport, StageReport, analyze_variant
+from detection.deploy.builders import parse_size
 
 SCRIPT = "python tools/analyze_model.py"
 
 
 # ------------------------------------------------------------------------- parsing
-def parse_size(text: str) -> Tuple[int, int]:
+def size_argument(text: str) -> Tuple[int, int]:
     """'224' -> (224, 224); '480x640' -> (480, 640) (height x width)."""
-    parts = text.lower().replace("*", "x").split("x")
     try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
-    if len(sizes) not in (1, 2) or min(sizes) <= 0:
-        raise argparse.ArgumentTypeError(f"expected N or HxW with positive sides, got {text!r}")
-    return (sizes[0], sizes[-1])
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--all", action="store_true", help="every registered variant, one row each")
     parser.add_argument("--family", help="only this family (with --all/--list, or alone)")
     parser.add_argument("--list", action="store_true", help="print the registered names and exit")
-    parser.add_argument("--input", type=parse_size, default=PAPER_INPUT_SIZE, metavar="N|HxW",
+    parser.add_argument("--input", type=size_argument, default=PAPER_INPUT_SIZE, metavar="N|HxW",
                         help="input size (default 224)")
     parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     parser.add_argument("--threads", type=int, default=1,
@@ -273,6 +263,15 @@ def render(reports: Sequence[ModelReport], args: argparse.Namespace, as_rows: bo
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:  # e.g. `... --json | head`: the reader left, not an error of ours
+        # stdout to /dev/null: the interpreter's final flush must not fail a second time
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: Optional[Sequence[str]]) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
@@ -299,8 +298,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BrokenPipeError:  # e.g. `... --json | head`: the reader left, not an error of ours
-        sys.stderr.close()
-        sys.exit(0)
+    sys.exit(main())

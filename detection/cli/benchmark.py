@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 r"""Measure inference latency on this machine: warm-up, then fixed iterations; median,
 p10/p90 and images/s, with the CPU/GPU and library versions recorded beside them.
 
@@ -32,13 +31,9 @@ import sys
 import tempfile
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from detection.deploy.benchmark import PRESETS
 
-from detection.deploy.benchmark import PRESETS  # noqa: E402
-
-logger = logging.getLogger("detection.tools.benchmark")
+logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "torchscript", "compile", "onnxruntime", "ncnn")
 DEFAULTS = {"device": "cpu", "threads": 0, "batch": 1, "input": "", "backend": "torch", "iters": 20, "warmup": 5,
@@ -49,7 +44,7 @@ class UsageError(Exception):
     """Bad input: reported as one line, exit status 2."""
 
 
-def get_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     doc = __doc__.format(presets=", ".join(PRESETS))
     parser = argparse.ArgumentParser(
         description="Time a detector, backbone or classifier on this machine.",
@@ -110,12 +105,16 @@ def resolve_settings(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- targets
+#: the deploy pipeline's format for each backend that runs an exported file
+EXPORTED_FORMATS = {"torchscript": "torchscript", "onnxruntime": "onnx", "ncnn": "ncnn"}
+
+
 def build_target(args, settings, config_file: str, opts: List[str]) -> Tuple[Any, Any, Any, str, Dict[str, Any]]:
     """(cfg or None, full model or None, deployable module, input size "HxW", description)."""
     import backbones
     import torch
 
-    from detection.deploy import BackboneFeatures, default_input_size, deployable, load_detector, parse_size
+    from detection.deploy import BackboneFeatures, deployable, fuse_for_deploy, input_size, load_detector, parse_size
 
     cfg = None
     if config_file:
@@ -128,18 +127,18 @@ def build_target(args, settings, config_file: str, opts: List[str]) -> Tuple[Any
         except ConfigError as err:
             raise UsageError(f"config error: {err}") from err
     part = settings["part"]
-    model = None
+    # BN folded for every backend; NCHW for the exporters, channels-last for eager / compiled PyTorch
+    channels_last = settings["backend"] in ("torch", "compile")
     if part in ("classifier", "classifier_backbone"):
         name = args.backbone or cfg.MODEL.BACKBONE.NAME
         try:
-            clf = backbones.build_classifier(name).eval()
+            model = backbones.build_classifier(name).eval()
         except (KeyError, ValueError) as err:
             raise UsageError(f"--backbone {name!r}: {err}") from err
-        clf = _maybe_fuse(clf, args.fuse, settings["backend"])
-        module = clf.eval() if part == "classifier" else BackboneFeatures(clf.backbone, clf.backbone.out_features).eval()
+        model = fuse_for_deploy(model, channels_last) if args.fuse else model
+        module = model.eval() if part == "classifier" else BackboneFeatures(model.backbone, model.backbone.out_features).eval()
         size = settings["input"] or "224x224"
         desc = {"name": name, "model": f"{name} classifier" if part == "classifier" else name}
-        model = clf
     else:
         from detection.checkpoint import CheckpointError
 
@@ -147,16 +146,15 @@ def build_target(args, settings, config_file: str, opts: List[str]) -> Tuple[Any
             model = load_detector(cfg)
         except (CheckpointError, ValueError) as err:
             raise UsageError(str(err)) from err
-        model = _maybe_fuse(model, args.fuse, settings["backend"])
+        model = fuse_for_deploy(model, channels_last) if args.fuse else model
         module, _ = deployable(model, part)
-        div = model.transform.size_divisibility
-        size = settings["input"] or "x".join(str(v) for v in default_input_size(cfg, div))
+        try:
+            height, width = input_size(cfg, part, model.transform.size_divisibility, settings["input"])
+        except ValueError as err:
+            raise UsageError(f"--input: {err}") from err
+        size = f"{height}x{width}"
         desc = {"name": os.path.splitext(os.path.basename(config_file))[0],
                 "model": f"{cfg.MODEL.META_ARCHITECTURE} {cfg.MODEL.BACKBONE.NAME}"}
-        if part != "detector":
-            h, w = parse_size(size)
-            if h % div or w % div:
-                raise UsageError(f"--input {size}: the {part} part needs sides divisible by {div}")
     try:
         parse_size(size)
     except ValueError as err:
@@ -165,24 +163,14 @@ def build_target(args, settings, config_file: str, opts: List[str]) -> Tuple[Any
     return cfg, model, module, size, desc
 
 
-def _maybe_fuse(model, fuse: bool, backend: str):
-    """``model.fuse()`` (BN folding, fused units) when asked for and available; NCHW for
-    the exported backends, channels-last for eager / compiled PyTorch."""
-    if not fuse:
-        return model
-    if not hasattr(model, "fuse"):
-        logger.warning("--fuse: %s has no fuse() method; timing it unfused", type(model).__name__)
-        return model
-    return model.fuse(inplace=True, channels_last=backend in ("torch", "compile"))
-
-
 def make_runner(settings, part: str, model, module, size: str, work_dir: str) -> Tuple[Callable[[], Any], Optional[Callable]]:
-    """A zero-argument call that runs one batch on the chosen backend, and the sync function."""
+    """A zero-argument call that runs one batch on the chosen backend, and the sync function.
+    The exported backends go through the deploy pipeline (`export_module`, `load_runtime`),
+    so what is timed is what tools/export.py writes and checks."""
     import numpy as np
     import torch
 
-    from detection.deploy import export_ncnn, export_onnx, export_torchscript, parse_size
-    from detection.deploy.runtime import NcnnModel, OnnxRuntimeModel, TorchScriptModel
+    from detection.deploy import export_module, load_runtime, parse_size
 
     backend, device, batch, fp16 = settings["backend"], settings["device"], settings["batch"], settings["fp16"]
     h, w = parse_size(size)
@@ -191,7 +179,7 @@ def make_runner(settings, part: str, model, module, size: str, work_dir: str) ->
         x = torch.randint(0, 256, (batch, 3, h, w), generator=gen).float()  # 0-255 image, as the model expects
     else:
         x = torch.randn(batch, 3, h, w, generator=gen)
-    if part == "detector" and backend in ("torchscript", "onnxruntime", "ncnn") and batch != 1:
+    if part == "detector" and backend in EXPORTED_FORMATS and batch != 1:
         raise UsageError(f"--backend {backend} exports the detector for batch 1; use --batch 1 or --backend torch")
     if backend == "ncnn":
         if part == "detector":
@@ -204,9 +192,10 @@ def make_runner(settings, part: str, model, module, size: str, work_dir: str) ->
         raise UsageError("--fp16 is not supported with --backend onnxruntime (export an fp16 model separately)")
     if fp16 and backend in ("torch", "compile", "torchscript") and device != "cuda":
         raise UsageError("--fp16 with PyTorch needs --device cuda (CPU half precision is not a deployment path)")
+    if backend == "torchscript" and fp16 and part == "detector":
+        raise UsageError("--fp16 with --backend torchscript covers --backbone-only / --dense / --classifier")
 
     sync = torch.cuda.synchronize if device == "cuda" else None
-    threads = settings["threads"]
     if backend in ("torch", "compile"):
         dev = torch.device(device)
         target = (model if part == "detector" else module).to(dev)
@@ -225,22 +214,13 @@ def make_runner(settings, part: str, model, module, size: str, work_dir: str) ->
             plain = call
             call = lambda: _autocast_call(plain, device)  # noqa: E731
         return call, sync
-    if backend == "torchscript" and fp16 and part == "detector":
-        raise UsageError("--fp16 with --backend torchscript covers --backbone-only / --dense / --classifier")
-    if backend == "torchscript":
-        path = export_torchscript(module, x, os.path.join(work_dir, "model.ts.pt"))
-        runner = TorchScriptModel(path, device=device)
-        if fp16:
-            runner.module.half()
+    fmt = EXPORTED_FORMATS[backend]
+    paths = export_module(module, x, fmt, work_dir, "model", fp16=fp16 and fmt == "ncnn")
+    runner = load_runtime(fmt, paths, threads=settings["threads"], device=device, fp16=fp16)
+    if fmt == "torchscript":  # the module on device tensors: no numpy round trip in the timing
+        ts_module = runner.module.half() if fp16 else runner.module
         xd = x.to(device).half() if fp16 else x.to(device)
-        return (lambda: runner.module(xd)), sync
-    if backend == "onnxruntime":
-        path = export_onnx(module, x, os.path.join(work_dir, "model.onnx"))
-        runner = OnnxRuntimeModel(path, threads=threads, device=device)
-        xn = x.numpy()
-        return (lambda: runner(xn)), None
-    param, bin_path = export_ncnn(module, x, work_dir, "model", fp16=fp16)
-    runner = NcnnModel(param, bin_path, threads=threads or 1, fp16=fp16)
+        return (lambda: ts_module(xd)), sync
     xn = np.ascontiguousarray(x.numpy())
     return (lambda: runner(xn)), None
 
@@ -256,6 +236,7 @@ def benchmark_one(args, settings, config_file: str, opts: List[str], name: str =
     import torch
     from tqdm import tqdm
 
+    from detection.deploy import runtime_threads
     from detection.deploy.benchmark import machine_info, summarize, time_callable
 
     if settings["device"] == "cuda" and not torch.cuda.is_available():
@@ -285,10 +266,8 @@ def benchmark_one(args, settings, config_file: str, opts: List[str], name: str =
     }
     row.update(summarize(times, settings["batch"]))
     threads = settings["threads"]
-    if not threads and settings["backend"] == "ncnn":
-        threads = 1  # NcnnModel's default
-    elif not threads and settings["backend"] == "onnxruntime":
-        threads = os.cpu_count() or 1  # ONNX Runtime's default: one intra-op thread per core
+    if settings["backend"] in EXPORTED_FORMATS:
+        threads = runtime_threads(EXPORTED_FORMATS[settings["backend"]], threads)
     row.update(machine_info(settings["device"], threads))
     return row
 
@@ -366,9 +345,8 @@ def run_sweep(args, settings) -> int:
 
 
 def main(argv=None) -> int:
-    parser = get_parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
-    args.part = args.part if args.part is not None else None
     prog = os.path.basename(sys.argv[0]) or "benchmark.py"
     from detection.engine import setup_logger
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Validate a detection dataset before training on it: annotations and every image.
 
     python tools/check_dataset.py --config-file CFG [KEY VALUE ...]    # DATASETS.TRAIN + TEST
@@ -23,28 +22,12 @@ import sys
 from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from detection.data.errors import DatasetError, ProblemLog  # noqa: E402
+from detection.data.errors import BadSampleError, DatasetError, ProblemLog
 
 #: Images smaller than this (either side) are reported: anchors and RoI pooling assume
 #: objects of some size, and such files are often thumbnails or placeholders.
 TINY_IMAGE_SIDE = 16
 DEFAULT_MAX_IMAGE_PIXELS = 8192 * 8192
-
-
-def _reason_kind(reason: str) -> str:
-    if "not found" in reason:
-        return "missing_image"
-    if "exceeds INPUT.MAX_IMAGE_PIXELS" in reason or "too large" in reason:
-        return "image_too_large"
-    if "empty image file" in reason:
-        return "empty_image_file"
-    if "not an image" in reason:
-        return "not_an_image"
-    return "corrupt_image"
 
 
 def check_images(
@@ -62,7 +45,7 @@ def check_images(
 
     from tqdm import tqdm
 
-    from detection.data.images import inspect_image
+    from detection.data.images import check_decoded_size, inspect_image
 
     # Each file is decoded once, but checked against the size of every entry naming it:
     # training reads it once per entry, each time expecting that entry's size.
@@ -84,17 +67,16 @@ def check_images(
     try:
         bar = tqdm(zip(unique.items(), results), total=len(unique), desc=label, unit="img",
                    disable=not progress, file=sys.stderr)
-        for (path, entries), (reason, info, (h, w)) in bar:
-            if info is None:
-                problems.error(_reason_kind(reason), path, reason)
+        for (path, entries), (error, info, (h, w)) in bar:
+            if error is not None:
+                problems.error(error.kind, path, error.reason)
                 continue
             modes[info.mode] += 1
             for want in dict.fromkeys((int(r["height"]), int(r["width"])) for r in entries):
-                if (h, w) != want:
-                    hint = " (width and height swapped: EXIF orientation?)" if (w, h) == want else ""
-                    problems.error(
-                        "size_mismatch", path, f"decoded size {w}x{h} differs from the annotated {want[1]}x{want[0]}{hint}"
-                    )
+                try:
+                    check_decoded_size(path, (h, w), want)
+                except BadSampleError as err:
+                    problems.error(err.kind, path, err.reason)
             if info.exif_orientation != 1:
                 problems.warn(
                     "exif_orientation",
@@ -167,7 +149,7 @@ def load_source(source: Dict[str, Any], problems: ProblemLog) -> Tuple[List[Dict
         records = DatasetCatalog.get(source["name"])
         return records, MetadataCatalog.get(source["name"]).get("thing_classes")
     except DatasetError as err:
-        problems.error_from("unreadable_annotations", err)
+        problems.error_from(err)
     except FileNotFoundError as err:
         problems.error("missing_file", source.get("label", "dataset"), str(err))
     return [], None

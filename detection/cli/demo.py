@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 r"""Run a trained detector on images, videos or a webcam and write annotated copies
 (detectron2's demo UX).
 
@@ -30,18 +29,16 @@ import sys
 import time
 from typing import Dict, Iterator, List, Sequence, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+import cv2
+import numpy as np
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+from detection.checkpoint import CheckpointError
+from detection.config import ConfigError, load_config
+from detection.engine import check_config, setup_logger
 
-from detection.checkpoint import CheckpointError  # noqa: E402
-from detection.config import ConfigError, load_config  # noqa: E402
-from detection.engine import check_config, setup_logger  # noqa: E402
+from .common import make_writable_dir
 
-logger = logging.getLogger("detection.tools.demo")
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
@@ -51,7 +48,7 @@ class DemoError(Exception):
     """Bad input or output: reported as one line, exit status 2."""
 
 
-def get_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Detect objects in images, videos or a webcam stream and write annotated copies.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -220,10 +217,7 @@ def check_not_overwriting(inputs: Sequence[str], outputs: Sequence[str]) -> None
 
 def check_writable(folder: str) -> None:
     try:
-        os.makedirs(folder, exist_ok=True)
-        probe = os.path.join(folder, f".litedet_demo_{os.getpid()}")
-        open(probe, "w").close()
-        os.remove(probe)
+        make_writable_dir(folder)
     except OSError as err:
         raise DemoError(f"cannot write to output folder {folder}: {err.strerror or err}") from err
 
@@ -289,7 +283,7 @@ def _fps_line(what: str, done: int, total: float, times: List[float], device: st
 
 
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     prog = os.path.basename(sys.argv[0]) or "demo.py"
     setup_logger()
     try:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 r"""Export a detector (or its backbone / dense part) to ONNX, TorchScript or ncnn, and
 check the export against PyTorch on the same input.
 
@@ -22,17 +21,15 @@ import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from detection.checkpoint import CheckpointError
+from detection.config import ConfigError, load_config
 
-from detection.checkpoint import CheckpointError  # noqa: E402
-from detection.config import ConfigError, load_config  # noqa: E402
+from .common import make_writable_dir
 
-logger = logging.getLogger("detection.tools.export")
+logger = logging.getLogger(__name__)
 
 
-def get_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Export a detector to ONNX / TorchScript / ncnn and check it against PyTorch.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -57,7 +54,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     prog = os.path.basename(sys.argv[0]) or "export.py"
 
     def fail(message: str, code: int = 2) -> int:
@@ -79,10 +76,7 @@ def main(argv=None) -> int:
     if args.fp16 and args.format != "ncnn":
         return fail(f"--fp16 (fp16 weights) applies to --format ncnn; {args.format} exports are written in fp32")
     try:
-        os.makedirs(args.output, exist_ok=True)
-        probe = os.path.join(args.output, ".litedet_write_test")
-        open(probe, "w").close()
-        os.remove(probe)
+        make_writable_dir(args.output)
     except OSError as err:
         return fail(f"cannot write to --output {args.output}: {err.strerror or err}")
 
@@ -90,8 +84,8 @@ def main(argv=None) -> int:
     import torch
 
     from detection.deploy import (
-        ExportError, check_export, default_input_size, deployable, example_tensor, export_module, load_detector,
-        load_runtime, parse_size, sample_image,
+        ExportError, check_export, deployable, example_tensor, export_module, fuse_for_deploy, input_size,
+        load_detector, load_runtime, sample_image,
     )
 
     try:
@@ -104,17 +98,11 @@ def main(argv=None) -> int:
         logger.info("MODEL.DEVICE %s: exporting from the CPU", cfg.MODEL.DEVICE)
         model = model.cpu()
     if args.fuse:
-        if hasattr(model, "fuse"):
-            model = model.fuse(inplace=True, channels_last=False)  # NCHW graphs for the exporters
-        else:
-            logger.warning("--fuse: %s has no fuse() method; exporting it unfused", type(model).__name__)
-    divisibility = model.transform.size_divisibility
+        model = fuse_for_deploy(model)  # NCHW graphs for the exporters
     try:
-        height, width = parse_size(args.input) if args.input else default_input_size(cfg, divisibility)
+        height, width = input_size(cfg, part, model.transform.size_divisibility, args.input)
     except ValueError as err:
         return fail(f"--input: {err}")
-    if part != "detector" and (height % divisibility or width % divisibility):
-        return fail(f"--input {height}x{width}: the {part} export needs sides divisible by {divisibility}")
     if args.sample_image:
         image = cv2.imread(args.sample_image, cv2.IMREAD_COLOR)
         if image is None:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Draw training curves from a run's metrics.json (one JSON object per logging step).
 
     python tools/plot_metrics.py OUTPUT_DIR [--output curves.png]
@@ -16,7 +15,7 @@ import json
 import os
 import sys
 from collections import defaultdict
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 Series = Dict[str, List[Tuple[int, float]]]
 
@@ -89,11 +88,15 @@ def plot(records: Sequence[dict], output: str, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv: Sequence[str]) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output_dir", help="a training OUTPUT_DIR (or a metrics.json file)")
     parser.add_argument("--output", default="", help="PNG path (default: <output_dir>/curves.png)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
     path = args.output_dir
     if os.path.isdir(path):
         path = os.path.join(path, "metrics.json")
@@ -111,4 +114,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

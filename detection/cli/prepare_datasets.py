@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Put already-downloaded COCO / Pascal VOC archives into the layout litedet expects, and
 verify it; or generate the bundled litedet_shapes dataset.
 
@@ -10,7 +9,7 @@ official file names). Examples::
     python datasets/prepare.py verify coco          # check an existing layout only
     python datasets/prepare.py shapes --num-train 600 --num-val 100
 
-The data root is ``--root``, else ``$LITEDET_DATASETS``, else this ``datasets/`` directory.
+The data root is ``--root``, else ``$LITEDET_DATASETS``, else the checkout's ``datasets/`` directory.
 """
 from __future__ import annotations
 
@@ -24,8 +23,10 @@ import zipfile
 from pathlib import Path
 from typing import Iterable, List, Sequence
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+from .common import REPO_ROOT
+
+#: the default data root: the checkout's datasets/ directory
+DATASETS_DIR = Path(REPO_ROOT) / "datasets"
 
 COCO_SPLITS = ("train2017", "val2017")
 VOC_YEARS = ("2007", "2012")
@@ -36,7 +37,7 @@ class PrepareError(RuntimeError):
 
 
 def data_root(arg: str | None) -> Path:
-    return Path(arg or os.environ.get("LITEDET_DATASETS") or HERE).expanduser()
+    return Path(arg or os.environ.get("LITEDET_DATASETS") or DATASETS_DIR).expanduser()
 
 
 # ---------------------------------------------------------------------------- extraction
@@ -157,9 +158,9 @@ def verify_voc(root: Path) -> None:
 # ---------------------------------------------------------------------------- CLI
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", help="data root (default: $LITEDET_DATASETS, else this datasets/ directory)")
+    parser.add_argument("--root", help="data root (default: $LITEDET_DATASETS, else the checkout's datasets/ directory)")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("coco", help="extract COCO zips into <root>/coco and verify")
     p.add_argument("--archives", nargs="+", type=Path, required=True)
@@ -170,6 +171,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser(
         "shapes", help="generate litedet_shapes; other options go to python -m detection.data.shapes (e.g. --num-train 600)"
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.cmd != "shapes":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -182,7 +188,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.cmd == "verify":
             (verify_coco if args.which == "coco" else verify_voc)(root)
         elif args.cmd == "shapes":
-            sys.path.insert(0, str(REPO))
             from detection.data.shapes import main as shapes_main
 
             return shapes_main(["--root", str(root), *extra])

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """The main job: build the embedded dataset, train a detector on it on CPU, evaluate it
 (COCO mmAP and VOC07/VOC10 mAP@0.5), run the demo on validation images and time inference.
 
@@ -15,17 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+from .common import REPO_ROOT
+
+DEFAULT_CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--config-file", default=DEFAULT_CONFIG)
@@ -33,7 +32,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--max-iter", type=int, default=0, help="override SOLVER.MAX_ITER (steps scale with it)")
     p.add_argument("--latency-runs", type=int, default=20, help="timed single-image inference runs")
     p.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="extra KEY VALUE config overrides")
-    return p.parse_args(argv)
+    return p
 
 
 def run(cmd: List[str], single_thread: bool = False) -> None:
@@ -43,7 +42,7 @@ def run(cmd: List[str], single_thread: bool = False) -> None:
         # One torch thread per process: on a 2-core machine, 2 threads plus a loader
         # worker oversubscribe the cores and every iteration waits on thread barriers.
         env["OMP_NUM_THREADS"] = "1"
-    result = subprocess.run(cmd, cwd=ROOT, env=env)
+    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env)
     if result.returncode != 0:
         sys.exit(f"quickstart: step failed with exit code {result.returncode}: {' '.join(cmd)}")
 
@@ -72,6 +71,7 @@ def measure_latency(config_file: str, weights: str, opts: List[str], runs: int, 
 
     from detection.config import load_config
     from detection.data import DatasetCatalog
+    from detection.deploy.benchmark import summarize, time_callable
     from detection.engine.predictor import DefaultPredictor
 
     torch.set_num_threads(threads)
@@ -79,25 +79,16 @@ def measure_latency(config_file: str, weights: str, opts: List[str], runs: int, 
     predictor = DefaultPredictor(cfg)
     record = DatasetCatalog.get(cfg.DATASETS.TEST[0])[0]
     image = cv2.imread(record["file_name"])
-    for _ in range(3):
-        predictor(image)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        predictor(image)
-        times.append(time.perf_counter() - t0)
+    stats = summarize(time_callable(lambda: predictor(image), warmup=3, iters=runs), batch=1)
     return {
         "threads": threads,
         "input_hw": [int(image.shape[0]), int(image.shape[1])],
-        "median_ms": 1000 * statistics.median(times),
-        "p10_ms": 1000 * sorted(times)[len(times) // 10],
-        "p90_ms": 1000 * sorted(times)[(9 * len(times)) // 10],
+        **{key: stats[key] for key in ("median_ms", "p10_ms", "p90_ms")},
     }
 
 
-def main(argv: Sequence[str]) -> int:
-    args = parse_args(argv)
-    sys.path.insert(0, ROOT)
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
     t_start = time.time()
     name = os.path.splitext(os.path.basename(args.config_file))[0]
     out = os.path.abspath(args.output_dir or os.path.join("output", "quickstart", name))
@@ -130,7 +121,7 @@ def main(argv: Sequence[str]) -> int:
     latency = [measure_latency(args.config_file, weights, opts, args.latency_runs, t) for t in (1, 2)]
 
     summary = {
-        "config": os.path.relpath(args.config_file, ROOT),
+        "config": os.path.relpath(args.config_file, REPO_ROOT),
         "output_dir": out,
         "train_seconds": round(train_s, 1),
         "total_seconds": round(time.time() - t_start, 1),
@@ -160,4 +151,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

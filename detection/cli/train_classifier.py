@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Pretrain a backbone's classification form on ImageFolder data (ImageNet layout), or
 evaluate one, with the detector's training machinery (tools/train_net.py UX).
 
@@ -22,39 +21,32 @@ traceback); 1 training diverged (non-finite loss); 3 cannot write to OUTPUT_DIR.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from backbones.checkpoint_io import atomic_write  # noqa: E402
-from detection.checkpoint import DetectionCheckpointer  # noqa: E402
-from detection.classification import (  # noqa: E402
+from detection.classification import (
     ClassificationTrainer,
     ImageFolderError,
     export_backbone,
     load_classification_config,
     resolve_config,
 )
-from detection.classification.data import train_classes  # noqa: E402
-from detection.config import ConfigError  # noqa: E402
-from detection.config_checks import check_weights_input_format  # noqa: E402
-from detection.engine import comm, default_argument_parser  # noqa: E402
-from detection.engine.launch import (  # noqa: E402
+from detection.classification.data import train_classes
+from detection.config import ConfigError
+from detection.config_checks import check_weights_input_format
+from detection.engine import comm, default_argument_parser
+from detection.engine.launch import (
     Interrupted,
     print_output_locations,
     run_reporting_errors,
     setup_reporting_errors,
 )
 
-logger = logging.getLogger("detection.tools.train_classifier")
+from .common import load_evaluation_weights, write_results_file
 
-RESULTS_FILE = "metrics_final.json"
+logger = logging.getLogger(__name__)
+
 BACKBONE_FILE = "backbone_final.pth"
 
 EPILOG = """Examples:
@@ -90,27 +82,16 @@ def setup(args):
     return cfg
 
 
-def _finite(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    return obj
-
-
 def write_results(cfg, results, *, weights: str, iteration, eval_only: bool, backbone_file: str = "") -> str:
-    path = os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE)
-    if comm.is_main_process():
-        record = {
-            "eval_only": eval_only,
-            "weights": weights,
-            "backbone_checkpoint": backbone_file or None,
-            "iteration": iteration,
-            "datasets": [os.path.join(cfg.DATASETS.ROOT, s) for s in cfg.DATASETS.TEST],
-            "results": _finite(dict(results)),
-        }
-        atomic_write(path, json.dumps(record, indent=2, allow_nan=False))
-    return path
+    record = {
+        "eval_only": eval_only,
+        "weights": weights,
+        "backbone_checkpoint": backbone_file or None,
+        "iteration": iteration,
+        "datasets": [os.path.join(cfg.DATASETS.ROOT, s) for s in cfg.DATASETS.TEST],
+        "results": results,
+    }
+    return write_results_file(cfg.OUTPUT_DIR, record)
 
 
 def _export(cfg, model, path: str, iteration) -> str:
@@ -137,13 +118,7 @@ def _print_results(results) -> None:
 def evaluate(cfg, args):
     model = ClassificationTrainer.build_model(cfg)
     model.to(cfg.MODEL.DEVICE)
-    checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
-    with comm.fail_together():  # weights unreadable on one node: every rank stops
-        extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-    # the file actually loaded: resume falls back past an unreadable newest checkpoint
-    weights = checkpointer.resumed_from or cfg.MODEL.WEIGHTS
-    if not weights:
-        logger.warning("--eval-only without MODEL.WEIGHTS: evaluating an untrained model")
+    weights, extra = load_evaluation_weights(model, cfg, args.resume)
     check_weights_input_format(cfg, model.backbone.input_format, cfg.MODEL.WEIGHTS)
     results = ClassificationTrainer.test(cfg, model) if len(cfg.DATASETS.TEST) else {}
     _print_results(results)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Train a detector, or evaluate one, from a config (detectron2's tools/train_net.py UX).
 
     python tools/train_net.py --config-file configs/quickstart/lighthead_shufflenet_v2_shapes.yaml
@@ -26,31 +25,31 @@ file, earlier checkpoints are intact).
 """
 from __future__ import annotations
 
-import json
+import argparse
 import logging
-import math
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from backbones.checkpoint_io import atomic_write  # noqa: E402
-from detection.checkpoint import DetectionCheckpointer  # noqa: E402
-from detection.config import ConfigError, load_config  # noqa: E402
-from detection.engine import Trainer, check_config, comm, default_argument_parser  # noqa: E402
-from detection.engine.launch import (  # noqa: E402
+from detection.config import ConfigError, load_config
+from detection.engine import Trainer, check_config, comm, default_argument_parser
+from detection.engine.launch import (
     Interrupted,
     print_output_locations,
     run_reporting_errors,
     setup_reporting_errors,
 )
 
-logger = logging.getLogger("detection.tools.train_net")
+from .common import load_evaluation_weights, write_results_file
 
-RESULTS_FILE = "metrics_final.json"
+logger = logging.getLogger(__name__)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """detectron2's ``default_argument_parser``: ``--config-file``, ``--resume``, ``--eval-only``
+    and the trailing ``KEY VALUE`` overrides."""
+    parser = default_argument_parser()
+    parser.description = "Train a detector, or evaluate one, from a config (see docs/training.md)."
+    return parser
 
 
 def setup(args):
@@ -65,36 +64,14 @@ def setup(args):
 
 
 def write_results(cfg, results, *, weights: str, iteration, eval_only: bool) -> str:
-    path = os.path.join(cfg.OUTPUT_DIR, RESULTS_FILE)
-    if comm.is_main_process():
-        record = {
-            "eval_only": eval_only,
-            "weights": weights,
-            "iteration": iteration,
-            "datasets": list(cfg.DATASETS.TEST),
-            "results": _finite(results),
-        }
-        atomic_write(path, json.dumps(record, indent=2, default=_jsonable, allow_nan=False))
-    return path
-
-
-def _finite(obj):
-    """NaN / inf -> None so the file is strict JSON (readable by jq, JavaScript, ...)."""
-    if getattr(obj, "ndim", None) == 0 and hasattr(obj, "item"):  # numpy / torch scalar
-        obj = obj.item()
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def _jsonable(obj):
-    if hasattr(obj, "tolist"):  # numpy / torch scalars and arrays
-        return obj.tolist()
-    return str(obj)
+    record = {
+        "eval_only": eval_only,
+        "weights": weights,
+        "iteration": iteration,
+        "datasets": list(cfg.DATASETS.TEST),
+        "results": results,
+    }
+    return write_results_file(cfg.OUTPUT_DIR, record)
 
 
 def _print_results(results) -> None:
@@ -112,13 +89,7 @@ def _print_results(results) -> None:
 
 def evaluate(cfg, args) -> str:
     model = Trainer.build_model(cfg)
-    checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
-    with comm.fail_together():  # weights unreadable on one node: every rank stops
-        extra = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-    # the file actually loaded: resume falls back past an unreadable newest checkpoint
-    weights = checkpointer.resumed_from or cfg.MODEL.WEIGHTS
-    if not weights:
-        logger.warning("--eval-only without MODEL.WEIGHTS: evaluating an untrained model")
+    weights, extra = load_evaluation_weights(model, cfg, args.resume)
     results = Trainer.test(cfg, model)
     _print_results(results)
     return write_results(cfg, results, weights=weights, iteration=extra.get("iteration"), eval_only=True)
@@ -136,7 +107,7 @@ def train(cfg, args) -> str:
 
 
 def main(argv=None) -> int:
-    args = default_argument_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     prog = os.path.basename(sys.argv[0]) or "train_net.py"
     comm.init_distributed_from_env()
     try:

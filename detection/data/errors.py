@@ -8,6 +8,9 @@
   warnings (dropped / clipped boxes, ...) are counted and logged once per file, while
   ``tools/check_dataset.py`` collects everything without stopping.
 
+Every problem has a ``kind`` (``"bad_bbox"``, ``"corrupt_image"``, ...; the list is in
+docs/check_dataset.md), set where it is detected: the errors carry theirs as ``err.kind``.
+
 Both error types derive from standard ones (``ValueError`` / ``RuntimeError``) so that
 callers written against those keep working.
 """
@@ -22,7 +25,12 @@ __all__ = ["BadSampleError", "DatasetError", "Problem", "ProblemLog", "DATA_ERRO
 
 
 class DatasetError(ValueError):
-    """An annotation/dataset file is invalid. ``str(err)`` is one line naming the file."""
+    """An annotation/dataset file is invalid. ``str(err)`` is one line naming the file;
+    ``kind`` says what is wrong (by default the whole file is unusable)."""
+
+    def __init__(self, message: str, kind: str = "unreadable_annotations") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class BadSampleError(RuntimeError):
@@ -32,12 +40,13 @@ class BadSampleError(RuntimeError):
     and still let programming errors surface.
     """
 
-    def __init__(self, file_name: str, reason: Optional[str] = None) -> None:
+    def __init__(self, file_name: str, reason: Optional[str] = None, kind: str = "bad_sample") -> None:
         # One-argument form: torch's DataLoader re-raises worker errors as
         # ``type(err)(message)``, which must keep working for the type to survive.
         super().__init__(file_name if reason is None else f"{file_name}: {reason}")
         self.file_name = file_name
         self.reason = reason or ""
+        self.kind = kind
 
 
 #: What data-layer code raises for bad input; anything else is a bug.
@@ -74,15 +83,17 @@ class ProblemLog:
 
     def error(self, kind: str, where: str, message: str, exc_type: type = DatasetError) -> None:
         if self.strict:
-            raise exc_type(f"{where}: {message}")
+            text = f"{where}: {message}"
+            raise DatasetError(text, kind) if exc_type is DatasetError else exc_type(text)
         self._add(Problem("error", kind, where, message))
 
-    def error_from(self, kind: str, err: Exception) -> None:
-        """Record (or, when strict, re-raise) an already-formatted error ``"where: what"``."""
+    def error_from(self, err: DatasetError) -> None:
+        """Record (or, when strict, re-raise) a raised error, under its ``kind``; its text
+        is ``"where: what"``."""
         if self.strict:
             raise err
         where, _, message = str(err).partition(": ")
-        self._add(Problem("error", kind, where, message or where))
+        self._add(Problem("error", err.kind, where, message or where))
 
     def warn(self, kind: str, where: str, message: str) -> None:
         self._add(Problem("warning", kind, where, message))

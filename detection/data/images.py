@@ -31,7 +31,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadSampleError
 
-__all__ = ["ImageInfo", "inspect_image", "read_image", "read_image_with_info", "join_under_root", "EXIF_ORIENTATION_TAG"]
+__all__ = [
+    "ImageInfo", "inspect_image", "read_image", "read_image_with_info", "check_decoded_size", "join_under_root",
+    "EXIF_ORIENTATION_TAG",
+]
 
 EXIF_ORIENTATION_TAG = 0x0112
 
@@ -57,13 +60,13 @@ def _read_bytes(file_name: str) -> bytes:
         with open(file_name, "rb") as f:
             data = f.read()
     except FileNotFoundError:
-        raise BadSampleError(file_name, "image file not found") from None
+        raise BadSampleError(file_name, "image file not found", "missing_image") from None
     except IsADirectoryError:
-        raise BadSampleError(file_name, "is a directory, not an image file") from None
+        raise BadSampleError(file_name, "is a directory, not an image file", "not_an_image") from None
     except OSError as err:
-        raise BadSampleError(file_name, f"cannot read image file ({err.strerror or err})") from None
+        raise BadSampleError(file_name, f"cannot read image file ({err.strerror or err})", "corrupt_image") from None
     if not data:
-        raise BadSampleError(file_name, "empty image file (0 bytes)")
+        raise BadSampleError(file_name, "empty image file (0 bytes)", "empty_image_file")
     return data
 
 
@@ -90,16 +93,20 @@ def read_image_with_info(file_name: str, max_pixels: Optional[int] = None) -> Tu
         try:
             im = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
-            raise BadSampleError(file_name, "not an image (unrecognised file format)") from None
+            raise BadSampleError(file_name, "not an image (unrecognised file format)", "not_an_image") from None
         except Image.DecompressionBombError as err:
-            raise BadSampleError(file_name, f"image too large ({err})") from None
+            raise BadSampleError(file_name, f"image too large ({err})", "image_too_large") from None
         except Exception as err:  # noqa: BLE001 - malformed headers raise many types in Pillow
-            raise BadSampleError(file_name, f"corrupt or truncated image header ({type(err).__name__}: {err})") from None
+            raise BadSampleError(
+                file_name, f"corrupt or truncated image header ({type(err).__name__}: {err})", "corrupt_image"
+            ) from None
         width, height = im.size
         if width <= 0 or height <= 0:
-            raise BadSampleError(file_name, f"image has zero size {width}x{height}")
+            raise BadSampleError(file_name, f"image has zero size {width}x{height}", "corrupt_image")
         if max_pixels and width * height > max_pixels:
-            raise BadSampleError(file_name, f"{width}x{height} exceeds INPUT.MAX_IMAGE_PIXELS={max_pixels}")
+            raise BadSampleError(
+                file_name, f"{width}x{height} exceeds INPUT.MAX_IMAGE_PIXELS={max_pixels}", "image_too_large"
+            )
         try:
             orientation = int(im.getexif().get(EXIF_ORIENTATION_TAG, 1) or 1)
         except Exception:  # noqa: BLE001 - a broken EXIF block is not worth failing the image for
@@ -111,11 +118,14 @@ def read_image_with_info(file_name: str, max_pixels: Optional[int] = None) -> Tu
                 im = ImageOps.exif_transpose(im)
             arr = _to_rgb_uint8(im)
         except OSError as err:  # "image file is truncated", broken data streams
-            raise BadSampleError(file_name, f"corrupt or truncated {info.format} data ({err})") from None
+            reason = f"corrupt or truncated {info.format} data ({err})"
+            raise BadSampleError(file_name, reason, "corrupt_image") from None
         except (ValueError, SyntaxError, IndexError, TypeError, EOFError, MemoryError) as err:
-            raise BadSampleError(file_name, f"cannot decode {info.format} data ({type(err).__name__}: {err})") from None
+            raise BadSampleError(
+                file_name, f"cannot decode {info.format} data ({type(err).__name__}: {err})", "corrupt_image"
+            ) from None
     if arr.ndim != 3 or arr.shape[2] != 3:  # pragma: no cover - exotic modes
-        raise BadSampleError(file_name, f"unsupported image mode {info.mode!r}")
+        raise BadSampleError(file_name, f"unsupported image mode {info.mode!r}", "corrupt_image")
     return np.ascontiguousarray(arr), info
 
 
@@ -133,18 +143,24 @@ def read_image(
     """
     file_name = os.fspath(file_name)
     if expected_hw is not None and max_pixels and expected_hw[0] * expected_hw[1] > max_pixels:
-        raise BadSampleError(
-            file_name, f"{expected_hw[1]}x{expected_hw[0]} exceeds INPUT.MAX_IMAGE_PIXELS={max_pixels}"
-        )
+        reason = f"{expected_hw[1]}x{expected_hw[0]} exceeds INPUT.MAX_IMAGE_PIXELS={max_pixels}"
+        raise BadSampleError(file_name, reason, "image_too_large")
     img, _ = read_image_with_info(file_name, max_pixels)
-    h, w = img.shape[:2]
-    if expected_hw is not None and (h, w) != tuple(expected_hw):
-        hint = " (width and height swapped: EXIF orientation?)" if (w, h) == tuple(expected_hw) else ""
-        raise BadSampleError(
-            file_name,
-            f"decoded size {w}x{h} differs from the annotated {expected_hw[1]}x{expected_hw[0]}{hint}",
-        )
+    if expected_hw is not None:
+        check_decoded_size(file_name, img.shape[:2], expected_hw)
     return img
+
+
+def check_decoded_size(file_name: str, decoded_hw: Tuple[int, int], expected_hw: Tuple[int, int]) -> None:
+    """`BadSampleError` (kind ``size_mismatch``) when the decoded ``(h, w)`` is not the
+    annotated one: the boxes are in the annotated frame."""
+    (h, w), expected_hw = tuple(decoded_hw), tuple(expected_hw)
+    if (h, w) != expected_hw:
+        hint = " (width and height swapped: EXIF orientation?)" if (w, h) == expected_hw else ""
+        raise BadSampleError(
+            file_name, f"decoded size {w}x{h} differs from the annotated {expected_hw[1]}x{expected_hw[0]}{hint}",
+            "size_mismatch",
+        )
 
 
 def join_under_root(root: str, relative: str, allow_outside: bool = False) -> str:
@@ -168,11 +184,13 @@ def join_under_root(root: str, relative: str, allow_outside: bool = False) -> st
     return path
 
 
-def inspect_image(file_name: str, max_pixels: Optional[int] = None) -> Tuple[Optional[str], Optional[ImageInfo], Tuple[int, int]]:
-    """Decode ``file_name`` fully and return ``(error_reason, info, (h, w))`` without the
-    pixels: small to send back from a worker process (``tools/check_dataset.py``)."""
+def inspect_image(
+    file_name: str, max_pixels: Optional[int] = None
+) -> Tuple[Optional[BadSampleError], Optional[ImageInfo], Tuple[int, int]]:
+    """Decode ``file_name`` fully and return ``(error, info, (h, w))`` without the pixels:
+    small to send back from a worker process (``tools/check_dataset.py``)."""
     try:
         img, info = read_image_with_info(file_name, max_pixels)
     except BadSampleError as err:
-        return err.reason or str(err), None, (0, 0)
+        return err, None, (0, 0)
     return None, info, (int(img.shape[0]), int(img.shape[1]))

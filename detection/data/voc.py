@@ -35,7 +35,7 @@ def _text(node: Optional[ET.Element], tag: str, where: str, default: Optional[st
     if child is None or child.text is None or not child.text.strip():
         if default is not None:
             return default
-        raise DatasetError(f"{where}: missing <{tag}>")
+        raise DatasetError(f"{where}: missing <{tag}>", "bad_object")
     return child.text.strip()
 
 
@@ -44,9 +44,9 @@ def _number(node: ET.Element, tag: str, where: str) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise DatasetError(f"{where}: <{tag}> is not a number: {raw!r}") from None
+        raise DatasetError(f"{where}: <{tag}> is not a number: {raw!r}", "bad_object") from None
     if not math.isfinite(value):
-        raise DatasetError(f"{where}: <{tag}> is not a finite number: {raw!r}")
+        raise DatasetError(f"{where}: <{tag}> is not a finite number: {raw!r}", "bad_object")
     return value
 
 
@@ -60,15 +60,15 @@ def parse_voc_xml(xml_file: str) -> ET.Element:
         with open(xml_file, "rb") as f:
             data = f.read()
     except OSError as err:
-        raise DatasetError(f"{xml_file}: cannot read ({err.strerror or err})") from None
+        raise DatasetError(f"{xml_file}: cannot read ({err.strerror or err})", "bad_xml") from None
     if b"<!ENTITY" in data:
-        raise DatasetError(f"{xml_file}: XML entity declarations are not allowed in annotation files")
+        raise DatasetError(f"{xml_file}: XML entity declarations are not allowed in annotation files", "bad_xml")
     try:
         return ET.fromstring(data)
     except ET.ParseError as err:
         line, col = err.position
         msg = str(err).split(":")[0]
-        raise DatasetError(f"{xml_file}:{line}:{col + 1}: malformed XML: {msg}") from None
+        raise DatasetError(f"{xml_file}:{line}:{col + 1}: malformed XML: {msg}", "bad_xml") from None
 
 
 def _image_size(root: ET.Element, xml_file: str, jpeg: str) -> Tuple[int, int]:
@@ -87,7 +87,7 @@ def _image_size(root: ET.Element, xml_file: str, jpeg: str) -> Tuple[int, int]:
         with Image.open(jpeg) as im:
             w, h = im.size
     except Exception:  # noqa: BLE001 - any failure means the same thing here
-        raise DatasetError(f"{xml_file}: no valid <size> and the image {jpeg} cannot be read") from None
+        raise DatasetError(f"{xml_file}: no valid <size> and the image {jpeg} cannot be read", "bad_xml") from None
     logger.warning("%s: no valid <size>; took %dx%d from %s", xml_file, w, h, jpeg)
     return int(h), int(w)
 
@@ -145,7 +145,7 @@ def load_voc_instances(
             root = parse_voc_xml(xml_file)
             height, width = _image_size(root, xml_file, jpeg)
         except DatasetError as err:
-            log.error_from("bad_xml", err)
+            log.error_from(err)
             continue
         annotations = []
         for k, obj in enumerate(root.findall("object")):
@@ -153,19 +153,21 @@ def load_voc_instances(
             try:
                 name = _text(obj, "name", where)
                 if name not in index:
-                    raise DatasetError(f"{where}: class {name!r} is not in the dataset's class list {classes}")
+                    raise DatasetError(
+                        f"{where}: class {name!r} is not in the dataset's class list {classes}", "unknown_class"
+                    )
                 box = obj.find("bndbox")
                 if box is None:
-                    raise DatasetError(f"{where}: <object> {name!r} has no <bndbox>")
+                    raise DatasetError(f"{where}: <object> {name!r} has no <bndbox>", "bad_object")
                 x1 = _number(box, "xmin", where) - 1.0
                 y1 = _number(box, "ymin", where) - 1.0
                 x2 = _number(box, "xmax", where)
                 y2 = _number(box, "ymax", where)
                 raw_difficult = _text(obj, "difficult", where, default="0")
                 if raw_difficult not in ("0", "1"):
-                    raise DatasetError(f"{where}: <difficult> must be 0 or 1, got {raw_difficult!r}")
+                    raise DatasetError(f"{where}: <difficult> must be 0 or 1, got {raw_difficult!r}", "bad_object")
             except DatasetError as err:
-                log.error_from("unknown_class" if "class list" in str(err) else "bad_object", err)
+                log.error_from(err)
                 continue
             coords = [x1 + 1, y1 + 1, x2, y2]
             if x2 < x1 + 1 or y2 < y1 + 1:  # in VOC's inclusive pixels, xmax < xmin

@@ -13,12 +13,14 @@ from .builders import (
     default_input_size,
     deployable,
     example_tensor,
+    fuse_for_deploy,
+    input_size,
     load_detector,
     parse_size,
     sample_image,
 )
 from .exporters import ExportError, export_ncnn, export_onnx, export_torchscript
-from .pipeline import FORMATS, CheckResult, check_export, export_module, load_runtime
+from .pipeline import FORMATS, CheckResult, check_export, export_module, load_runtime, runtime_threads
 from .parity import DetectionMatch, compare_tensors, match_detections
 from .runtime import ExportedDetector, NcnnModel, OnnxRuntimeModel, TorchScriptModel, runtime_versions
 from .wrappers import BackboneFeatures, TracingDetector, detector_input
@@ -29,11 +31,14 @@ __all__ = [
     "check_export",
     "export_module",
     "load_runtime",
+    "runtime_threads",
     "PARTS",
     "DenseDetector",
     "default_input_size",
     "deployable",
     "example_tensor",
+    "fuse_for_deploy",
+    "input_size",
     "load_detector",
     "parse_size",
     "sample_image",

@@ -1,5 +1,6 @@
 """Latency measurement: timing loop, statistics, the machine record, result files,
-the papers' protocols as presets, and the speed-vs-accuracy chart.
+the papers' protocols as presets, the speed-vs-accuracy chart, and the report lines of
+the scripts in benchmarks/ (`report_header`, `ratio_line`).
 
     times = time_callable(lambda: model(x), warmup=10, iters=50, synchronize=torch.cuda.synchronize)
     row = {**summarize(times, batch=4), **machine_info("cuda", threads=16)}
@@ -11,6 +12,8 @@ import csv
 import json
 import os
 import platform
+import shlex
+import sys
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
@@ -20,7 +23,7 @@ from .runtime import runtime_versions
 
 __all__ = [
     "PRESETS", "time_callable", "summarize", "machine_info", "cpu_model", "append_results", "read_accuracy",
-    "plot_speed_accuracy",
+    "plot_speed_accuracy", "report_header", "ratio_line",
 ]
 
 # The papers' timing protocols. Keys are tools/benchmark.py option names; explicit
@@ -188,3 +191,39 @@ def plot_speed_accuracy(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def report_header(title: str, extra_versions: Optional[Mapping[str, str]] = None) -> str:
+    """The head of a benchmark script's output, one item per line: command line, CPU,
+    torch threads, library versions, and the load average (flagged when the machine is busy)."""
+    import torch
+    import torchvision
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
+    versions.update(extra_versions or {})
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    lines = [
+        f"== {title} ==",
+        "command: " + " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable), *sys.argv]),
+        f"cpu: {cpu_model()} ({os.cpu_count()} logical cores, {platform.machine()})",
+        f"torch threads: {torch.get_num_threads()}",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        f"load average at start (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        # a job that ended just before still weighs on the 1-min average; half the cores busy is "busy"
+        + ("  <- machine busy, numbers are noisy" if load[0] > 0.5 * (os.cpu_count() or 1) else ""),
+    ]
+    return "\n".join(lines)
+
+
+def ratio_line(
+    name: str, ours: float, reference: float, unit: str, higher_is_better: bool, target: float,
+    labels: tuple = ("ours", "reference"),
+) -> str:
+    """``name: ours X unit, reference Y unit, ratio R (target >= T: PASS/FAIL)``; the ratio is
+    always "how many times better the first is"."""
+    ratio = ours / reference if higher_is_better else reference / ours
+    verdict = "PASS" if ratio >= target else "FAIL"
+    return (
+        f"{name}: {labels[0]} {ours:.4g} {unit}, {labels[1]} {reference:.4g} {unit}, ratio {ratio:.3g} "
+        f"(target >= {target:g}: {verdict})"
+    )

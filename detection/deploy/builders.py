@@ -23,8 +23,8 @@ from torch import Tensor, nn
 from .wrappers import BackboneFeatures, TracingDetector
 
 __all__ = [
-    "PARTS", "DenseDetector", "load_detector", "deployable", "default_input_size", "parse_size", "sample_image",
-    "example_tensor",
+    "PARTS", "DenseDetector", "load_detector", "fuse_for_deploy", "deployable", "default_input_size", "input_size",
+    "parse_size", "sample_image", "example_tensor",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,16 @@ def load_detector(cfg) -> nn.Module:
     else:
         logger.warning("MODEL.WEIGHTS is empty: using an untrained model")
     return model.eval()
+
+
+def fuse_for_deploy(model: nn.Module, channels_last: bool = False) -> nn.Module:
+    """``model.fuse()`` (BatchNorm folded into the convs, fused units) in place: NCHW for
+    the exporters, ``channels_last`` for eager or compiled PyTorch. A model without
+    ``fuse()`` is returned unchanged, with a warning."""
+    if not hasattr(model, "fuse"):
+        logger.warning("%s has no fuse() method; using it unfused", type(model).__name__)
+        return model
+    return model.fuse(inplace=True, channels_last=channels_last)
 
 
 def deployable(model: nn.Module, part: str) -> Tuple[nn.Module, List[str]]:
@@ -108,6 +118,16 @@ def default_input_size(cfg, divisibility: int = 32) -> Tuple[int, int]:
         height, width = resize_shortest_edge_shape(height, width, min_size, int(cfg.INPUT.MAX_SIZE_TEST))
     up = lambda v: int(math.ceil(v / divisibility) * divisibility)  # noqa: E731
     return up(height), up(width)
+
+
+def input_size(cfg, part: str, divisibility: int, size: str = "") -> Tuple[int, int]:
+    """``(H, W)`` of the fixed input of ``part``: ``size`` (``"HxW"``) or else
+    `default_input_size`. Every part but the whole detector (which pads inside the graph)
+    needs sides divisible by ``divisibility``; ValueError naming the problem otherwise."""
+    height, width = parse_size(size) if size else default_input_size(cfg, divisibility)
+    if part != "detector" and (height % divisibility or width % divisibility):
+        raise ValueError(f"the {part} part needs sides divisible by {divisibility}, got {height}x{width}")
+    return height, width
 
 
 def sample_image(height: int, width: int, seed: int = 0) -> np.ndarray:

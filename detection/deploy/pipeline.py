@@ -18,7 +18,7 @@ from .exporters import export_ncnn, export_onnx, export_torchscript
 from .parity import compare_tensors, match_detections
 from .runtime import NcnnModel, OnnxRuntimeModel, TorchScriptModel
 
-__all__ = ["FORMATS", "CheckResult", "export_module", "load_runtime", "check_export"]
+__all__ = ["FORMATS", "CheckResult", "export_module", "load_runtime", "runtime_threads", "check_export"]
 
 FORMATS = ("onnx", "torchscript", "ncnn")
 
@@ -53,6 +53,17 @@ def load_runtime(fmt: str, paths: Sequence[str], threads: int = 0, device: str =
     if fmt == "ncnn":
         return NcnnModel(paths[0], paths[1], threads=max(1, threads), fp16=fp16)
     raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+
+
+def runtime_threads(fmt: str, threads: int = 0) -> int:
+    """The intra-op threads `load_runtime` (``threads``; 0 = the runtime's default) runs ``fmt`` with."""
+    if threads > 0:
+        return threads
+    if fmt == "ncnn":
+        return 1  # NcnnModel's default
+    if fmt == "onnx":
+        return os.cpu_count() or 1  # ONNX Runtime's default: one intra-op thread per core
+    return torch.get_num_threads()
 
 
 def check_export(

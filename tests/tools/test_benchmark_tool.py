@@ -5,6 +5,8 @@ import os
 
 import pytest
 
+from detection.cli import benchmark, export
+
 pytest.importorskip("detection.modeling")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -14,18 +16,13 @@ FIELDS = {"median_ms", "p10_ms", "p90_ms", "images_per_s", "iters", "batch", "in
           "cpu_model", "cpu_cores", "threads", "torch_version", "onnxruntime_version", "ncnn_version", "gpu"}
 
 
-@pytest.fixture(scope="module")
-def bench(load_tool):
-    return load_tool("benchmark")
-
-
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
-def test_backbone_benchmark_json_and_csv(bench, tmp_path, capsys, backend):
+def test_backbone_benchmark_json_and_csv(tmp_path, capsys, backend):
     j, c = tmp_path / "b.json", tmp_path / "b.csv"
     args = ["--config-file", CONFIG, "--backbone-only", "--backend", backend, "--input", "64x96", "--batch", "2",
             "--threads", "1", "--iters", "3", "--warmup", "1", "--json", str(j), "--csv", str(c), *SMALL]
-    assert bench.main(args) == 0
-    assert bench.main(args) == 0  # rows are appended
+    assert benchmark.main(args) == 0
+    assert benchmark.main(args) == 0  # rows are appended
     rows = json.loads(j.read_text())
     assert len(rows) == 2 and FIELDS <= set(rows[0])
     row = rows[0]
@@ -36,15 +33,15 @@ def test_backbone_benchmark_json_and_csv(bench, tmp_path, capsys, backend):
     assert "images/s" in capsys.readouterr().out
 
 
-def test_detector_benchmark_torch(bench, tmp_path, capsys):
+def test_detector_benchmark_torch(tmp_path, capsys):
     j = tmp_path / "d.json"
-    assert bench.main(["--config-file", CONFIG, "--input", "96x128", "--iters", "2", "--warmup", "1", "--threads", "1",
+    assert benchmark.main(["--config-file", CONFIG, "--input", "96x128", "--iters", "2", "--warmup", "1", "--threads", "1",
                        "--json", str(j), *SMALL, "MODEL.RPN.POST_NMS_TOPK_TEST", "20"]) == 0
     row = json.loads(j.read_text())[0]
     assert row["part"] == "detector" and row["median_ms"] > 0 and row["model"].startswith("LightHeadRCNN")
 
 
-def test_sweep_draws_chart_from_given_and_metrics_accuracy(bench, tmp_path, capsys):
+def test_sweep_draws_chart_from_given_and_metrics_accuracy(tmp_path, capsys):
     out_dir = tmp_path / "trained"
     out_dir.mkdir()
     (out_dir / "metrics_final.json").write_text(json.dumps({"results": {"val": {"bbox": {"AP": 31.0}}}}))
@@ -53,16 +50,16 @@ def test_sweep_draws_chart_from_given_and_metrics_accuracy(bench, tmp_path, caps
         f"- config: {CONFIG}\n  name: given\n  accuracy: 20.5\n  opts: [MODEL.BACKBONE.NAME, shufflenet_v2_0.5x]\n"
         f"- config: {CONFIG}\n  name: from_metrics\n  metrics: {out_dir}\n  opts: [MODEL.BACKBONE.NAME, shufflenet_v2_0.5x]\n")
     chart, j = tmp_path / "chart.png", tmp_path / "s.json"
-    assert bench.main(["--sweep", str(sweep), "--backbone-only", "--input", "64x64", "--iters", "2", "--warmup", "0",
+    assert benchmark.main(["--sweep", str(sweep), "--backbone-only", "--input", "64x64", "--iters", "2", "--warmup", "0",
                        "--threads", "1", "--chart", str(chart), "--json", str(j)]) == 0
     rows = json.loads(j.read_text())
     assert [(r["name"], r["accuracy"]) for r in rows] == [("given", 20.5), ("from_metrics", 31.0)]
     assert chart.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_presets_and_classifier_form(bench, tmp_path):
+def test_presets_and_classifier_form(tmp_path):
     j = tmp_path / "p.json"
-    assert bench.main(["--backbone", "shufflenet_v2_0.5x", "--preset", "arm-224-ort", "--input", "64x64",
+    assert benchmark.main(["--backbone", "shufflenet_v2_0.5x", "--preset", "arm-224-ort", "--input", "64x64",
                        "--iters", "2", "--warmup", "0", "--json", str(j)]) == 0
     row = json.loads(j.read_text())[0]
     assert (row["part"], row["backend"], row["threads"], row["batch"], row["preset"]) == (
@@ -78,27 +75,26 @@ def test_presets_and_classifier_form(bench, tmp_path):
     (["--backbone-only", "--backbone", "shufflenet_v2_1.0x"], "MODEL.BACKBONE.NAME shufflenet_v2_1.0x"),
     (["--backbone", "shufflenet_v2_1.0x"], "--backbone shufflenet_v2_1.0x times a classifier"),
 ])
-def test_benchmark_errors_one_line(bench, capsys, args, expect):
+def test_benchmark_errors_one_line(capsys, args, expect):
     import torch
 
     if "gpu-detector" in args and torch.cuda.is_available():
         pytest.skip("a CUDA device is present: the no-GPU error cannot happen")
-    assert bench.main(["--config-file", CONFIG, *args, *SMALL]) == 2
+    assert benchmark.main(["--config-file", CONFIG, *args, *SMALL]) == 2
     err = capsys.readouterr().err.strip()
     assert expect in err and "\n" not in err
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device on this machine")
-def test_cuda_detector_benchmark(bench, tmp_path):
+def test_cuda_detector_benchmark(tmp_path):
     j = tmp_path / "g.json"
-    assert bench.main(["--config-file", CONFIG, "--device", "cuda", "--batch", "2", "--input", "128x160",
+    assert benchmark.main(["--config-file", CONFIG, "--device", "cuda", "--batch", "2", "--input", "128x160",
                        "--iters", "3", "--warmup", "1", "--json", str(j), *SMALL]) == 0
     row = json.loads(j.read_text())[0]
     assert row["gpu"] and row["device"] == "cuda"
 
 
-def test_export_tool_torchscript_backbone_and_errors(tmp_path, capsys, load_tool):
-    export = load_tool("export")
+def test_export_tool_torchscript_backbone_and_errors(tmp_path, capsys):
     out = tmp_path / "exp"
     assert export.main(["--config-file", CONFIG, "--format", "torchscript", "--backbone-only", "--output", str(out),
                         "--input", "64x96", *SMALL]) == 0
@@ -114,35 +110,35 @@ def test_export_tool_torchscript_backbone_and_errors(tmp_path, capsys, load_tool
     assert "cannot write to --output" in capsys.readouterr().err
 
 
-def test_fuse_option_times_the_fused_model(bench, tmp_path):
+def test_fuse_option_times_the_fused_model(tmp_path):
     j = tmp_path / "f.json"
-    assert bench.main(["--backbone", "shufflenet_v2_0.5x", "--classifier", "--fuse", "--input", "64x64",
+    assert benchmark.main(["--backbone", "shufflenet_v2_0.5x", "--classifier", "--fuse", "--input", "64x64",
                        "--iters", "2", "--warmup", "0", "--threads", "1", "--json", str(j)]) == 0
     row = json.loads(j.read_text())[0]
     assert row["fused"] is True and row["part"] == "classifier"
     import backbones
+    from detection.deploy import fuse_for_deploy
 
     clf = backbones.build_classifier("shufflenet_v2_0.5x").eval()
-    assert bench._maybe_fuse(clf, True, "onnxruntime").fused  # what --fuse hands to the exporters
+    assert fuse_for_deploy(clf).fused  # what --fuse hands to the exporters
 
 
 @pytest.mark.parametrize(
     "backend",
     ["torchscript", pytest.param("ncnn", marks=pytest.mark.slow), pytest.param("compile", marks=pytest.mark.slow)],
 )
-def test_backbone_benchmark_other_backends(bench, tmp_path, backend):
+def test_backbone_benchmark_other_backends(tmp_path, backend):
     j = tmp_path / "b.json"
     args = ["--config-file", CONFIG, "--backbone-only", "--backend", backend, "--input", "64x96", "--batch", "1",
             "--threads", "1", "--iters", "2", "--warmup", "1", "--json", str(j), *SMALL]
-    assert bench.main(args) == 0
+    assert benchmark.main(args) == 0
     row = json.loads(j.read_text())[0]
     assert (row["backend"], row["part"]) == (backend, "backbone")
     assert row["p10_ms"] <= row["median_ms"] <= row["p90_ms"] and row["median_ms"] > 0
 
 
-def test_export_tool_fp16_only_for_ncnn(tmp_path, capsys, load_tool):
+def test_export_tool_fp16_only_for_ncnn(tmp_path, capsys):
     # --fp16 changes nothing in an ONNX / TorchScript file: refused, not silently ignored
-    export = load_tool("export")
     for fmt in ("onnx", "torchscript"):
         assert export.main(["--config-file", CONFIG, "--format", fmt, "--backbone-only", "--fp16",
                             "--output", str(tmp_path), *SMALL]) == 2
@@ -151,7 +147,7 @@ def test_export_tool_fp16_only_for_ncnn(tmp_path, capsys, load_tool):
     assert not list(tmp_path.iterdir())
 
 
-def test_export_tool_failure_keeps_the_traceback(tmp_path, capsys, load_tool, monkeypatch):
+def test_export_tool_failure_keeps_the_traceback(tmp_path, capsys, monkeypatch):
     import detection.deploy
 
     def broken_export(*args, **kwargs):
@@ -161,7 +157,6 @@ def test_export_tool_failure_keeps_the_traceback(tmp_path, capsys, load_tool, mo
             raise detection.deploy.ExportError("ONNX export failed: RuntimeError: first line") from err
 
     monkeypatch.setattr(detection.deploy, "export_module", broken_export)
-    export = load_tool("export")
     assert export.main(["--config-file", CONFIG, "--format", "onnx", "--backbone-only", "--input", "64x64",
                         "--output", str(tmp_path), *SMALL]) == 1
     captured = capsys.readouterr()

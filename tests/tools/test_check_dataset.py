@@ -8,12 +8,8 @@ import os
 
 import pytest
 
+from detection.cli import check_dataset
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(scope="module")
-def tool(load_tool):
-    return load_tool("check_dataset")
 
 
 @pytest.fixture
@@ -32,8 +28,8 @@ def messy_coco(tmp_path, corpus):
     return path
 
 
-def test_messy_coco_report_and_exit_1(tool, messy_coco, tmp_path, capsys):
-    rc = tool.main(["--coco", str(messy_coco), "--images", str(tmp_path / "img"), "--quiet"])
+def test_messy_coco_report_and_exit_1(messy_coco, tmp_path, capsys):
+    rc = check_dataset.main(["--coco", str(messy_coco), "--images", str(tmp_path / "img"), "--quiet"])
     out = capsys.readouterr().out
     assert rc == 1
     assert f"Dataset {messy_coco}: 6 images (2 without boxes), 8 boxes" in out
@@ -50,8 +46,8 @@ def test_messy_coco_report_and_exit_1(tool, messy_coco, tmp_path, capsys):
     assert out.rstrip().endswith("FAILED: 4 error(s), 1 warning(s)")
 
 
-def test_json_output(tool, messy_coco, tmp_path, capsys):
-    rc = tool.main(["--coco", str(messy_coco), "--images", str(tmp_path / "img"), "--json", "--quiet"])
+def test_json_output(messy_coco, tmp_path, capsys):
+    rc = check_dataset.main(["--coco", str(messy_coco), "--images", str(tmp_path / "img"), "--json", "--quiet"])
     report = json.loads(capsys.readouterr().out)
     assert rc == 1 and report["ok"] is False and (report["errors"], report["warnings"]) == (4, 1)
     kinds = {p["kind"]: p for p in report["problems"]}
@@ -61,79 +57,79 @@ def test_json_output(tool, messy_coco, tmp_path, capsys):
     assert ds["images"] == 6 and ds["boxes_per_class"]["a"]["boxes"] == 4 and ds["image_modes"] == {"RGB": 3}
 
 
-def test_warnings_only_exit_0(tool, corpus, tmp_path, capsys):
+def test_warnings_only_exit_0(corpus, tmp_path, capsys):
     path = corpus.valid_coco(tmp_path, n=2)
     data = json.loads(path.read_text())
     data["annotations"][0]["bbox"] = [1, 1, 0, 5]  # dropped: a warning
     path.write_text(json.dumps(data))
-    assert tool.main(["--coco", str(path), "--images", str(tmp_path / "img"), "--quiet"]) == 0
+    assert check_dataset.main(["--coco", str(path), "--images", str(tmp_path / "img"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "WARNING box_empty x1" in out and out.rstrip().endswith("OK: 0 error(s), 1 warning(s)")
 
 
-def test_shared_file_checked_against_every_entry_size(tool, corpus, tmp_path, capsys):
+def test_shared_file_checked_against_every_entry_size(corpus, tmp_path, capsys):
     """Two image entries naming one file: each annotated size must match the decoded one
     (training reads the file once per entry), not only the first entry's."""
     path = corpus.valid_coco(tmp_path, n=2)
     data = json.loads(path.read_text())
     data["images"].append({"id": 9, "file_name": "0.png", "height": 48, "width": 64})
     path.write_text(json.dumps(data))
-    assert tool.main(["--coco", str(path), "--images", str(tmp_path / "img"), "--quiet", "--workers", "0"]) == 1
+    assert check_dataset.main(["--coco", str(path), "--images", str(tmp_path / "img"), "--quiet", "--workers", "0"]) == 1
     out = capsys.readouterr().out
     assert "WARNING duplicate_file_name x1" in out and "ERROR   size_mismatch x1" in out
     assert "0.png: decoded size 32x24 differs from the annotated 64x48" in out
 
 
-def test_empty_dataset_is_an_error(tool, tmp_path, capsys):
+def test_empty_dataset_is_an_error(tmp_path, capsys):
     """Training refuses a dataset without images ("dataset ... is empty"); the check must not
     call it OK. An unreadable file stays one error (no second one for being empty)."""
     (tmp_path / "img").mkdir()
     (tmp_path / "ann.json").write_text(json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
-    assert tool.main(["--coco", str(tmp_path / "ann.json"), "--images", str(tmp_path / "img"), "--quiet"]) == 1
+    assert check_dataset.main(["--coco", str(tmp_path / "ann.json"), "--images", str(tmp_path / "img"), "--quiet"]) == 1
     out = capsys.readouterr().out
     assert "ERROR   empty_dataset x1" in out and f"{tmp_path / 'ann.json'}: no images" in out
     assert out.rstrip().endswith("FAILED: 1 error(s), 0 warning(s)")
     (tmp_path / "bad.json").write_text('{"images": [}')
-    assert tool.main(["--coco", str(tmp_path / "bad.json"), "--images", str(tmp_path / "img"), "--quiet"]) == 1
+    assert check_dataset.main(["--coco", str(tmp_path / "bad.json"), "--images", str(tmp_path / "img"), "--quiet"]) == 1
     out = capsys.readouterr().out
     assert "ERROR   empty_dataset" not in out and out.rstrip().endswith("FAILED: 1 error(s), 0 warning(s)")
 
 
-def test_invalid_json_is_one_error(tool, tmp_path, capsys):
+def test_invalid_json_is_one_error(tmp_path, capsys):
     (tmp_path / "bad.json").write_text('{"images": [}')
-    assert tool.main(["--coco", str(tmp_path / "bad.json"), "--images", str(tmp_path), "--quiet"]) == 1
+    assert check_dataset.main(["--coco", str(tmp_path / "bad.json"), "--images", str(tmp_path), "--quiet"]) == 1
     out = capsys.readouterr().out
     assert "unreadable_annotations x1" in out and "bad.json:1:13: invalid JSON" in out
 
 
-def test_voc(tool, corpus, tmp_path, capsys):
+def test_voc(corpus, tmp_path, capsys):
     root = corpus.valid_voc(tmp_path / "VOC", n=3)
-    assert tool.main(["--voc", str(root), "--split", "train", "--classes", "cat,dog", "--quiet"]) == 0
+    assert check_dataset.main(["--voc", str(root), "--split", "train", "--classes", "cat,dog", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "3 images (0 without boxes), 6 boxes" in out and "dog        3  (3 difficult)" in out
     (root / "JPEGImages" / "im2.jpg").unlink()
     (root / "Annotations" / "im1.xml").write_text("<annotation><object></annotation>")
-    assert tool.main(["--voc", str(root), "--split", "train", "--classes", "cat,dog", "--quiet"]) == 1
+    assert check_dataset.main(["--voc", str(root), "--split", "train", "--classes", "cat,dog", "--quiet"]) == 1
     out = capsys.readouterr().out
     assert "bad_xml x1" in out and "im1.xml:1:23: malformed XML: mismatched tag" in out
     assert "missing_image x1" in out and "im2.jpg: image file not found" in out
 
 
-def test_config_file_mode(tool, corpus, tmp_path, capsys):
+def test_config_file_mode(corpus, tmp_path, capsys):
     path = corpus.valid_coco(tmp_path, n=2)
     base = ["--config-file", os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")]
     reg = ["DATASETS.REGISTER_COCO", f"[['check_ds_mine', '{path}', '{tmp_path / 'img'}']]",
            "DATASETS.TRAIN", "('check_ds_mine',)", "DATASETS.TEST", "('check_ds_mine',)"]
     try:
-        assert tool.main(base + reg + ["INPUT.MAX_IMAGE_PIXELS", "100"]) == 1
+        assert check_dataset.main(base + reg + ["INPUT.MAX_IMAGE_PIXELS", "100"]) == 1
         captured = capsys.readouterr()
         assert "image_too_large x2" in captured.out and "32x24 exceeds INPUT.MAX_IMAGE_PIXELS=100" in captured.out
         assert "check_ds_mine images: 100%" in captured.err  # the tqdm bar
-        assert tool.main(base + reg + ["--quiet"]) == 0  # flags after the overrides still work
+        assert check_dataset.main(base + reg + ["--quiet"]) == 0  # flags after the overrides still work
         assert "OK: 0 error(s), 0 warning(s)" in capsys.readouterr().out
-        assert tool.main(base + ["DATASETS.TRAIN", "('nope_ds',)"]) == 2
+        assert check_dataset.main(base + ["DATASETS.TRAIN", "('nope_ds',)"]) == 2
         assert capsys.readouterr().err.startswith("check_dataset.py: config error: dataset 'nope_ds' is not registered")
-        assert tool.main(base + ["SOLVER.BASE_RL", "1"]) == 2
+        assert check_dataset.main(base + ["SOLVER.BASE_RL", "1"]) == 2
         assert "unknown config key 'SOLVER.BASE_RL'" in capsys.readouterr().err
     finally:
         from detection.data import DatasetCatalog, MetadataCatalog
@@ -143,7 +139,7 @@ def test_config_file_mode(tool, corpus, tmp_path, capsys):
         MetadataCatalog.remove("check_ds_mine")
 
 
-def test_allow_paths_outside_root_with_config_file(tool, corpus, tmp_path, capsys):
+def test_allow_paths_outside_root_with_config_file(corpus, tmp_path, capsys):
     """--allow-paths-outside-root is documented for this tool: with --config-file it must act
     like DATASETS.ALLOW_PATHS_OUTSIDE_ROOT True, not be ignored (also after the overrides)."""
     path = corpus.valid_coco(tmp_path, n=2)
@@ -163,7 +159,7 @@ def test_allow_paths_outside_root_with_config_file(tool, corpus, tmp_path, capsy
                    "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", "()"]
             flag = ["--allow-paths-outside-root"] if i else []
             argv = base + flag + reg if flag_first else base + reg + flag
-            rc = tool.main(argv)
+            rc = check_dataset.main(argv)
             out = capsys.readouterr().out
             if i:
                 assert rc == 0 and "path_outside_root" not in out, out
@@ -190,15 +186,15 @@ def test_allow_paths_outside_root_with_config_file(tool, corpus, tmp_path, capsy
         (["--help"], 0, "out", "Exit status: 0 no errors"),
     ],
 )
-def test_cli_usage_errors_and_help(tool, argv, code, stream, text, capsys):
+def test_cli_usage_errors_and_help(argv, code, stream, text, capsys):
     with pytest.raises(SystemExit) as info:
-        tool.main(argv)
+        check_dataset.main(argv)
     assert info.value.code == code
     assert text in getattr(capsys.readouterr(), stream)
 
 
-def test_worker_processes_give_the_same_report(tool, messy_coco, tmp_path):
+def test_worker_processes_give_the_same_report(messy_coco, tmp_path):
     source = [{"format": "coco", "json": str(messy_coco), "images": str(tmp_path / "img"), "label": "m"}]
-    serial = tool.check_sources(source, progress=False, workers=0)
-    parallel = tool.check_sources(source, progress=False, workers=2)
+    serial = check_dataset.check_sources(source, progress=False, workers=0)
+    parallel = check_dataset.check_sources(source, progress=False, workers=2)
     assert parallel == serial and serial["errors"] == 4

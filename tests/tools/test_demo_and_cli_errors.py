@@ -7,6 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
+from detection.cli import demo, train_net
+
 pytest.importorskip("detection.modeling")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -64,8 +66,7 @@ def test_visualizer_draws_labels_inside_image():
     assert vis.draw(img, {"boxes": np.zeros((0, 4))}).shape == img.shape
 
 
-def test_train_net_config_errors_exit_2(tmp_path, capsys, load_tool):
-    train_net = load_tool("train_net")
+def test_train_net_config_errors_exit_2(tmp_path, capsys):
     assert train_net.main(["--config-file", CONFIG, "SOLVER.BASE_LRR", "0.1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "SOLVER.BASE_LRR" in err and "did you mean SOLVER.BASE_LR" in err
@@ -84,16 +85,14 @@ def test_train_net_config_errors_exit_2(tmp_path, capsys, load_tool):
     assert "KEY VALUE" in capsys.readouterr().err
 
 
-def test_train_net_missing_weights_exit_2(tmp_path, capsys, load_tool):
-    train_net = load_tool("train_net")
+def test_train_net_missing_weights_exit_2(tmp_path, capsys):
     rc = train_net.main(["--config-file", CONFIG, "--eval-only", "MODEL.WEIGHTS", str(tmp_path / "nope.pth"),
                          "OUTPUT_DIR", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "checkpoint file not found" in err and "nope.pth" in err and "\n" not in err
 
 
-def test_demo_config_error_exit_2(tmp_path, capsys, load_tool):
-    demo = load_tool("demo")
+def test_demo_config_error_exit_2(tmp_path, capsys):
     rc = demo.main(["--config-file", CONFIG, "--input", str(tmp_path), "--output", str(tmp_path / "o"),
                     "MODEL.BOGUS", "1"])
     assert rc == 2 and "MODEL.BOGUS" in capsys.readouterr().err

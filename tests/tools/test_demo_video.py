@@ -7,6 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
+from detection.cli import demo
+
 pytest.importorskip("detection.modeling")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -14,11 +16,6 @@ CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_sh
 SMALL = ["MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x", "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "200",
          "MODEL.RPN.POST_NMS_TOPK_TEST", "30"]
 VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
-
-
-@pytest.fixture(scope="module")
-def demo(load_tool):
-    return load_tool("demo")
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +46,7 @@ def run(demo, capsys, *args, weights=None):
     return rc, capsys.readouterr()
 
 
-def test_video_and_image_annotated_with_per_frame_json(demo, weights, tmp_path, capsys):
+def test_video_and_image_annotated_with_per_frame_json(weights, tmp_path, capsys):
     write_video(tmp_path / "clip.avi", frames=6, fps=12.0, size=(96, 72))
     cv2.imwrite(str(tmp_path / "still.png"), np.full((60, 80, 3), 128, np.uint8))
     out = tmp_path / "out"
@@ -75,7 +72,7 @@ def test_video_and_image_annotated_with_per_frame_json(demo, weights, tmp_path, 
     assert some["class_names"][0] == record["class_names"][some["labels"][0]]
 
 
-def test_vtest_first_frames(demo, weights, tmp_path, capsys):
+def test_vtest_first_frames(weights, tmp_path, capsys):
     if not os.path.isfile(VTEST):
         pytest.skip(f"{VTEST} not installed (Debian package opencv-doc; tools/setup_env.sh installs it as root)")
     rc, cap = run(demo, capsys, "--input", VTEST, "--output", str(tmp_path), "--max-frames", "10", weights=weights)
@@ -87,7 +84,7 @@ def test_vtest_first_frames(demo, weights, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["bad_video", "empty_dir", "glob", "unwritable", "webcam"])
-def test_demo_errors_are_one_line(demo, tmp_path, capsys, case):
+def test_demo_errors_are_one_line(tmp_path, capsys, case):
     out = tmp_path / "out"
     if case == "bad_video":
         (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
@@ -110,7 +107,7 @@ def test_demo_errors_are_one_line(demo, tmp_path, capsys, case):
 
 
 @pytest.mark.parametrize("kind", ["video", "image"])
-def test_demo_refuses_to_overwrite_its_input(demo, tmp_path, capsys, kind):
+def test_demo_refuses_to_overwrite_its_input(tmp_path, capsys, kind):
     # --output is the folder holding the input: the writer would truncate the video
     # while it is being read (and the annotated image would replace the original)
     if kind == "video":

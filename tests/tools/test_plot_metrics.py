@@ -1,13 +1,7 @@
 """tools/plot_metrics.py: curves from metrics.json, corrupt lines skipped, clear errors."""
 import json
 
-import pytest
-
-
-
-@pytest.fixture(scope="module")
-def plot_metrics(load_tool):
-    return load_tool("plot_metrics")
+from detection.cli import plot_metrics
 
 
 def write_run(tmp_path):
@@ -22,7 +16,7 @@ def write_run(tmp_path):
     return tmp_path
 
 
-def test_series_split(plot_metrics, tmp_path, capsys):
+def test_series_split(tmp_path, capsys):
     records = plot_metrics.read_metrics(str(write_run(tmp_path) / "metrics.json"))
     assert len(records) == 6
     assert "metrics.json:7: skipped" in capsys.readouterr().err
@@ -33,14 +27,14 @@ def test_series_split(plot_metrics, tmp_path, capsys):
     assert set(evals) == {"val/bbox/AP", "voc/bbox/AP50_07"}
 
 
-def test_png_written(plot_metrics, tmp_path):
+def test_png_written(tmp_path):
     run = write_run(tmp_path)
     assert plot_metrics.main([str(run)]) == 0
     png = run / "curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
-def test_missing_and_empty(plot_metrics, tmp_path, capsys):
+def test_missing_and_empty(tmp_path, capsys):
     assert plot_metrics.main([str(tmp_path / "nope")]) == 2
     assert "no metrics file" in capsys.readouterr().err
     (tmp_path / "metrics.json").write_text("")
@@ -48,7 +42,7 @@ def test_missing_and_empty(plot_metrics, tmp_path, capsys):
     assert "holds no metrics records" in capsys.readouterr().err
 
 
-def test_classification_accuracy_is_an_eval_curve(plot_metrics, tmp_path):
+def test_classification_accuracy_is_an_eval_curve(tmp_path):
     (tmp_path / "metrics.json").write_text(
         json.dumps({"iteration": 9, "total_loss": 1.0, "lr": 0.1,
                     "toy_val/accuracy/top1": 80.0, "toy_val/accuracy/top5": 100.0}) + "\n"

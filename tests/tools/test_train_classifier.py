@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from detection.classification.toy import make_toy_image_folder
+from detection.cli import train_classifier
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(ROOT, "tools", "train_classifier.py")
@@ -122,16 +123,15 @@ def test_resume_from_a_middle_checkpoint_is_bit_exact(trained, tmp_path, data_ro
     assert [k for k in want if not torch.equal(want[k], got[k])] == []
 
 
-def test_eval_only_reproduces_the_final_accuracy_and_exports(trained, tmp_path, data_root, load_tool):
+def test_eval_only_reproduces_the_final_accuracy_and_exports(trained, tmp_path, data_root):
     out, _ = trained
-    tool = load_tool("train_classifier")
     export = tmp_path / "bb.pth"
-    args = tool.build_parser().parse_args(
+    args = train_classifier.build_parser().parse_args(
         ["--config-file", CONFIG, "--eval-only", "--export-backbone", str(export), "DATASETS.ROOT", str(data_root),
          *TINY, "MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(tmp_path / "eval")]
     )
-    cfg = tool.setup(args)
-    path, exported = tool.evaluate(cfg, args)
+    cfg = train_classifier.setup(args)
+    path, exported = train_classifier.evaluate(cfg, args)
     got = json.loads(open(path).read())
     want = json.loads((out / "metrics_final.json").read_text())
     assert got["eval_only"] and got["results"] == want["results"]
@@ -150,18 +150,18 @@ def test_eval_only_reproduces_the_final_accuracy_and_exports(trained, tmp_path, 
         (["DATASETS.ROOT", "{data}", "SOLVER.BASE_LRR", "0.1"], "config error: command line: unknown config key"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, data_root, capsys, load_tool):
+def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, data_root, capsys):
     fill = dict(missing=str(tmp_path / "missing"), data=str(data_root))
-    rc = load_tool("train_classifier").main(["--config-file", CONFIG, *[x.format(**fill) for x in extra],
-                              "OUTPUT_DIR", str(tmp_path / "o")])
+    rc = train_classifier.main(["--config-file", CONFIG, *[x.format(**fill) for x in extra],
+                                "OUTPUT_DIR", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2
     assert err.count("\n") == 1 and message.format(**fill) in err, err
     assert not (tmp_path / "o").exists()  # nothing written before the config is valid
 
 
-def test_help_names_every_flag(load_tool):
-    text = load_tool("train_classifier").build_parser().format_help()
+def test_help_names_every_flag():
+    text = train_classifier.build_parser().format_help()
     for flag in ("--config-file", "--resume", "--eval-only", "--export-backbone", "KEY VALUE", "docs/classification.md"):
         assert flag in text
 

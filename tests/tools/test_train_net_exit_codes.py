@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from detection.checkpoint import CheckpointWriteError
+from detection.cli import train_net as train_net_module
 
 pytest.importorskip("detection.modeling")
 
@@ -17,8 +18,8 @@ CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_sh
 
 
 @pytest.fixture
-def train_net(monkeypatch, load_tool):
-    yield load_tool("train_net")
+def train_net():
+    yield train_net_module
     for name in ("detection", "backbones", "fvcore", "__main__"):  # default_setup's handlers
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

@@ -11,8 +11,10 @@ from detection.data import DatasetCatalog, MetadataCatalog
 
 
 @pytest.fixture
-def train_net(load_tool):
-    yield load_tool("train_net")
+def train_net():
+    from detection.cli import train_net
+
+    yield train_net
     for name in ("detection", "backbones", "fvcore", "__main__"):  # default_setup's handlers
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True

@@ -12,17 +12,13 @@ import random
 import numpy as np
 import pytest
 
+from detection.cli import check_dataset
 from detection.data import DatasetMapper, load_coco_json
 from detection.data.errors import DATA_ERRORS, BadSampleError, ProblemLog
 from detection.data.images import read_image
 
 N_JSON, N_IMAGES = 200, 50
 WEIRD = [None, "", "ü/../x", -1, 0, 1.5, 10**20, 1e308, math.nan, math.inf, -math.inf, True, [], {}, [1, 2, 3, 4], {"id": 1}, "1"]
-
-
-@pytest.fixture(scope="module")
-def tool(load_tool):
-    return load_tool("check_dataset")
 
 
 def _paths(obj, prefix=()):
@@ -84,7 +80,7 @@ def _check_loader_and_mapper(path, image_root, mapper):
         pass
 
 
-def test_fuzzed_coco_json(corpus, tmp_path, tool):
+def test_fuzzed_coco_json(corpus, tmp_path):
     base = corpus.valid_coco(tmp_path, n=3)
     valid = json.loads(base.read_text())
     mapper = DatasetMapper(is_train=True, min_size=(24,), max_size=64, max_image_pixels=10_000)
@@ -101,8 +97,8 @@ def test_fuzzed_coco_json(corpus, tmp_path, tool):
         except DATA_ERRORS:
             outcomes["error"] += 1
         if case % 10 == 0:  # the check tool on a subset (it decodes every image)
-            report = tool.check_sources([{"format": "coco", "json": str(path), "images": str(tmp_path / "img"), "label": "fuzz"}],
-                                        max_pixels=10_000, progress=False)
+            source = {"format": "coco", "json": str(path), "images": str(tmp_path / "img"), "label": "fuzz"}
+            report = check_dataset.check_sources([source], max_pixels=10_000, progress=False)
             json.dumps(report)  # the --json output is serialisable
     assert outcomes["ok"] > 10 and outcomes["error"] > 10  # the mutations exercise both paths
 
@@ -122,7 +118,7 @@ def _corrupt(data: bytes, rng: random.Random) -> bytes:
     return bytes(buf[:16]) + bytes(rng.randrange(256) for _ in range(rng.randint(0, 200)))  # header + junk
 
 
-def test_fuzzed_images(corpus, tmp_path, tool):
+def test_fuzzed_images(corpus, tmp_path):
     rng = random.Random(99)
     sources = [corpus.jpeg_bytes(24, 32, 1), corpus.png_bytes(24, 32, 2)]
     buf = corpus.io.BytesIO()
@@ -143,5 +139,5 @@ def test_fuzzed_images(corpus, tmp_path, tool):
         assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
     assert 0 < decoded < N_IMAGES
     problems = ProblemLog(strict=False)
-    tool.check_images(records, problems, max_pixels=1_000_000, progress=False)
+    check_dataset.check_images(records, problems, max_pixels=1_000_000, progress=False)
     assert problems.count("error") >= N_IMAGES - decoded

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from detection.data import BadSampleError, DatasetMapper, read_image
-from detection.data.images import read_image_with_info
+from detection.data.images import inspect_image, read_image_with_info
 
 
 def _record(path, h, w, boxes=()):
@@ -39,12 +39,20 @@ def _write_bad(kind, tmp_path, corpus):
     raise AssertionError(kind)
 
 
+#: the problem kind each case is reported under (tools/check_dataset.py, docs/check_dataset.md)
+KINDS = {"missing": "missing_image", "zero_byte": "empty_image_file", "not_an_image": "not_an_image",
+         "truncated_jpeg": "corrupt_image", "truncated_png": "corrupt_image", "directory": "not_an_image"}
+
+
 @pytest.mark.parametrize("kind", ["missing", "zero_byte", "not_an_image", "truncated_jpeg", "truncated_png", "directory"])
 def test_unreadable_image_names_file_and_problem(kind, tmp_path, corpus):
     path, pattern = _write_bad(kind, tmp_path, corpus)
     with pytest.raises(BadSampleError, match=pattern) as info:
         read_image(str(path))
     assert info.value.file_name == str(path) and "\n" not in str(info.value)
+    assert info.value.kind == KINDS[kind]
+    error, image_info, _ = inspect_image(str(path))  # what tools/check_dataset.py records
+    assert image_info is None and (error.file_name, error.kind) == (str(path), KINDS[kind])
     mapper = DatasetMapper(is_train=True, min_size=(32,), max_size=64)
     with pytest.raises(BadSampleError, match=pattern):
         mapper(_record(path, 64, 64))
@@ -123,8 +131,9 @@ def test_exif_orientation_is_applied_and_boxes_are_in_the_displayed_frame(tmp_pa
     patch = out["image"][0, y1:y2, x1:x2]
     assert patch.float().mean() > 200  # the box still covers the white patch after resize
     # annotated in the stored (unrotated) frame: the size check names the likely cause
-    with pytest.raises(BadSampleError, match=r"rot\.png: decoded size 10x20 differs from the annotated 20x10 \(width and height swapped: EXIF"):
+    with pytest.raises(BadSampleError, match=r"rot\.png: decoded size 10x20 differs from the annotated 20x10 \(width and height swapped: EXIF") as info:
         read_image(str(path), expected_hw=(10, 20))
+    assert info.value.kind == "size_mismatch"
 
 
 def test_huge_image_refused_from_header_before_decoding(tmp_path, monkeypatch):
@@ -132,11 +141,12 @@ def test_huge_image_refused_from_header_before_decoding(tmp_path, monkeypatch):
     Image.new("L", (3000, 2000)).save(path)  # 6 Mpx of zeros: a few kB on disk
     loads = []
     monkeypatch.setattr(Image.Image, "load", lambda self, *a, **k: loads.append(1))
-    with pytest.raises(BadSampleError, match=r"big\.png: 3000x2000 exceeds INPUT\.MAX_IMAGE_PIXELS=1000000"):
+    with pytest.raises(BadSampleError, match=r"big\.png: 3000x2000 exceeds INPUT\.MAX_IMAGE_PIXELS=1000000") as info:
         read_image(str(path), max_pixels=1_000_000)
-    assert not loads  # the pixels were never decoded
-    with pytest.raises(BadSampleError, match="MAX_IMAGE_PIXELS"):  # annotated size alone is enough
+    assert not loads and info.value.kind == "image_too_large"  # the pixels were never decoded
+    with pytest.raises(BadSampleError, match="MAX_IMAGE_PIXELS") as info:  # annotated size alone is enough
         DatasetMapper(is_train=False, min_size=16, max_size=32, max_image_pixels=1_000_000)(_record(path, 2000, 3000))
+    assert info.value.kind == "image_too_large"
 
 
 @pytest.mark.parametrize("h, w", [(1, 1), (2, 3), (5, 1)])

@@ -35,6 +35,10 @@ ERRORS = {
 }
 
 
+#: the problem kind each case is reported under (tools/check_dataset.py, docs/check_dataset.md)
+KINDS = {"malformed": "bad_xml", "not_xml": "bad_xml", "entity": "bad_xml", "unknown_class": "unknown_class"}
+
+
 def _broken_xml(case, corpus):
     if ERRORS[case][0] is not None:
         return ERRORS[case][0]
@@ -55,10 +59,11 @@ def test_error_names_file(case, corpus, tmp_path):
     root = _voc(corpus, tmp_path, _broken_xml(case, corpus))
     with pytest.raises(DatasetError, match=ERRORS[case][1]) as info:
         load_voc_instances(root, "train", CLASSES)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and info.value.kind == KINDS.get(case, "bad_object")
     problems = ProblemLog(strict=False)  # check mode: collected, the other image still loads
     records = load_voc_instances(root, "train", CLASSES, problems=problems)
     assert problems.count("error") == 1 and [r["image_id"] for r in records][0] == "im0"
+    assert list(problems.counts) == [("error", KINDS.get(case, "bad_object"))]
 
 
 def test_inverted_and_outside_boxes_dropped_and_counted(corpus, tmp_path, caplog):

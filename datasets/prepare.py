@@ -1,0 +1,11 @@
+#!/usr/bin/env python
+"""Lay out COCO / VOC archives, or generate litedet_shapes.
+
+`detection.cli.prepare_datasets`, installed as ``litedet-prepare-datasets``.
+"""
+import sys
+
+from detection.cli.prepare_datasets import main
+
+if __name__ == "__main__":
+    sys.exit(main())
