@@ -13,8 +13,6 @@ from typing import Dict, List, Optional, Sequence
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from .fuse import fuse_model, refuse_training_if_fused
-
 __all__ = ["ShapeSpec", "Backbone", "Stage", "freeze_module"]
 
 
@@ -82,9 +80,6 @@ class Backbone(nn.Module):
         self._stage_channels: Dict[str, int] = {}
         self._stage_strides: Dict[str, int] = {}
         self._out_features: List[str] = []
-        #: set by `fuse`: BatchNorm folded, channels-last inference path (eval only)
-        self.fused = False
-        self.fused_nhwc = True
 
     # ------------------------------------------------------------------ set-up
     def _init_stages(
@@ -142,8 +137,8 @@ class Backbone(nn.Module):
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         if x.dim() != 4:
             raise ValueError(f"{type(self).__name__} expects NCHW input, got shape {tuple(x.shape)}")
-        # A fused model needs no input conversion: its channels-last stem weights make the
-        # first conv write channels-last output (cheaper than converting a 3-channel image).
+        # A channels-last fused model needs no input conversion: its channels-last stem weights
+        # make the first conv write channels-last output (cheaper than converting the image).
         outputs: Dict[str, Tensor] = OrderedDict()
         remaining = set(self._out_features)
         for name, stage in self.stages.items():
@@ -161,10 +156,14 @@ class Backbone(nn.Module):
         ShuffleNet v2 units, channels-last weights and activations. Outputs equal the
         unfused model's up to float rounding. Returns a fused copy (``inplace=False``,
         the default) or fuses this model; ``channels_last=False`` keeps NCHW (for ONNX
-        export). See `backbones.fuse.fuse_model`."""
+        export). See `backbones.fast.fuse_model`."""
+        from .fast import fuse_model  # the fast paths import the families, which import this module
+
         return fuse_model(self, inplace=inplace, channels_last=channels_last)
 
     def train(self, mode: bool = True) -> "Backbone":
+        from .fast import refuse_training_if_fused
+
         refuse_training_if_fused(self, mode)
         return super().train(mode)
 

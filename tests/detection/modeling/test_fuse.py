@@ -1,4 +1,5 @@
-"""Detector inference fast path: `RCNN.fuse` and the RPN's early-stopping NMS."""
+"""Detector inference fast path: `RCNN.fuse` and the RPN's early-stopping NMS (the heads'
+inference module itself: test_fast_heads.py)."""
 from __future__ import annotations
 
 import pytest
@@ -6,11 +7,10 @@ import torch
 from torchvision.ops import batched_nms, nms
 from torchvision.ops import FrozenBatchNorm2d
 
-from backbones.fuse import WINOGRAD_MIN_CHANNELS, count_batchnorms
-from backbones.winograd import WinogradConv3x3
+from backbones.fast import FusedShuffleV2Block, count_batchnorms, is_fused
 from detection.config import get_cfg
 from detection.modeling import build_model
-from detection.modeling.roi_heads import FastRCNNPredictor
+from detection.modeling.fast_heads import ScoredPairRoIHeads
 from detection.modeling.rpn import batched_nms_topk, nms_topk
 
 CASES = [
@@ -60,10 +60,11 @@ def test_fused_detector_equals_unfused(meta, fpn, backbone, norm):
     model = tiny_detector(meta, fpn, backbone, norm)
     fused = model.fuse()
     assert count_batchnorms(fused) == 0 and count_batchnorms(model) > 0
-    conv = model.rpn.head.conv
-    wide = min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
-    assert isinstance(fused.rpn.head.conv, WinogradConv3x3) is wide
-    assert not any(isinstance(m, WinogradConv3x3) for m in model.fuse(channels_last=False).modules())  # export form
+    assert isinstance(fused.roi_heads, ScoredPairRoIHeads) and is_fused(fused) and not is_fused(model)
+    # every ShuffleNet v2 unit swapped, the C4 box head's (inside the RoI heads) included
+    units = [m for m in fused.roi_heads.box_head.modules() if isinstance(m, FusedShuffleV2Block)]
+    assert bool(units) is (meta == "FasterRCNN" and not fpn and backbone.startswith("shufflenet_v2"))
+    assert not any(isinstance(m, FusedShuffleV2Block) for m in model.fuse(channels_last=False).modules())  # export form
     image = torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     inputs = [{"image": image, "height": 128, "width": 160}]
     with torch.no_grad():
@@ -110,18 +111,15 @@ def test_fused_detections_equal_unfused_at_score_thresholds(score_thresh, detect
     torch.testing.assert_close(out["boxes"], ref["boxes"], atol=1e-3, rtol=1e-4)
 
 
-# none; per-class GEMMs; one GEMM over all RoIs; one GEMM over the 20 RoIs involved
 def test_fused_heads_trace_the_dense_path(monkeypatch):
     """Tracing (ONNX / TorchScript export) must not bake in a data-dependent pair count."""
     import torchvision
 
-    from detection.modeling.roi_heads import LiteRoIHeads
-
     model = tiny_detector("LightHeadRCNN", False, "shufflenet_v2_0.5x", "FrozenBN")
     fused = model.fuse(channels_last=False)
     calls = []
-    original = LiteRoIHeads._detect_scored_pairs
-    monkeypatch.setattr(LiteRoIHeads, "_detect_scored_pairs", lambda *a: calls.append(1) or original(*a))
+    original = ScoredPairRoIHeads._detect_scored_pairs
+    monkeypatch.setattr(ScoredPairRoIHeads, "_detect_scored_pairs", lambda *a: calls.append(1) or original(*a))
     image = torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     inputs = [{"image": image, "height": 128, "width": 160}]
     with torch.no_grad():
@@ -132,24 +130,6 @@ def test_fused_heads_trace_the_dense_path(monkeypatch):
     assert calls == [1] and len(out["boxes"]) > 0
 
 
-# every branch: no pair; per-class GEMMs; dense over all rows and classes; dense over the
-# rows involved; dense over the classes present; dense over a block of both
-@pytest.mark.parametrize(
-    "pairs,roi_range,class_range",
-    [(0, 200, 81), (100, 200, 81), (3000, 200, 81), (300, 40, 81), (600, 200, 5), (40, 30, 5)],
-)
-def test_class_box_deltas(pairs, roi_range, class_range):
-    g = torch.Generator().manual_seed(pairs)
-    predictor = FastRCNNPredictor(32, 80).eval()
-    torch.nn.init.normal_(predictor.bbox_pred.weight, generator=g)
-    torch.nn.init.normal_(predictor.bbox_pred.bias, generator=g)
-    x = torch.randn(200, 32, generator=g)
-    rows = torch.randint(0, roi_range, (pairs,), generator=g)
-    classes = torch.randint(0, class_range, (pairs,), generator=g)
-    expected = predictor.bbox_pred(x).view(200, 81, 4)[rows, classes]
-    torch.testing.assert_close(predictor.class_box_deltas(x, rows, classes), expected, atol=1e-5, rtol=1e-5)
-
-
 def test_fused_detector_refuses_training():
     model = tiny_detector("LightHeadRCNN", False, "shufflenet_v2_0.5x", "FrozenBN")
     with pytest.raises(RuntimeError, match=r"call \.eval\(\) first"):
@@ -157,8 +137,11 @@ def test_fused_detector_refuses_training():
     fused = model.eval().fuse()
     with pytest.raises(RuntimeError, match="fused for inference"):
         fused.train()
-    assert fused.fused and not model.fused
-    assert model.fuse(inplace=True) is model
+    assert not any(m.training for m in fused.modules())  # refused before any submodule changed mode
+    assert is_fused(fused) and not is_fused(model)
+    twice = fused.fuse()
+    assert [n for n, _ in twice.named_modules()] == [n for n, _ in fused.named_modules()]  # idempotent
+    assert model.fuse(inplace=True) is model and is_fused(model)
 
 
 def random_boxes(n: int, seed: int):

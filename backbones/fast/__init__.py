@@ -1,0 +1,40 @@
+"""Inference fast paths: modules built from trained ones, swapped in by ``fuse()``.
+
+Every backbone-side fast path lives in this package (the detector heads' in
+`detection.modeling.fast_heads`); the training modules have one forward each and know
+nothing of it. ``model.eval().fuse()`` (`Backbone.fuse`, `ImageClassifier.fuse`,
+`detection.modeling.RCNN.fuse`) calls `fuse_model`:
+
+- `fold`: every conv -> BatchNorm pair becomes one `FoldedConv2d`;
+- `shufflenet_v2`: `FusedShuffleV2Block.from_block` for channels-last inference;
+- `inference`: `InferenceModule`, the base of all of them (``train()`` raises), and
+  `swap_modules`, which replaces trained modules by their inference form.
+
+A new fast path: an `InferenceModule` subclass with a ``from_<trained>`` constructor, an
+entry in `CHANNELS_LAST_MODULES` (or in the detector's table), a test that its outputs
+equal the trained module's, and a line in ``benchmarks/fast_paths.py`` showing that it
+earns at least 5% on the whole classifier or detector.
+"""
+from .fold import BatchNorm, FoldedConv2d, bn_scale_shift, count_batchnorms, fold_batchnorms, fuse_conv_affine, fuse_conv_bn
+from .fuse import CHANNELS_LAST_MODULES, fuse_model
+from .inference import InferenceModule, ModuleBuilders, is_fused, refuse_training_if_fused, swap_modules
+from .shufflenet_v2 import FusedShuffleV2Block, NHWCConvChain
+
+__all__ = [
+    "BatchNorm",
+    "FoldedConv2d",
+    "bn_scale_shift",
+    "count_batchnorms",
+    "fold_batchnorms",
+    "fuse_conv_affine",
+    "fuse_conv_bn",
+    "CHANNELS_LAST_MODULES",
+    "fuse_model",
+    "InferenceModule",
+    "ModuleBuilders",
+    "is_fused",
+    "refuse_training_if_fused",
+    "swap_modules",
+    "FusedShuffleV2Block",
+    "NHWCConvChain",
+]
