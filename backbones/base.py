@@ -13,6 +13,8 @@ from typing import Dict, List, Optional, Sequence
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from .fast import fuse_model, refuse_training_if_fused
+
 __all__ = ["ShapeSpec", "Backbone", "Stage", "freeze_module"]
 
 
@@ -152,18 +154,14 @@ class Backbone(nn.Module):
 
     # ---------------------------------------------------------------- editing
     def fuse(self, inplace: bool = False, channels_last: bool = True) -> "Backbone":
-        """Inference fast path (eval mode only): BatchNorm folded into the convs, fused
-        ShuffleNet v2 units, channels-last weights and activations. Outputs equal the
-        unfused model's up to float rounding. Returns a fused copy (``inplace=False``,
-        the default) or fuses this model; ``channels_last=False`` keeps NCHW (for ONNX
-        export). See `backbones.fast.fuse_model`."""
-        from .fast import fuse_model  # the fast paths import the families, which import this module
-
+        """Inference fast path (eval mode only): BatchNorm folded into the convs,
+        channels-last weights and activations. Outputs equal the unfused model's up to
+        float rounding. Returns a fused copy (``inplace=False``, the default) or fuses this
+        model; ``channels_last=False`` keeps NCHW (for ONNX export). The result refuses
+        ``train()``. See `backbones.fast.fuse_model`."""
         return fuse_model(self, inplace=inplace, channels_last=channels_last)
 
     def train(self, mode: bool = True) -> "Backbone":
-        from .fast import refuse_training_if_fused
-
         refuse_training_if_fused(self, mode)
         return super().train(mode)
 

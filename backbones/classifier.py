@@ -11,6 +11,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .base import Backbone
+from .fast import fuse_model, refuse_training_if_fused
 from .registry import build_backbone
 
 __all__ = ["ImageClassifier", "build_classifier"]
@@ -33,13 +34,9 @@ class ImageClassifier(nn.Module):
 
     def fuse(self, inplace: bool = False, channels_last: bool = True) -> "ImageClassifier":
         """Inference fast path of the whole classifier (see `Backbone.fuse`)."""
-        from .fast import fuse_model  # the fast paths import the families, which import this module
-
         return fuse_model(self, inplace=inplace, channels_last=channels_last)
 
     def train(self, mode: bool = True) -> "ImageClassifier":
-        from .fast import refuse_training_if_fused
-
         refuse_training_if_fused(self, mode)
         return super().train(mode)
 

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Backbone, Stage
-from .layers import SqueezeExcite, conv_bn
+from .layers import SqueezeExcite, conv_bn, interleave_channels
 from .registry import PaperFigures, register_variant
 
 __all__ = ["ShuffleV2Block", "ShuffleNetV2", "STAGE_OUT_CHANNELS", "release_channel_order"]
@@ -153,9 +153,7 @@ class ShuffleV2Block(nn.Module):
             parts = (self.branch1(x), self._main(x))
         if self.channel_order is not None:
             return torch.cat(parts, dim=1).index_select(1, self.channel_order)
-        # channel_shuffle(cat(a, b), 2) puts a[i] at channel 2i and b[i] at 2i + 1: one
-        # interleaving copy instead of a concat and a shuffle copy
-        return torch.stack(parts, dim=2).flatten(1, 2)
+        return interleave_channels(*parts)  # concat + channel shuffle in one copy
 
 
 class ShuffleNetV2(Backbone):

@@ -7,16 +7,15 @@ from typing import Optional, TypeVar
 import torch
 from torch import nn
 
-from ..shufflenet_v2 import ShuffleV2Block
 from .fold import fold_batchnorms
 from .inference import ModuleBuilders, swap_modules
-from .shufflenet_v2 import FusedShuffleV2Block
+from .winograd import winograd_if_wide
 
 __all__ = ["fuse_model", "CHANNELS_LAST_MODULES"]
 
-#: the inference modules of the channels-last form (the NCHW export form keeps the trained
-#: modules, BN folded)
-CHANNELS_LAST_MODULES: ModuleBuilders = {ShuffleV2Block: FusedShuffleV2Block.from_block}
+#: the inference modules of the channels-last form: the wide dense 3x3 convs (the RPN's) as
+#: Winograd F(4x4, 3x3) on CPU. The NCHW export form keeps the trained modules, BN folded.
+CHANNELS_LAST_MODULES: ModuleBuilders = {nn.Conv2d: winograd_if_wide}
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -27,11 +26,11 @@ def fuse_model(
     """The inference form of any model of this package (backbone, classifier, detector).
 
     Folds every BatchNorm into its conv (`FoldedConv2d`), and with ``channels_last`` swaps
-    in the channels-last inference modules (`CHANNELS_LAST_MODULES`: fused ShuffleNet v2
-    units) and stores 4-d weights channels-last (depthwise convs and max-pools are several
-    times faster on NHWC data on CPU); ``channels_last=False`` keeps NCHW, the form to
-    export to ONNX (whose convs are NCHW). ``modules`` adds inference modules for both
-    forms (a detector's heads). ``model`` must be in eval mode; the result refuses
+    in the channels-last inference modules (`CHANNELS_LAST_MODULES`: Winograd for the wide
+    dense 3x3 convs on CPU) and stores 4-d weights channels-last (depthwise convs and
+    max-pools are several times faster on NHWC data on CPU); ``channels_last=False`` keeps
+    NCHW and plain convs, the form to export to ONNX (whose convs are NCHW). ``modules``
+    adds inference modules for both forms (a detector's heads). ``model`` must be in eval mode; the result refuses
     ``train()``. Returns a fused deep copy, or ``model`` itself fused when ``inplace``.
     Idempotent: fusing a fused model changes nothing.
     """

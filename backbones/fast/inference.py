@@ -47,7 +47,8 @@ def swap_modules(module: nn.Module, builders: ModuleBuilders) -> nn.Module:
     """Replace (in place) every submodule whose exact type has a builder by what the
     builder makes of it, the replacements' own submodules included (a detector's RoI heads
     hold the C4 box head's units); returns ``module`` itself or, when its own type has a
-    builder, its replacement. Subclasses are not swapped: a builder knows one layout."""
+    builder, its replacement. Subclasses are not swapped: a builder knows one layout. A
+    replacement must not hold a module of a type it replaces (it would be swapped again)."""
     build = builders.get(type(module))
     if build is not None:
         module = build(module)

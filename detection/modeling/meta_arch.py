@@ -55,9 +55,10 @@ class RCNN(GeneralizedRCNN):
 
     def fuse(self, inplace: bool = False, channels_last: bool = True) -> "RCNN":
         """Inference fast path (eval mode only): every BatchNorm (backbone and C4 box head)
-        folded into its conv, fused ShuffleNet v2 units, channels-last weights and feature
-        maps (``channels_last=False``: NCHW, the form to export), box deltas only for the
-        (RoI, class) pairs above the score threshold (`fast_heads.ScoredPairRoIHeads`).
+        folded into its conv, channels-last weights and feature maps with the wide dense
+        3x3 convs (the RPN's) as Winograd F(4x4, 3x3) on CPU (``channels_last=False``: NCHW
+        and plain convs, the form to export), box deltas only for the (RoI, class) pairs
+        above the score threshold (`fast_heads.ScoredPairRoIHeads`).
         Detections equal the unfused model's up to float rounding. Returns a fused copy,
         or fuses this model when ``inplace``; the result refuses ``train()`` (see
         `backbones.fast.fuse_model`)."""

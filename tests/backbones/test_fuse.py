@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 import backbones
-from backbones.fast import FoldedConv2d, FusedShuffleV2Block, count_batchnorms, is_fused
+from backbones.fast import FoldedConv2d, count_batchnorms, fuse_model, is_fused
 from backbones.registry import get_variant
 from backbones.shufflenet_v2 import ShuffleV2Block
 
@@ -62,11 +63,37 @@ def test_fused_shufflenet_v2_layouts(channels_last, build):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(fused(x)["conv5"], net(x)["conv5"], atol=1e-4, rtol=1e-4)
-    units = sum(isinstance(m, ShuffleV2Block) for m in net.modules())
-    # channels-last: every unit swapped for its inference form; NCHW (export): the trained units, BN folded
-    assert sum(isinstance(m, FusedShuffleV2Block) for m in fused.modules()) == (units if channels_last else 0)
-    assert sum(isinstance(m, ShuffleV2Block) for m in fused.modules()) == (0 if channels_last else units)
     assert fused.stages["stem"].conv1[0].weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+    if channels_last:  # the units keep the activations channels-last from stem to conv5
+        assert fused(x)["conv5"].is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.fixture
+def unit_pair(randomize_norms):
+    def unit_pair(shortcut_channels=None, **kwargs) -> nn.Sequential:
+        """A stride-2 unit followed by a stride-1 unit: the second splits what the first interleaved."""
+        first = ShuffleV2Block(24, 48, 2, shortcut_channels=shortcut_channels, **kwargs)
+        return randomize_norms(nn.Sequential(first, ShuffleV2Block(48, 48, 1, **kwargs))).eval()
+
+    return unit_pair
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"extra_dw": True}, {"use_se": True}, {"residual": True}, {"shortcut_channels": 16}]
+)
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_fused_units_equal_unfused(kwargs, channels_last, unit_pair):
+    pair = unit_pair(**kwargs)
+    fused = fuse_model(pair, channels_last=channels_last)
+    x = torch.randn(2, 24, 16, 12)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref, out = pair(x), fused(x)
+        # NCHW input to the channels-last form (a C4 head's pooled RoIs) is still correct
+        torch.testing.assert_close(fused(x.contiguous()), ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
 
 
 def test_fuse_refuses_training_and_is_idempotent():
@@ -87,14 +114,13 @@ def test_fuse_refuses_training_and_is_idempotent():
     assert net.fuse(inplace=True) is net and is_fused(net)
 
 
-def test_inference_modules_refuse_training_on_their_own(build):
-    """A part taken out of a fused model (here a stage) still refuses training."""
-    stage = build("shufflenet_v2_0.5x").fuse().stages["stage2"]
-    with pytest.raises(RuntimeError, match="FusedShuffleV2Block was fused for inference"):
-        stage.train()
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_parts_of_a_fused_model_refuse_training(channels_last, build):
+    """A part taken out of a fused model (here a stage) still refuses training: its folded convs do."""
+    fused = build("mobilenet_v2_0.5x").fuse(channels_last=channels_last)
+    assert isinstance(fused.stages["stem"][0][0], FoldedConv2d)
     with pytest.raises(RuntimeError, match="FoldedConv2d was fused for inference"):
-        build("mobilenet_v2_0.5x").fuse().stages["stem"].train()
-    assert isinstance(build("mobilenet_v2_0.5x").fuse(channels_last=False).stages["stem"][0][0], FoldedConv2d)
+        fused.stages["stage2"].train()
 
 
 def test_fused_classifier_equals_unfused(randomize_norms):

@@ -7,7 +7,7 @@ import torch
 from torchvision.ops import batched_nms, nms
 from torchvision.ops import FrozenBatchNorm2d
 
-from backbones.fast import FusedShuffleV2Block, count_batchnorms, is_fused
+from backbones.fast import WINOGRAD_MIN_CHANNELS, WinogradConv3x3, count_batchnorms, is_fused
 from detection.config import get_cfg
 from detection.modeling import build_model
 from detection.modeling.fast_heads import ScoredPairRoIHeads
@@ -61,10 +61,10 @@ def test_fused_detector_equals_unfused(meta, fpn, backbone, norm):
     fused = model.fuse()
     assert count_batchnorms(fused) == 0 and count_batchnorms(model) > 0
     assert isinstance(fused.roi_heads, ScoredPairRoIHeads) and is_fused(fused) and not is_fused(model)
-    # every ShuffleNet v2 unit swapped, the C4 box head's (inside the RoI heads) included
-    units = [m for m in fused.roi_heads.box_head.modules() if isinstance(m, FusedShuffleV2Block)]
-    assert bool(units) is (meta == "FasterRCNN" and not fpn and backbone.startswith("shufflenet_v2"))
-    assert not any(isinstance(m, FusedShuffleV2Block) for m in model.fuse(channels_last=False).modules())  # export form
+    conv = model.rpn.head.conv
+    wide = min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
+    assert isinstance(fused.rpn.head.conv, WinogradConv3x3) is wide
+    assert not any(isinstance(m, WinogradConv3x3) for m in model.fuse(channels_last=False).modules())  # export form
     image = torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     inputs = [{"image": image, "height": 128, "width": 160}]
     with torch.no_grad():
