@@ -10,11 +10,12 @@ Target 2: Light-Head R-CNN ShuffleNet v2 1.0x (configs/COCO-LightHead), 800x1200
   achieved GFLOP/s >= 50% of a single-thread fp32 GEMM measured in the same run.
   Paths timed in the same rounds: fused eager (``model.fuse()``: Winograd RPN conv, box
   deltas for scored pairs only) with its dense part (backbone, neck, RPN head) compiled by
-  ``torch.compile`` (inductor, freezing) or not, the fused path without Winograd / scored
-  pairs, unfused eager, and the whole fused detector exported to ONNX Runtime; the best
-  one is the target line. Random weights score no (RoI, class) pair above the threshold,
-  so the same best path is also timed with a classifier that scores 19 classes of every
-  RoI above it (the most the 0.05 threshold allows): the head's work for any weights.
+  ``torch.compile`` (inductor, freezing) or not, the fused path with every box delta (the
+  backbone-side ``fuse_model`` only), unfused eager, and the whole fused detector exported
+  to ONNX Runtime; the best one is the target line. Random weights score no (RoI, class)
+  pair above the threshold, so the same best path is also timed with a classifier that
+  scores 19 classes of every RoI above it (the most the 0.05 threshold allows): the head's
+  work for any weights.
 Also: position-sensitive RoIAlign, our regrouped roi_align form vs torchvision's op.
 
 Every round runs each contestant once, in turn (ours, reference, ...), and the medians over
@@ -46,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import backbones  # noqa: E402
-from backbones import shufflenet_v2  # noqa: E402
+from backbones.fast import fuse_model  # noqa: E402
 from detection.config.config import load_config  # noqa: E402
 from detection.modeling.fast_heads import class_box_deltas  # noqa: E402
 from detection.modeling.meta_arch import build_model  # noqa: E402
