@@ -3,7 +3,7 @@ ones are in `backbones.fast`): `ScoredPairRoIHeads` computes box deltas, decodin
 only for the (RoI, class) pairs that can become detections."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -68,7 +68,7 @@ class ScoredPairRoIHeads(InferenceModule, LiteRoIHeads):
     stops once ``detections_per_img`` boxes are kept). Same detections as torchvision's
     `postprocess_detections` (the deltas of a pair are the same dot products, up to float
     rounding; exactly tied scores may come in another order). Traced, compiled or exported,
-    it runs the trained heads' dense forward: the pair count depends on the data.
+    it runs the trained heads' dense `detect`: the pair count depends on the data.
     """
 
     @classmethod
@@ -96,26 +96,15 @@ class ScoredPairRoIHeads(InferenceModule, LiteRoIHeads):
             ohem_topk=heads.ohem_topk,
         ).eval()
 
-    def forward(
-        self,
-        features: Dict[str, Tensor],
-        proposals: List[Tensor],
-        image_shapes: List[Tuple[int, int]],
-        targets: Optional[List[Dict[str, Tensor]]] = None,
-    ) -> Tuple[List[Dict[str, Tensor]], Dict[str, Tensor]]:
-        if exporting():
-            return super().forward(features, proposals, image_shapes, targets)
-        box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
-        boxes, scores, labels = self._detect_scored_pairs(box_features, proposals, image_shapes)
-        return [{"boxes": b, "scores": s, "labels": lbl} for b, s, lbl in zip(boxes, scores, labels)], {}
-
-    def _detect_scored_pairs(
+    def detect(
         self, box_features: Tensor, proposals: List[Tensor], image_shapes: List[Tuple[int, int]]
-    ) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
+    ) -> List[Dict[str, Tensor]]:
+        if exporting():
+            return super().detect(box_features, proposals, image_shapes)
         predictor: FastRCNNPredictor = self.box_predictor
         x = box_features.flatten(1)
         scores_all = F.softmax(predictor.cls_score(x), -1)
-        out_boxes, out_scores, out_labels = [], [], []
+        detections = []
         start = 0
         for props, image_shape in zip(proposals, image_shapes):
             rows = slice(start, start + len(props))
@@ -129,10 +118,8 @@ class ScoredPairRoIHeads(InferenceModule, LiteRoIHeads):
             keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
             boxes, scores, cls = boxes[keep], scores[keep], cls[keep]
             keep = batched_nms_topk(boxes, scores, cls, self.nms_thresh, self.detections_per_img)
-            out_boxes.append(boxes[keep])
-            out_scores.append(scores[keep])
-            out_labels.append(cls[keep])
-        return out_boxes, out_scores, out_labels
+            detections.append({"boxes": boxes[keep], "scores": scores[keep], "labels": cls[keep]})
+        return detections
 
 
 #: the detector heads' inference modules (`backbones.fast.fuse_model`'s ``modules``)

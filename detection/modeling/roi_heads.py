@@ -92,23 +92,28 @@ class LiteRoIHeads(RoIHeads):
             if targets is None:
                 raise ValueError("targets are required in training mode")
             proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
-        box_features = self.box_roi_pool(features, proposals, image_shapes)
-        box_features = self.box_head(box_features)
+        box_features = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
+        if not self.training:
+            return self.detect(box_features, proposals, image_shapes), {}
         class_logits, box_regression = self.box_predictor(box_features)
+        losses = fast_rcnn_losses(
+            class_logits,
+            box_regression,
+            labels,
+            regression_targets,
+            box_loss_weight=self.box_loss_weight,
+            ohem_topk=self.ohem_topk,
+        )
+        return [], losses
 
-        if self.training:
-            losses = fast_rcnn_losses(
-                class_logits,
-                box_regression,
-                labels,
-                regression_targets,
-                box_loss_weight=self.box_loss_weight,
-                ohem_topk=self.ohem_topk,
-            )
-            return [], losses
-        boxes, scores, labels_out = self.postprocess_detections(class_logits, box_regression, proposals, image_shapes)
-        results = [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels_out)]
-        return results, {}
+    def detect(
+        self, box_features: Tensor, proposals: List[Tensor], image_shapes: List[Tuple[int, int]]
+    ) -> List[Dict[str, Tensor]]:
+        """Test time: the detections of each image from its RoIs' box-head features
+        (torchvision's decoding, score threshold, NMS per class and top-k)."""
+        class_logits, box_regression = self.box_predictor(box_features)
+        boxes, scores, labels = self.postprocess_detections(class_logits, box_regression, proposals, image_shapes)
+        return [{"boxes": b, "scores": s, "labels": lbl} for b, s, lbl in zip(boxes, scores, labels)]
 
 
 class C4BoxHead(nn.Module):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from torchvision.ops import batched_nms, nms
-from torchvision.ops import FrozenBatchNorm2d
 
 from backbones.fast import WINOGRAD_MIN_CHANNELS, WinogradConv3x3, count_batchnorms, is_fused
 from detection.config import get_cfg
@@ -21,7 +20,15 @@ CASES = [
 ]
 
 
-def tiny_detector(meta: str, fpn: bool, backbone: str, norm: str):
+@pytest.fixture
+def tiny_detector(randomize_norms):
+    def build(meta: str, fpn: bool, backbone: str, norm: str):
+        return randomize_norms(build_model(tiny_config(meta, fpn, backbone, norm))).eval()
+
+    return build
+
+
+def tiny_config(meta: str, fpn: bool, backbone: str, norm: str):
     cfg = get_cfg()
     cfg.MODEL.META_ARCHITECTURE = meta
     cfg.MODEL.BACKBONE.NAME = backbone
@@ -42,21 +49,12 @@ def tiny_detector(meta: str, fpn: bool, backbone: str, norm: str):
     cfg.MODEL.LIGHT_HEAD.CHANNELS_PER_BIN = 2
     cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 8
     cfg.TEST.DETECTIONS_PER_IMAGE = 20
-    model = build_model(cfg)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d)):
-                n = m.running_mean.numel()
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-    return model.eval()
+    return cfg
 
 
 @pytest.mark.parametrize("norm", ["FrozenBN", "BN"])
 @pytest.mark.parametrize("meta,fpn,backbone", CASES)
-def test_fused_detector_equals_unfused(meta, fpn, backbone, norm):
+def test_fused_detector_equals_unfused(meta, fpn, backbone, norm, tiny_detector):
     model = tiny_detector(meta, fpn, backbone, norm)
     fused = model.fuse()
     assert count_batchnorms(fused) == 0 and count_batchnorms(model) > 0
@@ -86,7 +84,7 @@ def test_fused_detector_equals_unfused(meta, fpn, backbone, norm):
 
 
 @pytest.mark.parametrize("score_thresh,detections_per_img", [(0.0, 100), (0.3, 100), (0.99, 100), (0.0, 7)])
-def test_fused_detections_equal_unfused_at_score_thresholds(score_thresh, detections_per_img):
+def test_fused_detections_equal_unfused_at_score_thresholds(score_thresh, detections_per_img, tiny_detector):
     """The fused heads compute box deltas only for pairs above the score threshold, and
     stop NMS once ``detections_per_img`` boxes are kept."""
     torch.manual_seed(0)
@@ -111,26 +109,30 @@ def test_fused_detections_equal_unfused_at_score_thresholds(score_thresh, detect
     torch.testing.assert_close(out["boxes"], ref["boxes"], atol=1e-3, rtol=1e-4)
 
 
-def test_fused_heads_trace_the_dense_path(monkeypatch):
-    """Tracing (ONNX / TorchScript export) must not bake in a data-dependent pair count."""
-    import torchvision
+def test_fused_heads_trace_the_dense_path(tiny_detector):
+    """Tracing (ONNX / TorchScript export) must not bake in a data-dependent pair count:
+    the traced graph runs the dense heads (no gather of scored pairs, no ``unique``) and
+    gives another image the detections that eager PyTorch gives it."""
+    from detection.deploy.wrappers import TracingDetector
 
     model = tiny_detector("LightHeadRCNN", False, "shufflenet_v2_0.5x", "FrozenBN")
-    fused = model.fuse(channels_last=False)
-    calls = []
-    original = ScoredPairRoIHeads._detect_scored_pairs
-    monkeypatch.setattr(ScoredPairRoIHeads, "_detect_scored_pairs", lambda *a: calls.append(1) or original(*a))
-    image = torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    inputs = [{"image": image, "height": 128, "width": 160}]
+    with torch.no_grad():  # spread the class scores so that the threshold selects a data-dependent subset
+        model.roi_heads.box_predictor.cls_score.weight.mul_(300)
+        model.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([0.0, 1.5, 0.5, -1.0]))
+    model.roi_heads.score_thresh = 0.3
+    model.roi_heads.detections_per_img = 100
+    fused = TracingDetector(model.fuse(channels_last=False))
+    first, second = (torch.rand(1, 3, 128, 160, generator=torch.Generator().manual_seed(s)) * 255 for s in (0, 1))
     with torch.no_grad():
-        fused(inputs)
-        assert calls == [1]
-        monkeypatch.setattr(torchvision, "_is_tracing", lambda: True)
-        out = fused(inputs)[0]
-    assert calls == [1] and len(out["boxes"]) > 0
+        traced = torch.jit.trace(fused, first, check_trace=False)
+        expected, out = fused(second), traced(second)
+    assert "unique" not in str(traced.inlined_graph)
+    assert 0 < len(expected[0]) < 3 * 30  # some of the 30 RoIs x 3 classes pass the threshold, not all
+    for a, b in zip(out, expected):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-4)
 
 
-def test_fused_detector_refuses_training():
+def test_fused_detector_refuses_training(tiny_detector):
     model = tiny_detector("LightHeadRCNN", False, "shufflenet_v2_0.5x", "FrozenBN")
     with pytest.raises(RuntimeError, match=r"call \.eval\(\) first"):
         model.train().fuse()
@@ -176,7 +178,7 @@ def test_batched_nms_topk_equals_torchvision(n, groups, topk, clustered):
     assert torch.equal(batched_nms_topk(boxes, scores, labels, 0.5, topk), expected)
 
 
-def test_rpn_filter_proposals_equals_torchvision():
+def test_rpn_filter_proposals_equals_torchvision(tiny_detector):
     model = tiny_detector("FasterRCNN", True, "shufflenet_v1_g3_0.5x", "FrozenBN")
     rpn = model.rpn
     rpn._pre_nms_top_n["testing"], rpn._post_nms_top_n["testing"] = 500, 100
@@ -195,7 +197,7 @@ def test_rpn_filter_proposals_equals_torchvision():
 
 
 @pytest.mark.slow
-def test_compiled_dense_part_equals_eager():
+def test_compiled_dense_part_equals_eager(tiny_detector):
     """The benchmark's fastest path: inductor (freezing) over the fused backbone, neck and RPN head."""
     import torch._inductor.config as inductor_config
 
