@@ -23,33 +23,29 @@ CASES = [
 @pytest.fixture
 def tiny_detector(randomize_norms):
     def build(meta: str, fpn: bool, backbone: str, norm: str):
-        return randomize_norms(build_model(tiny_config(meta, fpn, backbone, norm))).eval()
+        cfg = get_cfg()
+        cfg.MODEL.META_ARCHITECTURE = meta
+        cfg.MODEL.BACKBONE.NAME = backbone
+        cfg.MODEL.BACKBONE.NORM = norm
+        cfg.MODEL.BACKBONE.FREEZE_AT = 2
+        if fpn:
+            cfg.MODEL.FPN.ENABLED = True
+            cfg.MODEL.FPN.OUT_CHANNELS = 32
+            cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[16], [32], [64], [128]]
+            cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 64
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0  # keep detections so they can be compared
+        cfg.MODEL.RPN.HEAD_CONV_DIM = 64  # wide enough for the fused RPN conv to run as Winograd
+        cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 300
+        cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 30
+        cfg.MODEL.LIGHT_HEAD.FC_DIM = 64
+        cfg.MODEL.LIGHT_HEAD.MID_CHANNELS = 16
+        cfg.MODEL.LIGHT_HEAD.CHANNELS_PER_BIN = 2
+        cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 8
+        cfg.TEST.DETECTIONS_PER_IMAGE = 20
+        return randomize_norms(build_model(cfg)).eval()
 
     return build
-
-
-def tiny_config(meta: str, fpn: bool, backbone: str, norm: str):
-    cfg = get_cfg()
-    cfg.MODEL.META_ARCHITECTURE = meta
-    cfg.MODEL.BACKBONE.NAME = backbone
-    cfg.MODEL.BACKBONE.NORM = norm
-    cfg.MODEL.BACKBONE.FREEZE_AT = 2
-    if fpn:
-        cfg.MODEL.FPN.ENABLED = True
-        cfg.MODEL.FPN.OUT_CHANNELS = 32
-        cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[16], [32], [64], [128]]
-        cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 64
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0  # keep detections so they can be compared
-    cfg.MODEL.RPN.HEAD_CONV_DIM = 64  # wide enough for the fused RPN conv to run as Winograd
-    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 300
-    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 30
-    cfg.MODEL.LIGHT_HEAD.FC_DIM = 64
-    cfg.MODEL.LIGHT_HEAD.MID_CHANNELS = 16
-    cfg.MODEL.LIGHT_HEAD.CHANNELS_PER_BIN = 2
-    cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 8
-    cfg.TEST.DETECTIONS_PER_IMAGE = 20
-    return cfg
 
 
 @pytest.mark.parametrize("norm", ["FrozenBN", "BN"])
