@@ -30,9 +30,9 @@ def fuse_model(
     dense 3x3 convs on CPU) and stores 4-d weights channels-last (depthwise convs and
     max-pools are several times faster on NHWC data on CPU); ``channels_last=False`` keeps
     NCHW and plain convs, the form to export to ONNX (whose convs are NCHW). ``modules``
-    adds inference modules for both forms (a detector's heads). ``model`` must be in eval mode; the result refuses
-    ``train()``. Returns a fused deep copy, or ``model`` itself fused when ``inplace``.
-    Idempotent: fusing a fused model changes nothing.
+    adds inference modules for both forms (a detector's heads). ``model`` must be in eval
+    mode; the result refuses ``train()``. Returns a fused deep copy, or ``model`` itself
+    fused when ``inplace``. Idempotent: fusing a fused model changes nothing.
     """
     if model.training:
         raise RuntimeError(

@@ -21,8 +21,9 @@ def _training_refused(model: nn.Module) -> RuntimeError:
 class InferenceModule(nn.Module):
     """Base of the modules that ``fuse()`` builds from trained ones: eval mode only.
 
-    ``train()`` raises; ``eval()`` stays allowed. Subclasses build themselves from the trained
-    module (``from_block``, ``from_heads``, ...) and return an instance in eval mode.
+    ``train()`` raises; ``eval()`` stays allowed. Subclasses are built from the trained
+    module (``WinogradConv3x3(conv)``, ``ScoredPairRoIHeads.from_heads(heads)``, ...) and
+    the builders return them in eval mode.
     """
 
     def train(self, mode: bool = True) -> "InferenceModule":
@@ -45,8 +46,8 @@ def refuse_training_if_fused(model: nn.Module, mode: bool) -> None:
 
 def swap_modules(module: nn.Module, builders: ModuleBuilders) -> nn.Module:
     """Replace (in place) every submodule whose exact type has a builder by what the
-    builder makes of it, the replacements' own submodules included (a detector's RoI heads
-    hold the C4 box head's units); returns ``module`` itself or, when its own type has a
+    builder makes of it, the replacements' own submodules included (they may hold trained
+    modules that have an inference form too); returns ``module`` itself or, when its own type has a
     builder, its replacement. Subclasses are not swapped: a builder knows one layout. A
     replacement must not hold a module of a type it replaces (it would be swapped again)."""
     build = builders.get(type(module))

@@ -99,6 +99,7 @@ class ScoredPairRoIHeads(InferenceModule, LiteRoIHeads):
     def detect(
         self, box_features: Tensor, proposals: List[Tensor], image_shapes: List[Tuple[int, int]]
     ) -> List[Dict[str, Tensor]]:
+        """`LiteRoIHeads.detect` computing box deltas only for the scored pairs."""
         if exporting():
             return super().detect(box_features, proposals, image_shapes)
         predictor: FastRCNNPredictor = self.box_predictor
