@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from .fast import fuse_model, refuse_training_if_fused
+from .fast import check_trainable, fuse_model
 
 __all__ = ["ShapeSpec", "Backbone", "Stage", "freeze_module"]
 
@@ -139,8 +139,8 @@ class Backbone(nn.Module):
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         if x.dim() != 4:
             raise ValueError(f"{type(self).__name__} expects NCHW input, got shape {tuple(x.shape)}")
-        # A channels-last fused model needs no input conversion: its channels-last stem weights
-        # make the first conv write channels-last output (cheaper than converting the image).
+        # After fuse() (channels-last) no input conversion is needed: the channels-last stem
+        # weights make the first conv write channels-last output (cheaper than converting the image).
         outputs: Dict[str, Tensor] = OrderedDict()
         remaining = set(self._out_features)
         for name, stage in self.stages.items():
@@ -162,7 +162,7 @@ class Backbone(nn.Module):
         return fuse_model(self, inplace=inplace, channels_last=channels_last)
 
     def train(self, mode: bool = True) -> "Backbone":
-        refuse_training_if_fused(self, mode)
+        check_trainable(self, mode)
         return super().train(mode)
 
     def freeze(self, freeze_at: int = 0) -> "Backbone":

@@ -11,7 +11,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .base import Backbone
-from .fast import fuse_model, refuse_training_if_fused
+from .fast import check_trainable, fuse_model
 from .registry import build_backbone
 
 __all__ = ["ImageClassifier", "build_classifier"]
@@ -37,7 +37,7 @@ class ImageClassifier(nn.Module):
         return fuse_model(self, inplace=inplace, channels_last=channels_last)
 
     def train(self, mode: bool = True) -> "ImageClassifier":
-        refuse_training_if_fused(self, mode)
+        check_trainable(self, mode)
         return super().train(mode)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ it earns at least 5% on the whole classifier or detector (benchmarks/README.md).
 """
 from .fold import BatchNorm, FoldedConv2d, bn_scale_shift, count_batchnorms, fold_batchnorms, fuse_conv_affine, fuse_conv_bn
 from .fuse import CHANNELS_LAST_MODULES, fuse_model
-from .inference import InferenceModule, ModuleBuilders, is_fused, refuse_training_if_fused, swap_modules
+from .inference import InferenceModule, ModuleBuilders, check_trainable, is_fused, swap_modules
 from .winograd import WINOGRAD_MIN_CHANNELS, WinogradConv3x3, winograd_if_wide
 
 __all__ = [
@@ -34,8 +34,8 @@ __all__ = [
     "fuse_model",
     "InferenceModule",
     "ModuleBuilders",
+    "check_trainable",
     "is_fused",
-    "refuse_training_if_fused",
     "swap_modules",
     "WINOGRAD_MIN_CHANNELS",
     "WinogradConv3x3",

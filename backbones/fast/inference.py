@@ -5,7 +5,7 @@ from typing import Callable, Mapping
 
 from torch import nn
 
-__all__ = ["InferenceModule", "is_fused", "refuse_training_if_fused", "swap_modules", "ModuleBuilders"]
+__all__ = ["InferenceModule", "ModuleBuilders", "check_trainable", "is_fused", "swap_modules"]
 
 #: training module type -> function building its inference module from a trained instance
 ModuleBuilders = Mapping[type, Callable[[nn.Module], nn.Module]]
@@ -37,9 +37,10 @@ def is_fused(model: nn.Module) -> bool:
     return any(isinstance(m, InferenceModule) for m in model.modules())
 
 
-def refuse_training_if_fused(model: nn.Module, mode: bool) -> None:
-    """Raise the clear error for ``model.train()`` on a fused model before any submodule
-    changes mode (called by the ``train`` of the models that have a ``fuse()``)."""
+def check_trainable(model: nn.Module, mode: bool) -> None:
+    """Raise the clear error when ``mode`` asks to train a model holding inference modules,
+    before any submodule changes mode (called by the ``train`` of the models that have a
+    ``fuse()``)."""
     if mode and is_fused(model):
         raise _training_refused(model)
 

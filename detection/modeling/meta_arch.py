@@ -16,7 +16,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
 from backbones import Backbone, ShapeSpec
-from backbones.fast import fuse_model, refuse_training_if_fused
+from backbones.fast import check_trainable, fuse_model
 from backbones.registry import ReimportSafeRegistry
 
 from .backbone import build_backbone, convert_norm, resolve_norm, resolve_stage, stage_with_stride
@@ -65,7 +65,7 @@ class RCNN(GeneralizedRCNN):
         return fuse_model(self, inplace=inplace, channels_last=channels_last, modules=HEAD_MODULES)
 
     def train(self, mode: bool = True) -> "RCNN":
-        refuse_training_if_fused(self, mode)
+        check_trainable(self, mode)
         return super().train(mode)
 
     @property

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from backbones.fast import InferenceModule, is_fused, refuse_training_if_fused, swap_modules
+from backbones.fast import InferenceModule, check_trainable, is_fused, swap_modules
 
 
 class Doubler(InferenceModule):
@@ -46,10 +46,10 @@ def test_is_fused_and_the_training_refusal():
     plain = nn.Sequential(nn.Linear(2, 2))
     fused = nn.Sequential(nn.Linear(2, 2), Doubler(nn.Identity()))
     assert not is_fused(plain) and is_fused(fused)
-    refuse_training_if_fused(plain, True)
-    refuse_training_if_fused(fused, False)  # eval is allowed
+    check_trainable(plain, True)
+    check_trainable(fused, False)  # eval is allowed
     with pytest.raises(RuntimeError, match="this Sequential was fused for inference"):
-        refuse_training_if_fused(fused, True)
+        check_trainable(fused, True)
     with pytest.raises(RuntimeError, match="this Doubler was fused for inference"):
         fused.train()
     fused[1].eval()
