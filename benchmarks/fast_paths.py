@@ -7,10 +7,12 @@ weights, batch 1, eval mode, ``torch.inference_mode``, 1 thread). The variants a
 from `backbones.fast`'s parts (BN folding, the module tables, channels-last) exactly as
 ``fuse()`` combines them, one part left out. The order of the contestants rotates from
 round to round, so neither a slow phase of a shared machine nor a cache warmed by the
-previous contestant favours one of them. Reported per path: the ratio of the medians and
-the median of the per-round ratios (without / with: 1.05 means the path saves 5% of the
-whole model's time). A fast path stays in ``fuse()`` only if it earns at least
-``KEEP_THRESHOLD`` on the classifier or the detector (benchmarks/README.md).
+previous contestant favours one of them. Reported per path, in wall and CPU time (with
+one thread CPU time leaves out the waits for a core of a shared machine): the ratio of the
+medians, the median of the per-round ratios and the ratio of the fastest CPU times
+(without / with: 1.05 means the path saves 5% of the whole model's time). A fast path
+stays in ``fuse()`` only if it earns at least ``KEEP_THRESHOLD`` on the classifier or the
+detector (benchmarks/README.md).
 
     python benchmarks/fast_paths.py                       # both models (~6 min)
     python benchmarks/fast_paths.py --model classifier --rounds 300
