@@ -39,12 +39,13 @@ def fuse_model(
             f"{type(model).__name__}.fuse() is for inference: call .eval() first (folding freezes the "
             "BatchNorm statistics that training would update)"
         )
+    builders = {**(CHANNELS_LAST_MODULES if channels_last else {}), **(modules or {})}
+    if type(model) in builders:
+        raise TypeError(f"fuse_model swaps the modules inside a model, not the model itself ({type(model).__name__})")
     if not inplace:
         model = copy.deepcopy(model)
     fold_batchnorms(model)
-    builders = {**(CHANNELS_LAST_MODULES if channels_last else {}), **(modules or {})}
-    if swap_modules(model, builders) is not model:
-        raise TypeError(f"fuse_model swaps the modules inside a model, not the model itself ({type(model).__name__})")
+    swap_modules(model, builders)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     return model.eval()

@@ -1,11 +1,11 @@
-"""What the inference modules share (`backbones.fast.inference`): the swap, the training refusal."""
+"""What the inference modules share (`backbones.fast.inference`, `fuse_model`): the swap, the training refusal."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
-from backbones.fast import InferenceModule, check_trainable, is_fused, swap_modules
+from backbones.fast import InferenceModule, check_trainable, fuse_model, is_fused, swap_modules
 
 
 class Doubler(InferenceModule):
@@ -53,3 +53,10 @@ def test_is_fused_and_the_training_refusal():
     with pytest.raises(RuntimeError, match="this Doubler was fused for inference"):
         fused.train()
     fused[1].eval()
+
+
+def test_fuse_model_swaps_inside_a_model_only():
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).eval()
+    with pytest.raises(TypeError, match="not the model itself"):
+        fuse_model(conv)
+    assert fuse_model(conv, channels_last=False) is not conv  # no module of its type to swap in the NCHW form
