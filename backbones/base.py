@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 from torch import Tensor, nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from .fuse import fuse_model, refuse_training_if_fused
+from .fast import check_trainable, fuse_model
 
 __all__ = ["ShapeSpec", "Backbone", "Stage", "freeze_module"]
 
@@ -82,9 +82,6 @@ class Backbone(nn.Module):
         self._stage_channels: Dict[str, int] = {}
         self._stage_strides: Dict[str, int] = {}
         self._out_features: List[str] = []
-        #: set by `fuse`: BatchNorm folded, channels-last inference path (eval only)
-        self.fused = False
-        self.fused_nhwc = True
 
     # ------------------------------------------------------------------ set-up
     def _init_stages(
@@ -142,8 +139,8 @@ class Backbone(nn.Module):
     def forward(self, x: Tensor) -> Dict[str, Tensor]:
         if x.dim() != 4:
             raise ValueError(f"{type(self).__name__} expects NCHW input, got shape {tuple(x.shape)}")
-        # A fused model needs no input conversion: its channels-last stem weights make the
-        # first conv write channels-last output (cheaper than converting a 3-channel image).
+        # After fuse() (channels-last) no input conversion is needed: the channels-last stem
+        # weights make the first conv write channels-last output (cheaper than converting the image).
         outputs: Dict[str, Tensor] = OrderedDict()
         remaining = set(self._out_features)
         for name, stage in self.stages.items():
@@ -157,15 +154,15 @@ class Backbone(nn.Module):
 
     # ---------------------------------------------------------------- editing
     def fuse(self, inplace: bool = False, channels_last: bool = True) -> "Backbone":
-        """Inference fast path (eval mode only): BatchNorm folded into the convs, fused
-        ShuffleNet v2 units, channels-last weights and activations. Outputs equal the
-        unfused model's up to float rounding. Returns a fused copy (``inplace=False``,
-        the default) or fuses this model; ``channels_last=False`` keeps NCHW (for ONNX
-        export). See `backbones.fuse.fuse_model`."""
+        """Inference fast path (eval mode only): BatchNorm folded into the convs,
+        channels-last weights and activations. Outputs equal the unfused model's up to
+        float rounding. Returns a fused copy (``inplace=False``, the default) or fuses this
+        model; ``channels_last=False`` keeps NCHW (for ONNX export). The result refuses
+        ``train()``. See `backbones.fast.fuse_model`."""
         return fuse_model(self, inplace=inplace, channels_last=channels_last)
 
     def train(self, mode: bool = True) -> "Backbone":
-        refuse_training_if_fused(self, mode)
+        check_trainable(self, mode)
         return super().train(mode)
 
     def freeze(self, freeze_at: int = 0) -> "Backbone":

@@ -11,7 +11,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from .base import Backbone
-from .fuse import fuse_model, refuse_training_if_fused
+from .fast import check_trainable, fuse_model
 from .registry import build_backbone
 
 __all__ = ["ImageClassifier", "build_classifier"]
@@ -32,16 +32,12 @@ class ImageClassifier(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         return self.backbone(x)[self.feature_name]
 
-    @property
-    def fused(self) -> bool:
-        return self.backbone.fused
-
     def fuse(self, inplace: bool = False, channels_last: bool = True) -> "ImageClassifier":
         """Inference fast path of the whole classifier (see `Backbone.fuse`)."""
         return fuse_model(self, inplace=inplace, channels_last=channels_last)
 
     def train(self, mode: bool = True) -> "ImageClassifier":
-        refuse_training_if_fused(self, mode)
+        check_trainable(self, mode)
         return super().train(mode)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ from typing import Callable, Optional
 import torch
 from torch import Tensor, nn
 
-__all__ = ["channel_shuffle", "conv_bn", "SqueezeExcite", "make_divisible"]
+__all__ = ["channel_shuffle", "interleave_channels", "conv_bn", "SqueezeExcite", "make_divisible"]
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -15,6 +15,18 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     if c % groups:
         raise ValueError(f"channel_shuffle: {c} channels not divisible by {groups} groups")
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def interleave_channels(a: Tensor, b: Tensor) -> Tensor:
+    """``channel_shuffle(torch.cat((a, b), 1), 2)`` as one copy: ``a[i]`` goes to channel
+    ``2i`` and ``b[i]`` to ``2i + 1``. Channels-last data (channels vary fastest in memory,
+    channel slices of such a map included) gives a channels-last result, for the next
+    convolution; anything else a contiguous one."""
+    if a.shape != b.shape:
+        raise ValueError(f"interleave_channels needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.stride(1) < a.stride(3):
+        return torch.stack((a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)), dim=-1).flatten(-2).permute(0, 3, 1, 2)
+    return torch.stack((a, b), dim=2).flatten(1, 2)
 
 
 def conv_bn(

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Backbone, Stage
-from .fuse import BatchNorm, bn_scale_shift, fuse_conv_affine
+from .fast.fold import BatchNorm, bn_scale_shift, fuse_conv_affine
 from .layers import channel_shuffle, conv_bn, make_divisible
 from .registry import PaperFigures, register_variant
 
@@ -174,7 +174,7 @@ class SeesawBlock(nn.Module):
         self.project = _GroupedPointwise(proj_in, proj_out, order)  # pw-linear (uneven groups)
         self.project_bn = nn.BatchNorm2d(out_channels)
 
-    #: conv -> BN pairs that `backbones.fuse.fold_batchnorms` folds for inference
+    #: conv -> BN pairs that `backbones.fast.fold_batchnorms` folds for inference
     conv_bn_pairs = (("expand", "expand_bn"), ("project", "project_bn"))
 
     def forward(self, x: Tensor) -> Tensor:

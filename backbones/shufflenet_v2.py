@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Backbone, Stage
-from .layers import SqueezeExcite, channel_shuffle, conv_bn
+from .layers import SqueezeExcite, conv_bn, interleave_channels
 from .registry import PaperFigures, register_variant
 
 __all__ = ["ShuffleV2Block", "ShuffleNetV2", "STAGE_OUT_CHANNELS", "release_channel_order"]
@@ -52,77 +52,6 @@ def release_channel_order(channels: int) -> List[int]:
         return xs if len(xs) <= 1 else deinterleave(xs[0::2]) + xs[1::2]
 
     return deinterleave(order)
-
-
-def _nhwc(x: Tensor) -> Tensor:
-    """NCHW-indexed tensor -> NHWC-indexed view (a contiguous one if ``x`` is channels-last)."""
-    return x.permute(0, 2, 3, 1)
-
-
-def _nchw(x: Tensor) -> Tensor:
-    return x.permute(0, 3, 1, 2)
-
-
-#: oneDNN's linear with a fused ReLU (``torch.ops.mkldnn._linear_pointwise``, the op
-#: that inductor's freezing emits); ``False`` falls back to ``addmm`` + ``relu_``
-USE_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-#: below this many pixels oneDNN's per-call overhead outweighs its faster kernel (measured:
-#: 1.1-1.9x slower than addmm at 49-784 rows, 0.66-0.9x at 3136+; a 224x224 classifier
-#: stays on addmm, the detector's stride-8/16 maps at 800x1216 go to oneDNN)
-ONEDNN_MIN_ROWS = 2048
-
-
-def _pointwise(x: Tensor, conv: nn.Conv2d, relu: bool = False) -> Tensor:
-    """1x1 conv of NHWC ``x`` as one GEMM (+ bias, + ReLU when ``relu``).
-
-    A contiguous input of at least ``ONEDNN_MIN_ROWS`` pixels goes to oneDNN's linear with
-    the ReLU fused (measured 10-35% faster than MKL's ``addmm`` + ``relu_`` there, at
-    ShuffleNet's widths 58-464); a channel slice of a wider map (the unit's split, row stride = full width) goes to
-    ``addmm``, which reads it in place where oneDNN would copy it first.
-    """
-    n, h, w, c = x.shape
-    rows = x.reshape(n * h * w, c)  # a view for channel slices of a contiguous NHWC tensor
-    weight = conv.weight.flatten(1)
-    if (
-        USE_ONEDNN_LINEAR
-        and rows.shape[0] >= ONEDNN_MIN_ROWS
-        and rows.is_contiguous()
-        and rows.device.type == "cpu"
-        and rows.dtype == torch.float32
-        and not rows.requires_grad
-    ):
-        out = torch.ops.mkldnn._linear_pointwise(rows, weight, conv.bias, "relu" if relu else "none", [], "")
-        return out.view(n, h, w, -1)
-    out = torch.mm(rows, weight.t()) if conv.bias is None else torch.addmm(conv.bias, rows, weight.t())
-    if relu:
-        out = torch.relu_(out)
-    return out.view(n, h, w, -1)
-
-
-def _run_nhwc(layers: nn.Sequential, x: Tensor) -> Tensor:
-    """Run a BN-folded conv / ReLU sequence on NHWC data.
-
-    A 1x1 stride-1 dense conv is one GEMM over the (pixels x channels) matrix, which reads
-    a channel slice of a wider tensor in place (row stride = full width): the unit's split
-    costs no copy; a ReLU right after it is fused into the GEMM. Other convs run as
-    channels-last convolutions.
-    """
-    fresh = False  # never modify the caller's tensor in place
-    todo = [layer for layer in layers if not isinstance(layer, nn.Identity)]
-    i = 0
-    while i < len(todo):
-        layer = todo[i]
-        if isinstance(layer, nn.ReLU):
-            x = torch.relu_(x) if fresh else torch.relu(x)
-        elif isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1) and layer.stride == (1, 1) and layer.groups == 1:
-            relu = i + 1 < len(todo) and isinstance(todo[i + 1], nn.ReLU)
-            x = _pointwise(x, layer, relu)
-            i += relu
-        else:
-            x = _nhwc(layer(_nchw(x)))
-        fresh = True
-        i += 1
-    return x
 
 
 class ShuffleV2Block(nn.Module):
@@ -207,10 +136,6 @@ class ShuffleV2Block(nn.Module):
         ]
         self.branch2 = nn.Sequential(*layers)
         self.se = SqueezeExcite(main_out) if use_se else None
-        #: inference path (set by `backbones.fuse.fuse_model` once BN is folded), on NHWC
-        #: (channels-last) or NCHW data
-        self.fused = False
-        self.fused_nhwc = True
 
     def _main(self, x: Tensor) -> Tensor:
         out = self.branch2(x)
@@ -221,52 +146,14 @@ class ShuffleV2Block(nn.Module):
         return out
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.fused and not self.training:
-            return self._forward_fused(x)
         if self.stride == 1:
             x1, x2 = x.chunk(2, dim=1)
-            out = torch.cat((x1, self._main(x2)), dim=1)
+            parts = (x1, self._main(x2))
         else:
-            out = torch.cat((self.branch1(x), self._main(x)), dim=1)
-            if self.channel_order is not None:
-                return out.index_select(1, self.channel_order)
-        return channel_shuffle(out, 2)
-
-    def _forward_fused(self, x: Tensor) -> Tensor:
-        """Same function with concat + shuffle + (next unit's) split fused.
-
-        ``channel_shuffle(cat(a, b), 2)`` puts ``a[i]`` at channel ``2i`` and ``b[i]`` at
-        ``2i + 1``: one interleaving copy (``stack`` next to the channel axis) replaces the
-        concat and the shuffle copies, and the next unit's split is a free channel slice.
-        On NHWC data that slice is read in place by the first 1x1 GEMM (`_run_nhwc`); the
-        NCHW form (``fused_nhwc=False``) is the one to export (ONNX convs are NCHW).
-        """
-        if not self.fused_nhwc:
-            return self._forward_fused_nchw(x)
-        xh = _nhwc(x)
-        if self.stride == 1:
-            half = xh.shape[-1] // 2
-            short, main_in = xh[..., :half], xh[..., half:]
-        else:
-            short, main_in = _run_nhwc(self.branch1, xh), xh
-        main = _run_nhwc(self.branch2, main_in)
-        if self.se is not None:
-            main = _nhwc(self.se(_nchw(main)))
-        if self.residual:
-            main = main + main_in
+            parts = (self.branch1(x), self._main(x))
         if self.channel_order is not None:
-            return _nchw(torch.cat((short, main), dim=-1).index_select(-1, self.channel_order))
-        return _nchw(torch.stack((short, main), dim=-1).flatten(-2))
-
-    def _forward_fused_nchw(self, x: Tensor) -> Tensor:
-        if self.stride == 1:
-            short, main_in = x.chunk(2, dim=1)
-        else:
-            short, main_in = self.branch1(x), x
-        main = self._main(main_in)
-        if self.channel_order is not None:
-            return torch.cat((short, main), dim=1).index_select(1, self.channel_order)
-        return torch.stack((short, main), dim=2).flatten(1, 2)
+            return torch.cat(parts, dim=1).index_select(1, self.channel_order)
+        return interleave_channels(*parts)  # concat + channel shuffle in one copy
 
 
 class ShuffleNetV2(Backbone):

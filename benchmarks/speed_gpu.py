@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     cfg = load_config(str(CONFIG), ["MODEL.DEVICE", str(device), "INPUT.MIN_SIZE_TEST", str(min(height, width)),
                                     "INPUT.MAX_SIZE_TEST", str(max(height, width))])
     ours = build_model(cfg).eval().to(device)
-    ours = ours.fuse(channels_last=device.type == "cuda", winograd=False)
+    ours = ours.fuse(channels_last=device.type == "cuda")
     reference = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(
         weights=None, weights_backbone=None, rpn_post_nms_top_n_test=1000,
         min_size=min(height, width), max_size=max(height, width),

@@ -10,11 +10,12 @@ Target 2: Light-Head R-CNN ShuffleNet v2 1.0x (configs/COCO-LightHead), 800x1200
   achieved GFLOP/s >= 50% of a single-thread fp32 GEMM measured in the same run.
   Paths timed in the same rounds: fused eager (``model.fuse()``: Winograd RPN conv, box
   deltas for scored pairs only) with its dense part (backbone, neck, RPN head) compiled by
-  ``torch.compile`` (inductor, freezing) or not, the fused path without Winograd / scored
-  pairs, unfused eager, and the whole fused detector exported to ONNX Runtime; the best
-  one is the target line. Random weights score no (RoI, class) pair above the threshold,
-  so the same best path is also timed with a classifier that scores 19 classes of every
-  RoI above it (the most the 0.05 threshold allows): the head's work for any weights.
+  ``torch.compile`` (inductor, freezing) or not, the fused path with every box delta (the
+  backbone-side ``fuse_model`` only), unfused eager, and the whole fused detector exported
+  to ONNX Runtime; the best one is the target line. Random weights score no (RoI, class)
+  pair above the threshold, so the same best path is also timed with a classifier that
+  scores 19 classes of every RoI above it (the most the 0.05 threshold allows): the head's
+  work for any weights.
 Also: position-sensitive RoIAlign, our regrouped roi_align form vs torchvision's op.
 
 Every round runs each contestant once, in turn (ours, reference, ...), and the medians over
@@ -43,8 +44,9 @@ from typing import Callable, Dict, List
 import torch
 
 import backbones
-from backbones import shufflenet_v2
+from backbones.fast import fuse_model
 from detection.config.config import load_config
+from detection.modeling.fast_heads import class_box_deltas
 from detection.modeling.meta_arch import build_model
 from detection.modeling.poolers import ps_roi_align_via_roi_align
 
@@ -171,6 +173,16 @@ def compiled_dense(fused: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def head_inputs(model: torch.nn.Module, image: torch.Tensor):
+    """The proposals ``(R, 4)`` that ``model`` (eval mode) makes for one 0-255 ``image``
+    and the box head's features ``(R, D)`` of those RoIs."""
+    batch = model.transform([image])
+    features = model.extract_features(batch.tensors)
+    proposals = model.rpn(batch, features)[0][0]
+    heads = model.roi_heads
+    return proposals, heads.box_head(heads.box_roi_pool(features, [proposals], batch.image_sizes))
+
+
 def with_scored_pairs(model: torch.nn.Module, classes_per_roi: int, box_features: torch.Tensor) -> torch.nn.Module:
     """``model`` (backbone, neck and RPN shared, compiled or not) with a classifier that
     scores exactly ``classes_per_roi`` classes of every RoI above the score threshold: the
@@ -216,11 +228,7 @@ def target2(rounds: int, onnx: bool, compile_dense: bool) -> None:
     cfg = load_config(str(LIGHTHEAD_CONFIG))
     ours = build_model(cfg).eval()
     fused = ours.fuse()
-    # the fast path before Winograd and scored-pair box deltas, for comparison
-    fused_direct = ours.fuse(winograd=False)
-    fused_direct.roi_heads.fused = False
-    fused_all_deltas = ours.fuse()  # Winograd, but every box delta computed
-    fused_all_deltas.roi_heads.fused = False
+    fused_all_deltas = fuse_model(ours)  # the backbone-side fast paths only: every box delta computed
     reference = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(
         weights=None, weights_backbone=None, rpn_post_nms_top_n_test=1000, min_size=800, max_size=1200
     ).eval()
@@ -240,10 +248,8 @@ def target2(rounds: int, onnx: bool, compile_dense: bool) -> None:
         )
         a, b = ours(ours_input)[0], fused(ours_input)[0]
         same = len(a["boxes"]) == len(b["boxes"]) and (len(a["boxes"]) == 0 or torch.allclose(a["boxes"], b["boxes"], atol=1e-3))
-        feats = ours.extract_features(ours_batch.tensors)
-        props = ours.rpn(ours.transform([ours_input[0]["image"]]), feats)[0][0]
+        props, box_features = head_inputs(ours, ours_input[0]["image"])
         heads = ours.roi_heads
-        box_features = heads.box_head(heads.box_roi_pool(feats, [props], ours_batch.image_sizes))
         class_scores = torch.softmax(heads.box_predictor.cls_score(box_features), -1)[:, 1:]
         pairs = int((class_scores > heads.score_thresh).sum())
         print(
@@ -251,16 +257,12 @@ def target2(rounds: int, onnx: bool, compile_dense: bool) -> None:
             f"{len(props)}; (RoI, class) pairs above the score threshold {heads.score_thresh}: {pairs} of "
             f"{class_scores.numel()} (random weights; the fused head computes box deltas for these only)"
         )
-        # the flop counter does not see oneDNN's linear (the fused 1x1 convs): count the
-        # same GEMMs through the addmm form
-        onednn, shufflenet_v2.USE_ONEDNN_LINEAR = shufflenet_v2.USE_ONEDNN_LINEAR, False
         with FlopCounterMode(display=False) as counter:
             fused(ours_input)
         flops = counter.get_total_flops()
         with FlopCounterMode(display=False) as counter:
-            fused_direct(ours_input)
-        flops_direct = counter.get_total_flops()
-        shufflenet_v2.USE_ONEDNN_LINEAR = onednn
+            fused_all_deltas(ours_input)
+        flops_all_deltas = counter.get_total_flops()
         contestants = {}
         if compile_dense:
             start = time.perf_counter()
@@ -291,7 +293,6 @@ def target2(rounds: int, onnx: bool, compile_dense: bool) -> None:
             "ours fused": lambda: fused(ours_input),
             "reference": lambda: reference([image]),
             "ours fused, all box deltas": lambda: fused_all_deltas(ours_input),
-            "ours fused, direct RPN conv, all box deltas": lambda: fused_direct(ours_input),
             "ours unfused": lambda: ours(ours_input),
         }
         tmp = tempfile.TemporaryDirectory()
@@ -327,16 +328,16 @@ def target2(rounds: int, onnx: bool, compile_dense: bool) -> None:
     path_flops = {
         "ours fused + compiled dense part": flops,
         "ours fused": flops,
-        "ours fused, direct RPN conv, all box deltas": flops_direct,
+        "ours fused, all box deltas": flops_all_deltas,
     }
     rated = best if best in path_flops else "ours fused"
     achieved = path_flops[rated] / t[rated]
     print(
         f"2  GFLOP/s: {rated} {achieved / 1e9:.1f} ({path_flops[rated] / 2e9:.2f} G multiply-adds executed, counted "
-        f"by torch.utils.flop_counter: convs + GEMMs; {flops_direct / 2e9:.2f} G with the direct RPN conv and all "
-        f"box deltas), fp32 GEMM peak {peak / 1e9:.1f} (torch.mm {'/'.join(map(str, GEMM_SIZES))} square, "
+        f"by torch.utils.flop_counter: convs + GEMMs; {flops_all_deltas / 2e9:.2f} G with all box deltas), fp32 "
+        f"GEMM peak {peak / 1e9:.1f} (torch.mm {'/'.join(map(str, GEMM_SIZES))} square, "
         f"{torch.get_num_threads()} thread(s)), ratio {achieved / peak:.3f} (target >= 0.50); "
-        f"direct path {flops_direct / t['ours fused, direct RPN conv, all box deltas'] / peak:.3f}"
+        f"all-box-deltas path {flops_all_deltas / t['ours fused, all box deltas'] / peak:.3f}"
     )
     box_delta_costs(fused, rounds)
 
@@ -383,7 +384,7 @@ def box_delta_costs(fused: torch.nn.Module, rounds: int) -> None:
             rows = torch.randint(0, num_rois, (pairs,), generator=g).sort().values
             classes = torch.randint(1, num_classes, (pairs,), generator=g)
             name = f"{pairs} random pairs"
-        cases[name] = lambda r=rows, c=classes: predictor.class_box_deltas(x, r, c)
+        cases[name] = lambda r=rows, c=classes: class_box_deltas(predictor.bbox_pred, x, r, c)
     cases["all deltas (one GEMM)"] = lambda: predictor.bbox_pred(x)
     with torch.inference_mode():
         t = interleaved(cases, max(rounds, 10), warmup=2)

@@ -50,6 +50,30 @@ def _script_loader(folder: str):
 
 
 @pytest.fixture(scope="session")
+def _randomize_norms(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
+    from torchvision.ops import FrozenBatchNorm2d
+
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d)):
+                n = m.running_mean.numel()
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
+    return model
+
+
+@pytest.fixture(scope="session")
+def randomize_norms():
+    """``randomize_norms(model)``: non-trivial statistics and affine terms in every
+    BatchNorm2d / FrozenBatchNorm2d of ``model`` (returned), so that folding them into the
+    convs has something to get wrong."""
+    return _randomize_norms
+
+
+@pytest.fixture(scope="session")
 def load_benchmark():
     """``load_benchmark("speed_inference")``: benchmarks/speed_inference.py as a module."""
     return _script_loader("benchmarks")

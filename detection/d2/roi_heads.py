@@ -26,6 +26,7 @@ from backbones.registry import register_once
 from detection.modeling.backbone import convert_norm
 from detection.modeling.light_head import LargeSeparableConv
 from detection.modeling.poolers import ps_roi_align_via_roi_align
+from detection.modeling.roi_heads import hard_example_indices
 
 from .backbone import build_litedet_network
 
@@ -77,13 +78,10 @@ def select_hard_examples(
             box_loss = smooth_l1_loss(fg_deltas, targets, box_predictor.smooth_l1_beta, reduction="none").sum(1)
             loss[fg] += box_predictor.loss_weight.get("loss_box_reg", 1.0) * box_loss
 
-        kept_proposals, kept_index, start = [], [], 0
-        for image_proposals in proposals:
-            n = len(image_proposals)
-            index = torch.topk(loss[start : start + n], min(topk, n)).indices.sort().values
-            kept_proposals.append(image_proposals[index])
-            kept_index.append(index + start)
-            start += n
+        counts = [len(p) for p in proposals]
+        kept_index = hard_example_indices(loss, counts, topk)
+        starts = [sum(counts[:i]) for i in range(len(counts))]
+        kept_proposals = [p[index - start] for p, index, start in zip(proposals, kept_index, starts)]
         keep = cat(kept_index, dim=0)
     return (scores[keep], deltas[keep]), kept_proposals
 

@@ -16,14 +16,15 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
 from backbones import Backbone, ShapeSpec
-from backbones.fuse import fuse_model, refuse_training_if_fused
+from backbones.fast import check_trainable, fuse_model
 from backbones.registry import ReimportSafeRegistry
 
 from .backbone import build_backbone, convert_norm, resolve_norm, resolve_stage, stage_with_stride
+from .fast_heads import HEAD_MODULES
 from .light_head import LargeSeparableConv
 from .poolers import PSRoIAlignPooler, RoIAlignPooler
 from .preprocess import ImagePreprocessor, rescale_boxes
-from .roi_heads import C4BoxHead, FastRCNNPredictor, LiteRoIHeads, TwoFCBoxHead
+from .roi_heads import C4BoxHead, FastRCNNPredictor, FCBoxHead, LiteRoIHeads
 from .rpn import build_rpn
 
 __all__ = ["META_ARCH_REGISTRY", "RCNN", "build_model", "FasterRCNN", "LightHeadRCNN"]
@@ -51,21 +52,20 @@ class RCNN(GeneralizedRCNN):
     ) -> None:
         super().__init__(backbone, rpn, roi_heads, preprocessor)
         self.neck = neck
-        #: set by `fuse`: inference-only fast path
-        self.fused = False
 
-    def fuse(self, inplace: bool = False, channels_last: bool = True, winograd: Optional[bool] = None) -> "RCNN":
+    def fuse(self, inplace: bool = False, channels_last: bool = True) -> "RCNN":
         """Inference fast path (eval mode only): every BatchNorm (backbone and C4 box head)
-        folded into its conv, fused ShuffleNet v2 units, channels-last weights and feature
-        maps, the wide dense 3x3 convs (RPN) as Winograd F(4x4, 3x3) (``winograd``,
-        default ``channels_last``), box deltas only for the (RoI, class) pairs above the
-        score threshold. Detections equal the unfused model's up to float rounding.
-        Returns a fused copy, or fuses this model when ``inplace``; the result refuses
-        ``train()`` (see `backbones.fuse.fuse_model`)."""
-        return fuse_model(self, inplace=inplace, channels_last=channels_last, winograd=winograd)
+        folded into its conv, channels-last weights and feature maps with the wide dense
+        3x3 convs (the RPN's) as Winograd F(4x4, 3x3) on CPU (``channels_last=False``: NCHW
+        and plain convs, the form to export), box deltas only for the (RoI, class) pairs
+        above the score threshold (`fast_heads.ScoredPairRoIHeads`).
+        Detections equal the unfused model's up to float rounding. Returns a fused copy,
+        or fuses this model when ``inplace``; the result refuses ``train()`` (see
+        `backbones.fast.fuse_model`)."""
+        return fuse_model(self, inplace=inplace, channels_last=channels_last, modules=HEAD_MODULES)
 
     def train(self, mode: bool = True) -> "RCNN":
-        refuse_training_if_fused(self, mode)
+        check_trainable(self, mode)
         return super().train(mode)
 
     @property
@@ -185,7 +185,7 @@ def FasterRCNN(cfg) -> RCNN:
         rpn = build_rpn(cfg, {f: ShapeSpec(channels=out_ch) for f in rpn_features}, rpn_features)
         res = 7
         pooler = MultiScaleRoIAlign(in_features, output_size=res, sampling_ratio=bh.POOLER_SAMPLING_RATIO or 2)
-        box_head = TwoFCBoxHead(out_ch * res * res, [bh.FC_DIM, bh.FC_DIM])
+        box_head = FCBoxHead(out_ch * res * res, [bh.FC_DIM, bh.FC_DIM])
         predictor = FastRCNNPredictor(box_head.out_features, num_classes)
     else:
         neck = None
@@ -225,7 +225,7 @@ def LightHeadRCNN(cfg) -> RCNN:
     )
     rpn = build_rpn(cfg, shapes, [rpn_feature])
     pooler = PSRoIAlignPooler(neck.out_name, shapes[head_feature].stride, k, cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO)
-    box_head = TwoFCBoxHead(lh.CHANNELS_PER_BIN * k * k, [lh.FC_DIM])
+    box_head = FCBoxHead(lh.CHANNELS_PER_BIN * k * k, [lh.FC_DIM])
     predictor = FastRCNNPredictor(box_head.out_features, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
     ohem = lh.OHEM_TOPK if lh.OHEM else 0
     return RCNN(backbone, rpn, _roi_heads(cfg, pooler, box_head, predictor, ohem), preprocessor, neck)

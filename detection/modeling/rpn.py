@@ -13,7 +13,18 @@ from torchvision.ops import box_iou, boxes as box_ops, nms
 
 from backbones import ShapeSpec
 
-__all__ = ["RPNHead", "FeatureSelectRPN", "build_rpn", "nms_topk", "batched_nms_topk"]
+__all__ = ["RPNHead", "FeatureSelectRPN", "build_rpn", "nms_topk", "batched_nms_topk", "exporting"]
+
+
+def exporting() -> bool:
+    """Whether the model is being traced, scripted, compiled or exported: those need a
+    data-independent graph, so the data-dependent inference shortcuts step aside."""
+    return (
+        torchvision._is_tracing()
+        or torch.jit.is_scripting()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+    )
 
 
 def nms_topk(
@@ -94,31 +105,13 @@ class RPNHead(nn.Module):
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.constant_(layer.bias, 0)
 
-        #: set by `backbones.fuse.fuse_model`: both 1x1 convs as one GEMM on channels-last maps
-        self.fused = False
-
     def forward(self, features: List[Tensor]):
         logits, deltas = [], []
         for x in features:
-            t = self.conv(x)
-            if self.fused and not self.training:
-                t = torch.relu_(t)  # a fresh tensor: no extra copy
-                score, delta = self._pointwise_pair(t)
-            else:
-                t = torch.relu(t)
-                score, delta = self.cls_logits(t), self.bbox_pred(t)
-            logits.append(score)
-            deltas.append(delta)
+            t = torch.relu(self.conv(x))
+            logits.append(self.cls_logits(t))
+            deltas.append(self.bbox_pred(t))
         return logits, deltas
-
-    def _pointwise_pair(self, t: Tensor):
-        """cls_logits and bbox_pred in one GEMM over the (pixels x channels) matrix."""
-        n, c, h, w = t.shape
-        weight = torch.cat([self.cls_logits.weight.flatten(1), self.bbox_pred.weight.flatten(1)])
-        bias = torch.cat([self.cls_logits.bias, self.bbox_pred.bias])
-        out = torch.addmm(bias, t.permute(0, 2, 3, 1).reshape(n * h * w, c), weight.t())
-        out = out.view(n, h, w, -1).permute(0, 3, 1, 2)
-        return out[:, : self.cls_logits.out_channels], out[:, self.cls_logits.out_channels :]
 
 
 class FeatureSelectRPN(RegionProposalNetwork):
@@ -140,8 +133,7 @@ class FeatureSelectRPN(RegionProposalNetwork):
         low-score boxes, NMS per level, keep the best ``post_nms_top_n``) with the NMS
         stopped once that many boxes are kept (`batched_nms_topk`). Training and tracing
         (export) use torchvision's own."""
-        exporting = torchvision._is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
-        if self.training or exporting or torch.jit.is_scripting():
+        if self.training or exporting():
             return super().filter_proposals(proposals, objectness, image_shapes, num_anchors_per_level)
         num_images = proposals.shape[0]
         objectness = objectness.detach().reshape(num_images, -1)

@@ -117,10 +117,11 @@ def test_fuse_option_times_the_fused_model(tmp_path):
     row = json.loads(j.read_text())[0]
     assert row["fused"] is True and row["part"] == "classifier"
     import backbones
+    from backbones.fast import is_fused
     from detection.deploy import fuse_for_deploy
 
     clf = backbones.build_classifier("shufflenet_v2_0.5x").eval()
-    assert fuse_for_deploy(clf).fused  # what --fuse hands to the exporters
+    assert is_fused(fuse_for_deploy(clf))  # what --fuse hands to the exporters
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,15 @@
-"""Detector inference fast path: `RCNN.fuse` and the RPN's early-stopping NMS."""
+"""Detector inference fast path: `RCNN.fuse` and the RPN's early-stopping NMS (the heads'
+inference module itself: test_fast_heads.py)."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torchvision.ops import batched_nms, nms
-from torchvision.ops import FrozenBatchNorm2d
 
-from backbones.fuse import WINOGRAD_MIN_CHANNELS, count_batchnorms
-from backbones.winograd import WinogradConv3x3
+from backbones.fast import WINOGRAD_MIN_CHANNELS, WinogradConv3x3, count_batchnorms, is_fused
 from detection.config import get_cfg
 from detection.modeling import build_model
-from detection.modeling.roi_heads import FastRCNNPredictor
+from detection.modeling.fast_heads import ScoredPairRoIHeads
 from detection.modeling.rpn import batched_nms_topk, nms_topk
 
 CASES = [
@@ -21,45 +20,41 @@ CASES = [
 ]
 
 
-def tiny_detector(meta: str, fpn: bool, backbone: str, norm: str):
-    cfg = get_cfg()
-    cfg.MODEL.META_ARCHITECTURE = meta
-    cfg.MODEL.BACKBONE.NAME = backbone
-    cfg.MODEL.BACKBONE.NORM = norm
-    cfg.MODEL.BACKBONE.FREEZE_AT = 2
-    if fpn:
-        cfg.MODEL.FPN.ENABLED = True
-        cfg.MODEL.FPN.OUT_CHANNELS = 32
-        cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[16], [32], [64], [128]]
-        cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 64
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0  # keep detections so they can be compared
-    cfg.MODEL.RPN.HEAD_CONV_DIM = 64  # wide enough for the fused RPN conv to run as Winograd
-    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 300
-    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 30
-    cfg.MODEL.LIGHT_HEAD.FC_DIM = 64
-    cfg.MODEL.LIGHT_HEAD.MID_CHANNELS = 16
-    cfg.MODEL.LIGHT_HEAD.CHANNELS_PER_BIN = 2
-    cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 8
-    cfg.TEST.DETECTIONS_PER_IMAGE = 20
-    model = build_model(cfg)
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d)):
-                n = m.running_mean.numel()
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-    return model.eval()
+@pytest.fixture
+def tiny_detector(randomize_norms):
+    def build(meta: str, fpn: bool, backbone: str, norm: str):
+        cfg = get_cfg()
+        cfg.MODEL.META_ARCHITECTURE = meta
+        cfg.MODEL.BACKBONE.NAME = backbone
+        cfg.MODEL.BACKBONE.NORM = norm
+        cfg.MODEL.BACKBONE.FREEZE_AT = 2
+        if fpn:
+            cfg.MODEL.FPN.ENABLED = True
+            cfg.MODEL.FPN.OUT_CHANNELS = 32
+            cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[16], [32], [64], [128]]
+            cfg.MODEL.ROI_BOX_HEAD.FC_DIM = 64
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = 3
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0  # keep detections so they can be compared
+        cfg.MODEL.RPN.HEAD_CONV_DIM = 64  # wide enough for the fused RPN conv to run as Winograd
+        cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 300
+        cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 30
+        cfg.MODEL.LIGHT_HEAD.FC_DIM = 64
+        cfg.MODEL.LIGHT_HEAD.MID_CHANNELS = 16
+        cfg.MODEL.LIGHT_HEAD.CHANNELS_PER_BIN = 2
+        cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 8
+        cfg.TEST.DETECTIONS_PER_IMAGE = 20
+        return randomize_norms(build_model(cfg)).eval()
+
+    return build
 
 
 @pytest.mark.parametrize("norm", ["FrozenBN", "BN"])
 @pytest.mark.parametrize("meta,fpn,backbone", CASES)
-def test_fused_detector_equals_unfused(meta, fpn, backbone, norm):
+def test_fused_detector_equals_unfused(meta, fpn, backbone, norm, tiny_detector):
     model = tiny_detector(meta, fpn, backbone, norm)
     fused = model.fuse()
     assert count_batchnorms(fused) == 0 and count_batchnorms(model) > 0
+    assert isinstance(fused.roi_heads, ScoredPairRoIHeads) and is_fused(fused) and not is_fused(model)
     conv = model.rpn.head.conv
     wide = min(conv.in_channels, conv.out_channels) >= WINOGRAD_MIN_CHANNELS
     assert isinstance(fused.rpn.head.conv, WinogradConv3x3) is wide
@@ -85,7 +80,7 @@ def test_fused_detector_equals_unfused(meta, fpn, backbone, norm):
 
 
 @pytest.mark.parametrize("score_thresh,detections_per_img", [(0.0, 100), (0.3, 100), (0.99, 100), (0.0, 7)])
-def test_fused_detections_equal_unfused_at_score_thresholds(score_thresh, detections_per_img):
+def test_fused_detections_equal_unfused_at_score_thresholds(score_thresh, detections_per_img, tiny_detector):
     """The fused heads compute box deltas only for pairs above the score threshold, and
     stop NMS once ``detections_per_img`` boxes are kept."""
     torch.manual_seed(0)
@@ -110,55 +105,41 @@ def test_fused_detections_equal_unfused_at_score_thresholds(score_thresh, detect
     torch.testing.assert_close(out["boxes"], ref["boxes"], atol=1e-3, rtol=1e-4)
 
 
-# none; per-class GEMMs; one GEMM over all RoIs; one GEMM over the 20 RoIs involved
-def test_fused_heads_trace_the_dense_path(monkeypatch):
-    """Tracing (ONNX / TorchScript export) must not bake in a data-dependent pair count."""
-    import torchvision
-
-    from detection.modeling.roi_heads import LiteRoIHeads
+def test_fused_heads_trace_the_dense_path(tiny_detector):
+    """Tracing (ONNX / TorchScript export) must not bake in a data-dependent pair count:
+    the traced graph runs the dense heads (no gather of scored pairs, no ``unique``) and
+    gives another image the detections that eager PyTorch gives it."""
+    from detection.deploy.wrappers import TracingDetector
 
     model = tiny_detector("LightHeadRCNN", False, "shufflenet_v2_0.5x", "FrozenBN")
-    fused = model.fuse(channels_last=False)
-    calls = []
-    original = LiteRoIHeads._detect_scored_pairs
-    monkeypatch.setattr(LiteRoIHeads, "_detect_scored_pairs", lambda *a: calls.append(1) or original(*a))
-    image = torch.randint(0, 256, (3, 128, 160), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    inputs = [{"image": image, "height": 128, "width": 160}]
+    with torch.no_grad():  # spread the class scores so that the threshold selects a data-dependent subset
+        model.roi_heads.box_predictor.cls_score.weight.mul_(300)
+        model.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([0.0, 1.5, 0.5, -1.0]))
+    model.roi_heads.score_thresh = 0.3
+    model.roi_heads.detections_per_img = 100
+    fused = TracingDetector(model.fuse(channels_last=False))
+    first, second = (torch.rand(1, 3, 128, 160, generator=torch.Generator().manual_seed(s)) * 255 for s in (0, 1))
     with torch.no_grad():
-        fused(inputs)
-        assert calls == [1]
-        monkeypatch.setattr(torchvision, "_is_tracing", lambda: True)
-        out = fused(inputs)[0]
-    assert calls == [1] and len(out["boxes"]) > 0
+        traced = torch.jit.trace(fused, first, check_trace=False)
+        expected, out = fused(second), traced(second)
+    assert "unique" not in str(traced.inlined_graph)
+    assert 0 < len(expected[0]) < 3 * 30  # some of the 30 RoIs x 3 classes pass the threshold, not all
+    for a, b in zip(out, expected):
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-4)
 
 
-# every branch: no pair; per-class GEMMs; dense over all rows and classes; dense over the
-# rows involved; dense over the classes present; dense over a block of both
-@pytest.mark.parametrize(
-    "pairs,roi_range,class_range",
-    [(0, 200, 81), (100, 200, 81), (3000, 200, 81), (300, 40, 81), (600, 200, 5), (40, 30, 5)],
-)
-def test_class_box_deltas(pairs, roi_range, class_range):
-    g = torch.Generator().manual_seed(pairs)
-    predictor = FastRCNNPredictor(32, 80).eval()
-    torch.nn.init.normal_(predictor.bbox_pred.weight, generator=g)
-    torch.nn.init.normal_(predictor.bbox_pred.bias, generator=g)
-    x = torch.randn(200, 32, generator=g)
-    rows = torch.randint(0, roi_range, (pairs,), generator=g)
-    classes = torch.randint(0, class_range, (pairs,), generator=g)
-    expected = predictor.bbox_pred(x).view(200, 81, 4)[rows, classes]
-    torch.testing.assert_close(predictor.class_box_deltas(x, rows, classes), expected, atol=1e-5, rtol=1e-5)
-
-
-def test_fused_detector_refuses_training():
+def test_fused_detector_refuses_training(tiny_detector):
     model = tiny_detector("LightHeadRCNN", False, "shufflenet_v2_0.5x", "FrozenBN")
     with pytest.raises(RuntimeError, match=r"call \.eval\(\) first"):
         model.train().fuse()
     fused = model.eval().fuse()
     with pytest.raises(RuntimeError, match="fused for inference"):
         fused.train()
-    assert fused.fused and not model.fused
-    assert model.fuse(inplace=True) is model
+    assert not any(m.training for m in fused.modules())  # refused before any submodule changed mode
+    assert is_fused(fused) and not is_fused(model)
+    twice = fused.fuse()
+    assert [n for n, _ in twice.named_modules()] == [n for n, _ in fused.named_modules()]  # idempotent
+    assert model.fuse(inplace=True) is model and is_fused(model)
 
 
 def random_boxes(n: int, seed: int):
@@ -193,7 +174,7 @@ def test_batched_nms_topk_equals_torchvision(n, groups, topk, clustered):
     assert torch.equal(batched_nms_topk(boxes, scores, labels, 0.5, topk), expected)
 
 
-def test_rpn_filter_proposals_equals_torchvision():
+def test_rpn_filter_proposals_equals_torchvision(tiny_detector):
     model = tiny_detector("FasterRCNN", True, "shufflenet_v1_g3_0.5x", "FrozenBN")
     rpn = model.rpn
     rpn._pre_nms_top_n["testing"], rpn._post_nms_top_n["testing"] = 500, 100
@@ -212,7 +193,7 @@ def test_rpn_filter_proposals_equals_torchvision():
 
 
 @pytest.mark.slow
-def test_compiled_dense_part_equals_eager():
+def test_compiled_dense_part_equals_eager(tiny_detector):
     """The benchmark's fastest path: inductor (freezing) over the fused backbone, neck and RPN head."""
     import torch._inductor.config as inductor_config
 

@@ -1,12 +1,12 @@
-"""Winograd F(4x4, 3x3) convolution (`backbones.winograd`) and its use in `fuse_model`."""
+"""Winograd F(4x4, 3x3) convolution (`backbones.fast.winograd`) and the choice of the convs it replaces."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
-from backbones.fuse import use_winograd
-from backbones.winograd import WinogradConv3x3, supports_winograd
+from backbones.fast import swap_modules
+from backbones.fast.winograd import WinogradConv3x3, supports_winograd, winograd_if_wide
 
 
 @pytest.mark.parametrize("shape", [(1, 64, 13, 19), (2, 64, 4, 4), (1, 64, 1, 7), (1, 96, 9, 8)])
@@ -44,7 +44,7 @@ def test_supports_winograd(conv, ok):
             WinogradConv3x3(conv)
 
 
-def test_use_winograd_replaces_only_wide_dense_3x3():
+def test_winograd_replaces_only_wide_dense_3x3():
     net = nn.Sequential(
         nn.Conv2d(64, 64, 3, padding=1),  # replaced
         nn.Sequential(nn.Conv2d(64, 128, 3, padding=1)),  # replaced (nested)
@@ -54,9 +54,11 @@ def test_use_winograd_replaces_only_wide_dense_3x3():
     x = torch.randn(1, 64, 10, 12)
     with torch.no_grad():
         expected = net(x)
-        assert use_winograd(net) == 2
+        swap_modules(net, {nn.Conv2d: winograd_if_wide})
         out = net(x)
     assert isinstance(net[0], WinogradConv3x3) and isinstance(net[1][0], WinogradConv3x3)
     assert type(net[2]) is nn.Conv2d and type(net[3]) is nn.Conv2d
     torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4)
-    assert use_winograd(net) == 0  # idempotent
+    assert sum(isinstance(m, WinogradConv3x3) for m in net.modules()) == 2
+    swap_modules(net, {nn.Conv2d: winograd_if_wide})  # idempotent
+    assert [type(m) for m in net.modules()].count(WinogradConv3x3) == 2

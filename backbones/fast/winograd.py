@@ -17,7 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["WinogradConv3x3", "winograd_filter", "winograd_conv3x3", "supports_winograd"]
+from .inference import InferenceModule
+
+__all__ = ["WinogradConv3x3", "winograd_filter", "winograd_conv3x3", "supports_winograd", "winograd_if_wide",
+           "WINOGRAD_MIN_CHANNELS"]
+
+#: narrower 3x3 convs stay direct: the Winograd tile transforms would outweigh the saving
+WINOGRAD_MIN_CHANNELS = 64
 
 TILE = 4  # output tile side (m); input tile side m + 2
 _BT = [
@@ -99,7 +105,7 @@ def winograd_conv3x3(x: Tensor, filt: Tensor, bias: Optional[Tensor] = None) -> 
     return out.permute(0, 3, 1, 2)
 
 
-class WinogradConv3x3(nn.Module):
+class WinogradConv3x3(InferenceModule):
     """Inference-only replacement of a dense 3x3, stride-1, padding-1 `nn.Conv2d`."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
@@ -128,3 +134,11 @@ def supports_winograd(conv: nn.Module) -> bool:
         and conv.groups == 1
         and conv.padding_mode == "zeros"
     )
+
+
+def winograd_if_wide(conv: nn.Conv2d, min_channels: int = WINOGRAD_MIN_CHANNELS) -> nn.Module:
+    """`WinogradConv3x3` of a dense 3x3 stride-1 CPU conv with at least ``min_channels``
+    input and output channels, ``conv`` itself otherwise (on CUDA cuDNN picks its own kernels)."""
+    if supports_winograd(conv) and min(conv.in_channels, conv.out_channels) >= min_channels and conv.weight.is_cpu:
+        return WinogradConv3x3(conv).eval()
+    return conv
