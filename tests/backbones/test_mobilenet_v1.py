@@ -79,6 +79,7 @@ def test_bad_width_raises() -> None:
 
 def test_registry() -> None:
     assert list_backbones(family="mobilenet_v1") == [
+        "mobilenet_v1_0.125x",
         "mobilenet_v1_0.25x",
         "mobilenet_v1_0.5x",
         "mobilenet_v1_0.75x",
