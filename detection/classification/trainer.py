@@ -29,6 +29,7 @@ from .data import (
 )
 from .evaluator import ClassificationEvaluator
 from .model import build_classification_model
+from .precise_bn import recalibrate_bn_stats
 from .solver import build_classification_lr_scheduler, uses_epochs
 
 __all__ = ["ClassificationTrainer", "resolve_config", "export_backbone"]
@@ -59,12 +60,36 @@ class ClassificationTrainer(Trainer):
     def build_evaluator(cls, cfg, dataset_name: str, output_dir: Optional[str] = None):
         return ClassificationEvaluator(topk=(1, 5), dataset_name=dataset_name)
 
+    def after_step(self) -> None:
+        # TEST.PRECISE_BN: after the last iteration, before model_final is saved and evaluated
+        if self.iter + 1 == self.max_iter and self.cfg.TEST.PRECISE_BN.ENABLED:
+            self.recalibrate_bn()
+        super().after_step()
+
+    def recalibrate_bn(self) -> None:
+        """Re-estimate the BN statistics on TEST.PRECISE_BN.NUM_ITER training batches
+        (`recalibrate_bn_stats`) from a loader of its own: the training loader's position
+        and the RNG state saved with model_final stay those of the last iteration, so
+        extending a finished run with --resume trains exactly as a longer run would (BN
+        statistics do not enter a training step)."""
+        num_iters = int(self.cfg.TEST.PRECISE_BN.NUM_ITER)
+        logger.info("Recalibrating BatchNorm statistics on %d training batches ...", num_iters)
+        loader = self.build_train_loader(self.cfg)
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):  # dropout draws in train mode
+                count = recalibrate_bn_stats(self.unwrapped_model, loader, num_iters)
+        finally:
+            loader.close()
+        logger.info("BatchNorm statistics of %d layers recalibrated", count)
+
 
 def resolve_config(cfg, *, train: bool = True):
     """Fill in the keys that depend on the data and check the folders, returning a frozen
     copy: ``MODEL.NUM_CLASSES`` (0 -> number of training classes), ``SOLVER.ITERS_PER_EPOCH``
     (0 -> ceil(training images / IMS_PER_BATCH)) and, with ``SOLVER.MAX_EPOCHS`` > 0,
-    ``SOLVER.MAX_ITER``. Raises `ConfigError` / `ImageFolderError` naming the key or path."""
+    ``SOLVER.MAX_ITER``; with ``TEST.PRECISE_BN.ENABLED``, ``TEST.PRECISE_BN.NUM_ITER`` (0 -> one
+    epoch). Raises `ConfigError` / `ImageFolderError` naming the key or path."""
     cfg = cfg.clone()
     cfg.defrost()
     check_backbone_name(cfg.MODEL.BACKBONE.NAME)
@@ -84,6 +109,11 @@ def resolve_config(cfg, *, train: bool = True):
             s.MAX_ITER = int(s.MAX_EPOCHS) * int(s.ITERS_PER_EPOCH)
         if s.MAX_ITER <= 0:
             raise ConfigError(f"SOLVER.MAX_ITER must be positive, got {s.MAX_ITER}")
+        precise_bn = cfg.TEST.PRECISE_BN
+        if precise_bn.ENABLED and precise_bn.NUM_ITER < 0:
+            raise ConfigError(f"TEST.PRECISE_BN.NUM_ITER must be positive (0 = one epoch), got {precise_bn.NUM_ITER}")
+        if precise_bn.ENABLED and precise_bn.NUM_ITER == 0:
+            precise_bn.NUM_ITER = iters_per_epoch(len(samples), int(s.IMS_PER_BATCH))
     elif classes is None:
         # No training split: each test split is labelled by its own sorted class folders,
         # which matches the training labels only when it holds every class.
