@@ -35,7 +35,7 @@ import torch
 from tabulate import tabulate
 from tqdm import tqdm
 
-from backbones.analysis import PAPER_INPUT_SIZE, ModelReport, StageReport, analyze_variant
+from backbones.analysis import FAMILY_NOTES, PAPER_INPUT_SIZE, ModelReport, StageReport, analyze_variant
 
 SCRIPT = "python tools/analyze_model.py"
 
@@ -237,6 +237,8 @@ def markdown_document(reports: Sequence[ModelReport], size: Tuple[int, int], com
         parts.append(f"## {family}\n")
         if sources:
             parts.append(f"Paper figures: {'; '.join(sources)}.\n")
+        if family in FAMILY_NOTES:
+            parts.append(FAMILY_NOTES[family] + "\n")
         parts.append(tabulate([summary_row(r) for r in members], headers=SUMMARY_HEADERS, tablefmt="pipe",
                               disable_numparse=True, colalign=_align(SUMMARY_HEADERS, 1)) + "\n")
     return "\n".join(parts)
