@@ -34,19 +34,19 @@ ShuffleNet v2 paper's four complexity levels (40 / 140 / 300 / 500 MFLOPs): 0.45
 (Light-Head's own network), 1.45x and 1.9x.
 
 Stages: ``stem`` (conv + max-pool, s4), ``stage2`` (s8), ``stage3`` (s16), ``stage4``
-(s32), as `backbones.shufflenet_v1`; no final 1x1 conv (the classifier pools ``stage4``).
+(s32), laid out by `backbones.shufflenet_v1.shufflenet_layout`; no final 1x1 conv (the
+classifier pools ``stage4``).
 """
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Dict, Optional, Sequence, Tuple
 
-import torch
 from torch import Tensor, nn
 
-from .base import Backbone, Stage
+from .base import Backbone
 from .layers import conv_bn, make_divisible
 from .registry import PaperFigures, register_variant, width_tag
+from .shufflenet_v1 import merge_with_shortcut, shufflenet_layout, unit_branch_width
 
 __all__ = ["XceptionUnit", "SmallXception", "BASE_STAGE_WIDTHS", "STAGE_REPEATS", "STEM_WIDTH", "stage_widths"]
 
@@ -75,11 +75,7 @@ class XceptionUnit(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
-        if stride not in (1, 2):
-            raise ValueError(f"stride must be 1 or 2, got {stride}")
-        if stride == 1 and in_channels != out_channels:
-            raise ValueError(f"stride-1 unit needs in == out channels, got {in_channels} -> {out_channels}")
-        branch_out = out_channels - in_channels if stride == 2 else out_channels
+        branch_out = unit_branch_width(in_channels, out_channels, stride)
         if branch_out <= 0 or branch_out % 4:
             raise ValueError(
                 f"XceptionUnit({in_channels}->{out_channels}, stride={stride}): the main branch's "
@@ -98,10 +94,7 @@ class XceptionUnit(nn.Module):
         self.branch_proj = nn.AvgPool2d(3, stride=2, padding=1) if stride == 2 else None
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.branch_main(x)
-        if self.branch_proj is None:
-            return torch.relu(out + x)
-        return torch.relu(torch.cat((self.branch_proj(x), out), dim=1))
+        return merge_with_shortcut(x, self.branch_main(x), self.branch_proj)
 
 
 class SmallXception(Backbone):
@@ -122,19 +115,9 @@ class SmallXception(Backbone):
     ) -> None:
         super().__init__()
         widths = stage_widths(width_mult)
-        stem = nn.Sequential(
-            OrderedDict(
-                conv1=conv_bn(in_channels, STEM_WIDTH, 3, stride=2),
-                maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
-            )
+        stages = shufflenet_layout(
+            in_channels, STEM_WIDTH, widths, STAGE_REPEATS, lambda _, cin, cout, stride: XceptionUnit(cin, cout, stride)
         )
-        stages = [Stage("stem", stem, STEM_WIDTH, 4)]
-        prev, stride = STEM_WIDTH, 4
-        for i, (repeats, width) in enumerate(zip(STAGE_REPEATS, widths)):
-            stride *= 2
-            units = [XceptionUnit(prev, width, 2)] + [XceptionUnit(width, width, 1) for _ in range(repeats - 1)]
-            stages.append(Stage(f"stage{i + 2}", nn.Sequential(*units), width, stride))
-            prev = width
         self.width_mult = width_mult
         self._init_stages(stages, out_features, freeze_at)
 

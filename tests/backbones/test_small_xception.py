@@ -30,7 +30,7 @@ def test_light_head_table7_layout() -> None:
     assert [shapes[n].stride for n in NAMES] == [4, 8, 16, 32]
     assert [len(net.stages[n]) for n in NAMES[1:]] == [4, 8, 4]
     assert [u.stride for n in NAMES[1:] for u in net.stages[n]] == [2, 1, 1, 1, 2] + [1] * 7 + [2, 1, 1, 1]
-    assert isinstance(net.stages["stem"].maxpool, nn.MaxPool2d) and net.stages["stem"].conv1[0].stride == (2, 2)
+    assert isinstance(net.stages["stem"].maxpool, nn.MaxPool2d) and net.stages["stem"].first_conv[0].stride == (2, 2)
 
 
 def test_width_multiplier() -> None:
