@@ -19,7 +19,6 @@ authors' ``nn.DataParallel`` kept only GPU 0's share.
 """
 from __future__ import annotations
 
-import logging
 from typing import Any, Iterable, List
 
 import torch
@@ -29,8 +28,6 @@ from torch import nn
 from detection.utils import comm
 
 __all__ = ["recalibrate_bn_stats", "batch_norms"]
-
-logger = logging.getLogger(__name__)
 
 
 def batch_norms(model: nn.Module) -> List[nn.modules.batchnorm._BatchNorm]:
