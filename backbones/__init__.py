@@ -13,7 +13,7 @@ from .registry import (
     list_backbones,
     register_variant,
 )
-from .classifier import ImageClassifier, build_classifier
+from .classifier import ImageClassifier, build_classifier, released_fc_bias
 
 # Each import registers that family's variants.
 from . import shufflenet_v2  # noqa: F401  isort:skip
@@ -22,6 +22,7 @@ from . import seesaw  # noqa: F401  isort:skip
 from . import shufflenet_v1  # noqa: F401  isort:skip
 from . import mobilenet_v1  # noqa: F401  isort:skip
 from . import fd_mobilenet  # noqa: F401  isort:skip
+from . import small_xception  # noqa: F401  isort:skip
 
 from .weights import (  # noqa: E402  isort:skip
     CheckpointError,
@@ -45,6 +46,7 @@ __all__ = [
     "list_backbones",
     "register_variant",
     "ImageClassifier",
+    "released_fc_bias",
     "CheckpointError",
     "LoadReport",
     "UnsafeCheckpointError",

@@ -72,10 +72,47 @@ from .base import Backbone
 from .classifier import build_classifier
 from .registry import PaperFigures, get_variant
 
-__all__ = ["ModelReport", "StageReport", "analyze", "analyze_variant", "PAPER_INPUT_SIZE"]
+__all__ = ["ModelReport", "StageReport", "analyze", "analyze_variant", "PAPER_INPUT_SIZE", "FAMILY_NOTES"]
 
 #: The resolution at which the papers report complexity.
 PAPER_INPUT_SIZE: Tuple[int, int] = (224, 224)
+
+#: What a family's row of figures needs said (docs/model_zoo.md prints it under the family).
+FAMILY_NOTES: Dict[str, str] = {
+    "mobilenet_v1": (
+        "`mobilenet_v1_0.125x` is the FD-MobileNet paper's 12 MFLOPs baseline (its Table 2), with "
+        "the widths of the FD-MobileNet authors' code (`int(c * 0.125)`, no floor of 8: a 4-channel stem)."
+    ),
+    "mobilenet_v2": (
+        "0.27x, 0.56x and 1.3x are chosen for the ShuffleNet v2 paper's Table 7 complexity levels (40, "
+        "140 and 500 MFLOPs; 1.0x is the 300 one); their paper column is the level. With torchvision's "
+        "divisible-by-8 widths nothing lands within 5% of 40M: 0.27x measures 37.8M, 0.28x 55.8M."
+    ),
+    "seesaw": (
+        "Seesaw-shareNet is the paper's Sec. 6.1 network: every pointwise conv split 1:2 (no even "
+        "blocks), widths made multiples of 3 (stem 33; 15, 24, 33, 63, 96, 162, 318). The paper "
+        "gives its figures only at CIFAR size (Tables 3-4, \"v1\": 181M multiply-adds, 2.4M params "
+        "for 1.0D; 108M / 1.5M for 0.5D), which `tests/backbones/test_fidelity.py` checks at 32x32 "
+        "(181.4M / 2.42M; 108.3M / 1.48M); the authors' code has no Seesaw-share. The same widths "
+        "with even blocks kept give the paper's \"v0\" figures, which is what fixes 162 and 318 "
+        "(see `backbones/seesaw.py`)."
+    ),
+    "shufflenet_v1": (
+        "`xception_like_*` (= `shufflenet_v1_g1_*`) is the \"Xception-like\" structure of the "
+        "ShuffleNet v1 paper (ShuffleNet v1 units with g=1). The \"Xception\" of the ShuffleNet v2 "
+        "paper's COCO comparison (its Table 7) is Light-Head R-CNN's network, `small_xception_*`. "
+        "The classifier's FC has no bias, as in the authors' release."
+    ),
+    "shufflenet_v2": "The classifier's FC has no bias, as in the authors' release.",
+    "small_xception": (
+        "Light-Head R-CNN's small Xception-like backbone (its Table 7: 145 MFLOPs), the "
+        "\"Xception\" of the ShuffleNet v2 paper's Table 7; not `xception_like_*` (ShuffleNet v1 "
+        "g=1). The paper gives stages and widths only; the units here are three 3x3 "
+        "depthwise-separable convs (receptive field 7) with ShuffleNet v1's shortcuts (see "
+        "`backbones/small_xception.py`). 0.45x, 1.45x and 1.9x are chosen for Table 7's 40, 300 "
+        "and 500 MFLOPs levels; their paper column is the level."
+    ),
+}
 
 SizeLike = Union[int, Sequence[int]]
 

@@ -69,7 +69,8 @@ class DepthwiseSeparableNet(Backbone):
     """A 3x3 stride-2 stem conv followed by `DepthwiseSeparable` blocks grouped into stages.
 
     Every stage is an ``nn.Sequential``; the first one starts with the stem conv (index 0).
-    ``width_mult`` scales every layer, the stem included, with `scale_width`.
+    ``width_mult`` scales every layer, the stem included, with `scale_width` (no layer
+    narrower than ``min_channels``).
     """
 
     def __init__(
@@ -80,17 +81,20 @@ class DepthwiseSeparableNet(Backbone):
         out_features: Optional[Sequence[str]] = None,
         freeze_at: int = 0,
         in_channels: int = 3,
+        min_channels: int = 8,
     ) -> None:
         super().__init__()
         if not width_mult > 0:
             raise ValueError(f"{type(self).__name__}: width_mult must be positive, got {width_mult}")
-        prev = scale_width(stem_channels, width_mult)
+        if min_channels < 1:
+            raise ValueError(f"{type(self).__name__}: min_channels must be at least 1, got {min_channels}")
+        prev = scale_width(stem_channels, width_mult, min_channels)
         stride = 2
         layers = [conv_bn(in_channels, prev, 3, stride=2)]
         stages = []
         for name, blocks in stage_specs:
             for channels, block_stride in blocks:
-                out = scale_width(channels, width_mult)
+                out = scale_width(channels, width_mult, min_channels)
                 layers.append(DepthwiseSeparable(prev, out, block_stride))
                 prev, stride = out, stride * block_stride
             stages.append(Stage(name, nn.Sequential(*layers), prev, stride))
@@ -100,7 +104,11 @@ class DepthwiseSeparableNet(Backbone):
 
 class MobileNetV1(DepthwiseSeparableNet):
     """MobileNet v1. Stages: ``stem`` (stem conv + first block, s2), ``stage2`` (s4),
-    ``stage3`` (s8), ``stage4`` (s16), ``stage5`` (s32)."""
+    ``stage3`` (s8), ``stage4`` (s16), ``stage5`` (s32).
+
+    ``min_channels``: the narrowest layer; TF-slim's 8 by default. Only below 0.25x does it
+    matter: the FD-MobileNet authors' 0.125x baseline truncates without a floor (stem 4).
+    """
 
     def __init__(
         self,
@@ -108,8 +116,9 @@ class MobileNetV1(DepthwiseSeparableNet):
         out_features: Optional[Sequence[str]] = None,
         freeze_at: int = 0,
         in_channels: int = 3,
+        min_channels: int = 8,
     ) -> None:
-        super().__init__(MOBILENET_V1_STAGES, 32, width_mult, out_features, freeze_at, in_channels)
+        super().__init__(MOBILENET_V1_STAGES, 32, width_mult, out_features, freeze_at, in_channels, min_channels)
 
 
 # ----------------------------------------------------------------- registration
@@ -126,3 +135,17 @@ for _width, _paper in _PAPER.items():
     register_variant(
         f"mobilenet_v1_{width_tag(_width)}", MobileNetV1, family="mobilenet_v1", paper=_paper, width_mult=_width
     )
+
+#: The FD-MobileNet paper's 12-MFLOP baseline (Table 2: 12 MFLOPs, 39.6% top-1; Table 3: 29.1
+#: VOC07 mAP), which it re-implemented. Widths as the authors' code computes them
+#: (qinzheng93/FD-MobileNet, pyvision/models/ImageNet/MobileNet.py lines 62-63:
+#: ``int(32 * width_mul)``, ``int(x * width_mul)``, no floor): stem 4 channels. TF-slim's
+#: floor of 8 would give 14.3M MACs instead of 12.1M.
+register_variant(
+    "mobilenet_v1_0.125x",
+    MobileNetV1,
+    family="mobilenet_v1",
+    paper=PaperFigures(macs=12e6, top1_error=60.4, source="FD-MobileNet, Table 2"),
+    width_mult=0.125,
+    min_channels=1,
+)

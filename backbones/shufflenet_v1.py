@@ -17,7 +17,7 @@ function they were trained as.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +26,16 @@ from .base import Backbone, Stage
 from .layers import SqueezeExcite, channel_shuffle, conv_bn
 from .registry import PaperFigures, register_variant, width_tag
 
-__all__ = ["ShuffleV1Block", "ShuffleNetV1", "stage_widths", "BASE_STAGE_WIDTHS", "STEM_WIDTHS"]
+__all__ = [
+    "ShuffleV1Block",
+    "ShuffleNetV1",
+    "stage_widths",
+    "shufflenet_layout",
+    "unit_branch_width",
+    "merge_with_shortcut",
+    "BASE_STAGE_WIDTHS",
+    "STEM_WIDTHS",
+]
 
 #: Table 1 of the paper: output widths of Stage2-4 at 1x, per number of groups g.
 BASE_STAGE_WIDTHS: Dict[int, Tuple[int, int, int]] = {
@@ -69,6 +78,52 @@ def stage_widths(groups: int, width_mult: float) -> Tuple[int, int, int, int]:
     return stem, s2, s3, s4
 
 
+def shufflenet_layout(
+    in_channels: int,
+    stem_width: int,
+    widths: Sequence[int],
+    repeats: Sequence[int],
+    make_unit: Callable[[int, int, int, int], nn.Module],
+) -> List[Stage]:
+    """The ShuffleNet macro structure: a ``stem`` of ``first_conv`` (3x3 conv stride 2 + BN +
+    ReLU) and a 3x3 stride-2 ``maxpool`` (stride 4), then ``stage2``, ``stage3``, ... with one
+    width each (stride 8, 16, ...), of ``repeats`` units whose first has stride 2.
+    ``make_unit(stage_index, in_channels, out_channels, stride)`` builds a unit."""
+    stem = nn.Sequential(
+        OrderedDict(
+            first_conv=conv_bn(in_channels, stem_width, 3, stride=2),
+            maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+        )
+    )
+    stages = [Stage("stem", stem, stem_width, 4)]
+    prev, stride = stem_width, 4
+    for i, (count, width) in enumerate(zip(repeats, widths)):
+        stride *= 2
+        units = [make_unit(i, prev, width, 2)] + [make_unit(i, width, width, 1) for _ in range(count - 1)]
+        stages.append(Stage(f"stage{i + 2}", nn.Sequential(*units), width, stride))
+        prev = width
+    return stages
+
+
+def unit_branch_width(in_channels: int, out_channels: int, stride: int) -> int:
+    """Output width of a ShuffleNet v1-style unit's main branch: ``out_channels`` at stride 1
+    (added to the input), ``out_channels - in_channels`` at stride 2 (concatenated with the
+    pooled input). Raises ValueError for another stride or unequal stride-1 widths."""
+    if stride not in (1, 2):
+        raise ValueError(f"stride must be 1 or 2, got {stride}")
+    if stride == 1 and in_channels != out_channels:
+        raise ValueError(f"stride-1 unit needs in == out channels, got {in_channels} -> {out_channels}")
+    return out_channels - in_channels if stride == 2 else out_channels
+
+
+def merge_with_shortcut(x: Tensor, branch: Tensor, pool: Optional[nn.Module]) -> Tensor:
+    """ReLU of the main ``branch`` plus the input ``x`` (no ``pool``: stride 1), or of the
+    stride-2 ``pool(x)`` concatenated with it."""
+    if pool is None:
+        return torch.relu(branch + x)
+    return torch.relu(torch.cat((pool(x), branch), dim=1))
+
+
 class ShuffleV1Block(nn.Module):
     """One ShuffleNet unit (Figure 2b/c of the paper).
 
@@ -93,11 +148,7 @@ class ShuffleV1Block(nn.Module):
         use_se: bool = False,
     ) -> None:
         super().__init__()
-        if stride not in (1, 2):
-            raise ValueError(f"stride must be 1 or 2, got {stride}")
-        if stride == 1 and in_channels != out_channels:
-            raise ValueError(f"stride-1 unit needs in == out channels, got {in_channels} -> {out_channels}")
-        branch_out = out_channels - in_channels if stride == 2 else out_channels
+        branch_out = unit_branch_width(in_channels, out_channels, stride)
         mid = out_channels // 4
         pw_groups = 1 if dense_first_pw else groups
         for what, n, div in (
@@ -139,9 +190,7 @@ class ShuffleV1Block(nn.Module):
         out = self.branch_main_2(out)
         if self.se is not None:
             out = self.se(out)
-        if self.branch_proj is None:
-            return torch.relu(out + x)
-        return torch.relu(torch.cat((self.branch_proj(x), out), dim=1))
+        return merge_with_shortcut(x, out, self.branch_proj)
 
 
 class ShuffleNetV1(Backbone):
@@ -168,20 +217,12 @@ class ShuffleNetV1(Backbone):
         super().__init__()
         stem_width, *widths = stage_widths(groups, width_mult)
         self.groups = groups
-        stem = nn.Sequential(
-            OrderedDict(
-                first_conv=conv_bn(in_channels, stem_width, 3, stride=2),
-                maxpool=nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
-            )
-        )
-        stages = [Stage("stem", stem, stem_width, 4)]
-        prev, stride = stem_width, 4
-        for i, (repeats, width) in enumerate(zip(STAGE_REPEATS, widths)):
-            stride *= 2
-            units = [ShuffleV1Block(prev, width, 2, groups, dense_first_pw=i == 0, use_se=use_se)]
-            units += [ShuffleV1Block(width, width, 1, groups, use_se=use_se) for _ in range(repeats - 1)]
-            stages.append(Stage(f"stage{i + 2}", nn.Sequential(*units), width, stride))
-            prev = width
+
+        def unit(stage: int, cin: int, cout: int, stride: int) -> ShuffleV1Block:
+            dense_first_pw = stage == 0 and stride == 2
+            return ShuffleV1Block(cin, cout, stride, groups, dense_first_pw=dense_first_pw, use_se=use_se)
+
+        stages = shufflenet_layout(in_channels, stem_width, widths, STAGE_REPEATS, unit)
         self._init_stages(stages, out_features, freeze_at)
 
 

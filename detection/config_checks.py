@@ -507,7 +507,8 @@ def check_classification_config(cfg: Any, *, train: bool = True) -> Any:
     """Every check of a classification config, and the keys that depend on the data:
     ``MODEL.NUM_CLASSES`` (0 = the number of class folders of the training split; a set
     value that differs is an error), ``SOLVER.ITERS_PER_EPOCH`` (0 -> ceil(training images
-    / IMS_PER_BATCH)) and, with ``SOLVER.MAX_EPOCHS`` > 0, ``SOLVER.MAX_ITER``. Raises
+    / IMS_PER_BATCH)), with ``SOLVER.MAX_EPOCHS`` > 0 ``SOLVER.MAX_ITER``, and with
+    ``TEST.PRECISE_BN.ENABLED`` ``TEST.PRECISE_BN.NUM_ITER`` (0 -> one epoch). Raises
     `ConfigError` / `ImageFolderError` naming the key or path; returns the resolved config
     as a frozen copy (the tool's start-up assigns it).
     """
@@ -546,6 +547,14 @@ def check_classification_config(cfg: Any, *, train: bool = True) -> Any:
         if s.MAX_EPOCHS > 0:
             _set(cfg, "SOLVER.MAX_ITER", int(s.MAX_EPOCHS) * int(s.ITERS_PER_EPOCH))
         require(s.MAX_ITER > 0, f"SOLVER.MAX_ITER must be positive, got {s.MAX_ITER}")
+        precise_bn = cfg.TEST.PRECISE_BN
+        if precise_bn.ENABLED:
+            require(
+                precise_bn.NUM_ITER >= 0,
+                f"TEST.PRECISE_BN.NUM_ITER must be positive (0 = one epoch), got {precise_bn.NUM_ITER}",
+            )
+            if precise_bn.NUM_ITER == 0:
+                _set(cfg, "TEST.PRECISE_BN.NUM_ITER", iters_per_epoch(len(samples), int(s.IMS_PER_BATCH)))
     if classes is not None:
         resolve_class_count(
             cfg, key, len(classes), train_dir, from_data=cfg.MODEL.NUM_CLASSES <= 0, what="class folders", auto=f"{key} 0"

@@ -94,6 +94,13 @@ _C.SOLVER.CHECKPOINT_PERIOD = 10000
 _C.TEST = CN()
 _C.TEST.EVAL_PERIOD = 0  # 0 = only at the end
 _C.TEST.IMS_PER_BATCH = 100  # per process
+# Re-estimate the BatchNorm statistics of the final weights before the last checkpoint and
+# evaluation (the ShuffleNet-Series recipe; detection/classification/precise_bn.py):
+# NUM_ITER training batches through the model in train mode without gradients, each BN's
+# statistics the plain average over them. NUM_ITER 0 = one epoch (resolved at start-up).
+_C.TEST.PRECISE_BN = CN()
+_C.TEST.PRECISE_BN.ENABLED = False
+_C.TEST.PRECISE_BN.NUM_ITER = 0
 
 _C.OUTPUT_DIR = "./output/classification"
 _C.SEED = -1  # < 0: random seed, logged

@@ -38,8 +38,9 @@ class ClassificationModel(ImageClassifier):
         pixel_std: Sequence[float],
         dropout: float = 0.0,
         label_smoothing: float = 0.0,
+        fc_bias: bool = True,
     ) -> None:
-        super().__init__(backbone, num_classes=num_classes, dropout=dropout)
+        super().__init__(backbone, num_classes=num_classes, dropout=dropout, fc_bias=fc_bias)
         if len(pixel_mean) != 3 or len(pixel_std) != 3:
             raise ValueError(f"pixel_mean/pixel_std need 3 values (RGB), got {list(pixel_mean)} / {list(pixel_std)}")
         # Not persistent: the checkpoint holds only the network (loads anywhere a classifier does).
@@ -67,7 +68,8 @@ class ClassificationModel(ImageClassifier):
 
 
 def build_classification_model(cfg) -> ClassificationModel:
-    """``MODEL.BACKBONE.NAME``'s classifier with ``MODEL.NUM_CLASSES`` outputs (resolved)."""
+    """``MODEL.BACKBONE.NAME``'s classifier with ``MODEL.NUM_CLASSES`` outputs (resolved); its
+    FC has a bias unless the variant's authors released it without one, as `build_classifier`."""
     num_classes = int(cfg.MODEL.NUM_CLASSES)
     if num_classes <= 0:
         raise ValueError("MODEL.NUM_CLASSES must be positive (0 is resolved from the training split at start-up)")
@@ -79,6 +81,7 @@ def build_classification_model(cfg) -> ClassificationModel:
         pixel_std=cfg.MODEL.PIXEL_STD,
         dropout=float(cfg.MODEL.DROPOUT),
         label_smoothing=float(cfg.MODEL.LABEL_SMOOTHING),
+        fc_bias=backbones.released_fc_bias(cfg.MODEL.BACKBONE.NAME),
     )
     n = sum(p.numel() for p in model.parameters())
     logger.info("Model: %s classifier, %d classes, %.2fM parameters", cfg.MODEL.BACKBONE.NAME, num_classes, n / 1e6)

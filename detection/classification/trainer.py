@@ -19,6 +19,7 @@ from detection.engine import Trainer
 from .data import build_classification_test_loader, build_classification_train_loader
 from .evaluator import ClassificationEvaluator
 from .model import build_classification_model
+from .precise_bn import recalibrate_bn_stats
 from .solver import build_classification_lr_scheduler
 
 __all__ = ["ClassificationTrainer", "export_backbone"]
@@ -48,6 +49,29 @@ class ClassificationTrainer(Trainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_dir: Optional[str] = None):
         return ClassificationEvaluator(topk=(1, 5), dataset_name=dataset_name)
+
+    def after_step(self) -> None:
+        # TEST.PRECISE_BN: after the last iteration, before model_final is saved and evaluated
+        if self.iter + 1 == self.max_iter and self.cfg.TEST.PRECISE_BN.ENABLED:
+            self.recalibrate_bn()
+        super().after_step()
+
+    def recalibrate_bn(self) -> None:
+        """Re-estimate the BN statistics on TEST.PRECISE_BN.NUM_ITER training batches
+        (`recalibrate_bn_stats`) from a loader of its own: the training loader's position
+        and the RNG state saved with model_final stay those of the last iteration, so
+        extending a finished run with --resume trains exactly as a longer run would (BN
+        statistics do not enter a training step)."""
+        num_iters = int(self.cfg.TEST.PRECISE_BN.NUM_ITER)
+        logger.info("Recalibrating BatchNorm statistics on %d training batches ...", num_iters)
+        loader = self.build_train_loader(self.cfg)
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):  # dropout draws in train mode
+                count = recalibrate_bn_stats(self.unwrapped_model, loader, num_iters)
+        finally:
+            loader.close()
+        logger.info("BatchNorm statistics of %d layers recalibrated", count)
 
 
 def export_backbone(

@@ -28,7 +28,7 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 import backbones
-from backbones.analysis import PAPER_INPUT_SIZE, ModelReport, StageReport, analyze_variant
+from backbones.analysis import FAMILY_NOTES, PAPER_INPUT_SIZE, ModelReport, StageReport, analyze_variant
 from detection.deploy.builders import parse_size
 
 SCRIPT = "python tools/analyze_model.py"
@@ -227,6 +227,8 @@ def markdown_document(reports: Sequence[ModelReport], size: Tuple[int, int], com
         parts.append(f"## {family}\n")
         if sources:
             parts.append(f"Paper figures: {'; '.join(sources)}.\n")
+        if family in FAMILY_NOTES:
+            parts.append(FAMILY_NOTES[family] + "\n")
         parts.append(tabulate([summary_row(r) for r in members], headers=SUMMARY_HEADERS, tablefmt="pipe",
                               disable_numparse=True, colalign=_align(SUMMARY_HEADERS, 1)) + "\n")
     return "\n".join(parts)

@@ -1,15 +1,19 @@
-"""Regenerate configs/Misc/: one leaf YAML per (head, registered backbone variant) that
-has no hand-written paper-protocol config.
+"""Regenerate the generated leaf configs:
 
-    python tools/gen_configs.py           # write / update configs/Misc/*.yaml
-    python tools/gen_configs.py --check   # exit 1 if configs/Misc is out of date
+* configs/COCO-LightHead/: the ShuffleNet v2 paper's Table 7 (Light-Head R-CNN on COCO), one
+  leaf per (family, complexity level) in `TABLE7`;
+* configs/Misc/: one leaf per (head, registered backbone variant) that has no paper-protocol
+  config for that head.
+
+    python tools/gen_configs.py           # write / update them
+    python tools/gen_configs.py --check   # exit 1 if any is out of date
 
 Heads: ``lighthead`` (configs/Base-LightHead-RCNN.yaml; paper configs in
 configs/COCO-LightHead/) and ``fasterrcnn`` (configs/Base-FasterRCNN-C4.yaml; paper configs
 in configs/COCO-FasterRCNN/). A variant already covered by a paper config for that head
-is skipped, as are registry aliases (e.g. ``xception_like_*`` = ``shufflenet_v1_g1_*``).
-Generated files carry a header line; files with that header that no longer match a
-registered variant are removed. Hand-written files in configs/Misc/ are never touched.
+(generated or hand-written) gets no Misc config, nor do registry aliases (e.g.
+``xception_like_*`` = ``shufflenet_v1_g1_*``). Generated files carry a header line; files
+with that header that are no longer expected are removed. Hand-written files are never touched.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import argparse
 import glob
 import os
 import sys
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import backbones
 
@@ -31,19 +35,56 @@ HEADS = {
     "fasterrcnn": ("../Base-FasterRCNN-C4.yaml", "COCO-FasterRCNN", "Faster R-CNN (C4)"),
 }
 
+#: ShuffleNet v2 paper, Table 7: Light-Head R-CNN on COCO, each family at four complexity
+#: levels (MFLOPs at 224x224). Family as the table names it -> the variant at each level.
+#: ShuffleNet v1 is g=3 (the paper's Table 8 rows); "Xception" is Light-Head R-CNN's small
+#: Xception-like network (`backbones.small_xception`), not ShuffleNet v1 g=1 (xception_like_*).
+#: MobileNet v2 and Xception widths are chosen to sit at the levels (see their modules).
+TABLE7_LEVELS: Tuple[int, ...] = (40, 140, 300, 500)
+TABLE7: Dict[str, Tuple[str, ...]] = {
+    "ShuffleNet v2": ("shufflenet_v2_0.5x", "shufflenet_v2_1.0x", "shufflenet_v2_1.5x", "shufflenet_v2_2.0x"),
+    "ShuffleNet v2*": (
+        "shufflenet_v2star_0.5x", "shufflenet_v2star_1.0x", "shufflenet_v2star_1.5x", "shufflenet_v2star_2.0x",
+    ),
+    "ShuffleNet v1": (
+        "shufflenet_v1_g3_0.5x", "shufflenet_v1_g3_1.0x", "shufflenet_v1_g3_1.5x", "shufflenet_v1_g3_2.0x",
+    ),
+    "MobileNet v2": ("mobilenet_v2_0.27x", "mobilenet_v2_0.56x", "mobilenet_v2_1.0x", "mobilenet_v2_1.3x"),
+    "Xception": ("small_xception_0.45x", "small_xception_1.0x", "small_xception_1.45x", "small_xception_1.9x"),
+}
+TABLE7_HEAD = "lighthead"
 
-def _paper_backbones(configs_dir: str, folder: str) -> set:
-    """Backbone names used by the hand-written configs in ``folder``."""
+
+def _hand_written_backbones(configs_dir: str, folder: str) -> set:
+    """Backbone names used by the hand-written (header-less) configs in ``folder``."""
     import yaml
 
     names = set()
     for path in glob.glob(os.path.join(configs_dir, folder, "*.yaml")):
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+            text = f.read()
+        if text.startswith(HEADER):
+            continue
+        data = yaml.safe_load(text) or {}
         name = ((data.get("MODEL") or {}).get("BACKBONE") or {}).get("NAME")
         if name:
             names.add(name)
     return names
+
+
+def render_table7(family: str, level: int, name: str) -> str:
+    base, folder, desc = HEADS[TABLE7_HEAD]
+    return (
+        f"{HEADER}\n"
+        f"# ShuffleNet v2 paper, Table 7: {desc} on COCO, {family} at the {level} MFLOPs level\n"
+        f"# (complexity at 224x224: docs/model_zoo.md). COCO 2017, 800x1200, OHEM, 1x schedule: the\n"
+        f"# paper's detection protocol, in {base[3:]} (settings and sources: docs/protocols.md).\n"
+        f'_BASE_: "{base}"\n'
+        "MODEL:\n"
+        "  BACKBONE:\n"
+        f'    NAME: "{name}"\n'
+        f'OUTPUT_DIR: "./output/{folder}/{TABLE7_HEAD}_{name}"\n'
+    )
 
 
 def render(head: str, name: str) -> str:
@@ -62,15 +103,35 @@ def render(head: str, name: str) -> str:
 
 
 def expected_files(configs_dir: str) -> Dict[str, str]:
+    """Generated configs, by path relative to ``configs_dir``."""
     out: Dict[str, str] = {}
+    table7_folder = HEADS[TABLE7_HEAD][1]
+    for family, variants in TABLE7.items():
+        for level, name in zip(TABLE7_LEVELS, variants):
+            out[f"{table7_folder}/{TABLE7_HEAD}_{name}.yaml"] = render_table7(family, level, name)
     names = backbones.list_backbones(include_aliases=False)
     for head, (_, folder, _) in HEADS.items():
-        covered = _paper_backbones(configs_dir, folder)
+        covered = _hand_written_backbones(configs_dir, folder)
+        if head == TABLE7_HEAD:
+            covered |= {name for variants in TABLE7.values() for name in variants}
         covered |= {backbones.get_variant(n).alias_of for n in covered if backbones.get_variant(n).alias_of}
         for name in names:
             if name not in covered:
-                out[f"{head}_{name}.yaml"] = render(head, name)
+                out[f"Misc/{head}_{name}.yaml"] = render(head, name)
     return out
+
+
+def generated_files(configs_dir: str) -> Dict[str, str]:
+    """The files with the generator's header now on disk, by path relative to ``configs_dir``."""
+    have = {}
+    folders = {"Misc", HEADS[TABLE7_HEAD][1]}
+    for folder in sorted(folders):
+        for path in glob.glob(os.path.join(configs_dir, folder, "*.yaml")):
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            if text.startswith(HEADER):
+                have[f"{folder}/{os.path.basename(path)}"] = text
+    return have
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,35 +144,35 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
 
-    misc = os.path.join(args.configs_dir, "Misc")
     want = expected_files(args.configs_dir)
-    have = {}
-    for path in glob.glob(os.path.join(misc, "*.yaml")):
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        if text.startswith(HEADER):
-            have[os.path.basename(path)] = text
+    have = generated_files(args.configs_dir)
     stale = sorted(set(have) - set(want))
     changed = sorted(n for n, t in want.items() if have.get(n) != t)
 
     if args.check:
         if stale or changed:
             print(
-                f"configs/Misc is out of date ({len(changed)} to write, {len(stale)} to remove, e.g. "
+                f"generated configs are out of date ({len(changed)} to write, {len(stale)} to remove, e.g. "
                 f"{(changed + stale)[:3]}); run: python tools/gen_configs.py",
                 file=sys.stderr,
             )
             return 1
-        print(f"configs/Misc up to date ({len(want)} generated configs)")
+        print(f"generated configs up to date ({len(want)})")
         return 0
 
-    os.makedirs(misc, exist_ok=True)
     for name in changed:
-        with open(os.path.join(misc, name), "w", encoding="utf-8") as f:
+        path = os.path.join(args.configs_dir, name)
+        if os.path.exists(path) and name not in have:
+            print(f"error: {path} is hand-written; remove it or take it out of TABLE7", file=sys.stderr)
+            return 2
+    for name in changed:
+        path = os.path.join(args.configs_dir, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
             f.write(want[name])
     for name in stale:
-        os.remove(os.path.join(misc, name))
-    print(f"configs/Misc: {len(want)} generated configs ({len(changed)} written, {len(stale)} removed)")
+        os.remove(os.path.join(args.configs_dir, name))
+    print(f"generated configs: {len(want)} ({len(changed)} written, {len(stale)} removed)")
     return 0
 
 

@@ -68,12 +68,22 @@ def build_parser():
         help=f"write the backbone checkpoint (for a detector's MODEL.BACKBONE.WEIGHTS) to PATH; "
         f"default after training: OUTPUT_DIR/{BACKBONE_FILE}",
     )
+    parser.add_argument(
+        "--precise-bn", action="store_true",
+        help="after training, re-estimate the BN statistics on TEST.PRECISE_BN.NUM_ITER training batches "
+        "(0 = one epoch), as the ShuffleNet-Series recipe; sets TEST.PRECISE_BN.ENABLED True",
+    )
     return parser
 
 
 def setup(args):
     """Merged, resolved, validated config (raises ConfigError / ImageFolderError)."""
-    cfg = load_classification_config(args.config_file, args.opts or [])
+    opts = list(args.opts or [])
+    if args.precise_bn:
+        if args.eval_only:
+            raise ConfigError("--precise-bn recalibrates after training; it does nothing with --eval-only")
+        opts += ["TEST.PRECISE_BN.ENABLED", "True"]
+    cfg = load_classification_config(args.config_file, opts)
     cfg = resolve_config(cfg, train=not args.eval_only)
     weights = cfg.MODEL.WEIGHTS
     resuming = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))

@@ -23,6 +23,7 @@ VARIANTS = [
     "fd_mobilenet_0.25x",
     "seesaw_shuffle_0.5d",
     "seesaw_share_0.5d",
+    "small_xception_0.45x",
 ]
 
 

@@ -79,6 +79,7 @@ def test_bad_width_raises() -> None:
 
 def test_registry() -> None:
     assert list_backbones(family="mobilenet_v1") == [
+        "mobilenet_v1_0.125x",
         "mobilenet_v1_0.25x",
         "mobilenet_v1_0.5x",
         "mobilenet_v1_0.75x",
@@ -88,3 +89,15 @@ def test_registry() -> None:
     assert paper.macs == 569e6 and paper.params == 4.2e6
     net = build_backbone("mobilenet_v1_0.25x", out_features=["stage4"])
     assert net.out_features == ["stage4"] and net.output_shape()["stage4"].channels == 128
+
+
+def test_0_125x_has_the_fd_mobilenet_authors_widths() -> None:
+    """FD-MobileNet's 12 MFLOPs baseline: int(c * 0.125) with no floor (a stem of 4 channels),
+    unlike TF-slim's floor of 8 the other widths keep."""
+    net = build_backbone("mobilenet_v1_0.125x", out_features=NAMES)
+    assert net.stages["stem"][0][0].out_channels == 4
+    assert [net.output_shape()[n].channels for n in NAMES] == [8, 16, 32, 64, 128]
+    assert get_variant("mobilenet_v1_0.125x").paper.macs == 12e6
+    assert MobileNetV1(width_mult=0.125).stages["stem"][0][0].out_channels == 8  # default floor
+    with pytest.raises(ValueError, match="min_channels"):
+        MobileNetV1(width_mult=0.5, min_channels=0)

@@ -19,7 +19,8 @@ PAPER = {"0.5x": (97e6, None), "0.75x": (209e6, None), "1.0x": (300.8e6, 3.50e6)
 
 
 def test_registered_variants() -> None:
-    assert list_backbones("mobilenet_v2") == [f"mobilenet_v2_{w}" for w in ("0.5x", "0.75x", "1.0x", "1.4x")]
+    widths = ("0.27x", "0.5x", "0.56x", "0.75x", "1.0x", "1.3x", "1.4x")
+    assert list_backbones("mobilenet_v2") == sorted(f"mobilenet_v2_{w}" for w in widths)
     paper = get_variant("mobilenet_v2_1.0x").paper
     assert paper.macs == pytest.approx(300.8e6) and paper.params == pytest.approx(3.5e6)
 

@@ -16,6 +16,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 import backbones
 from backbones import BACKBONE_REGISTRY, Backbone, build_backbone, build_classifier, list_backbones, register_variant
+from backbones.classifier import FAMILIES_WITHOUT_FC_BIAS
 
 ALL_VARIANTS: List[str] = list_backbones()
 
@@ -53,12 +54,28 @@ def test_forward_shapes(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL_VARIANTS)
 def test_classifier_train_mode(name: str) -> None:
-    """Classification form in train mode (BN batch statistics) with batch 2, then eval."""
+    """Classification form in train mode (BN batch statistics) with batch 2, then eval. Its
+    FC has a bias unless the family's authors released it without one."""
     model = build_classifier(name, num_classes=10).train()
+    without_bias = backbones.get_variant(name).family in FAMILIES_WITHOUT_FC_BIAS
+    assert (model.fc.bias is None) == without_bias == (not backbones.released_fc_bias(name))
     logits = model(torch.randn(2, 3, 64, 96))
     assert logits.shape == (2, 10) and logits.requires_grad
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_classifier_fc_bias_argument() -> None:
+    assert FAMILIES_WITHOUT_FC_BIAS == {"shufflenet_v1", "shufflenet_v2"}
+    plain, biased = build_classifier("shufflenet_v2_0.5x"), build_classifier("shufflenet_v2_0.5x", fc_bias=True)
+    assert plain.fc.bias is None and biased.fc.bias.shape == (1000,)
+    assert sum(p.numel() for p in biased.parameters()) - sum(p.numel() for p in plain.parameters()) == 1000
+    assert build_classifier("mobilenet_v2_0.5x", fc_bias=False).fc.bias is None
+    x = torch.randn(1, 3, 64, 64)
+    biased.load_state_dict(plain.state_dict(), strict=False)
+    with torch.no_grad():
+        biased.fc.bias.zero_()
+        torch.testing.assert_close(biased.eval()(x), plain.eval()(x))
 
 
 @pytest.mark.parametrize("name", ALL_VARIANTS)

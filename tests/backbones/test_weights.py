@@ -103,7 +103,7 @@ def test_torchvision_mobilenet_v2_half_width(tmp_path: Path) -> None:
 def test_torchvision_shufflenet_v2(tmp_path: Path) -> None:
     tv = _randomize(torchvision.models.shufflenet_v2_x0_5())
     torch.save(tv.state_dict(), tmp_path / "tv.pth")
-    ours = build_classifier("shufflenet_v2_0.5x")
+    ours = build_classifier("shufflenet_v2_0.5x", fc_bias=True)  # torchvision's FC has a bias
     report = load_checkpoint(ours, tmp_path / "tv.pth", strict=True)
     assert report.layout == "torchvision" and report.family == "shufflenet_v2"
     x = torch.randn(2, 3, 96, 64)
@@ -162,7 +162,8 @@ def _save_release(state_dict: Dict[str, Tensor], path: Path) -> Path:
 def test_shufflenet_series_v2_release_equivalent(tmp_path: Path) -> None:
     release = _randomize(_ReleaseV2())
     path = _save_release(release.state_dict(), tmp_path / "ShuffleNetV2.0.5x.pth.tar")
-    ours = build_classifier("shufflenet_v2_0.5x")
+    # a head with a bias: the converter gives the release's bias-free FC a zero bias
+    ours = build_classifier("shufflenet_v2_0.5x", fc_bias=True)
     report = load_checkpoint(ours, path, strict=True)
     assert report.layout == "shufflenet_series" and report.input_format == "BGR255"
     assert ours.backbone.input_format == "BGR255"
@@ -185,7 +186,7 @@ def test_shufflenet_series_v2_1_0x_release_equivalent(tmp_path: Path) -> None:
     built with shortcut_keeps_input=True computes the release's logits."""
     release = _randomize(_ReleaseV2(widths=(24, 116, 232, 464, 1024)))
     path = _save_release(release.state_dict(), tmp_path / "ShuffleNetV2.1.0x.pth.tar")
-    ours = build_classifier("shufflenet_v2_1.0x", shortcut_keeps_input=True)
+    ours = build_classifier("shufflenet_v2_1.0x", fc_bias=True, shortcut_keeps_input=True)
     unit = ours.backbone.stages["stage2"][0]
     assert unit.branch1[2].out_channels == 24 and unit.branch2[5].out_channels == 92
     report = load_checkpoint(ours, path, strict=True)
@@ -219,8 +220,8 @@ def test_shortcut_keeps_input_refuses_torchvision_1_0x(tmp_path: Path) -> None:
 def test_shortcut_keeps_input_at_0_5x_is_torchvision_layout(tmp_path: Path) -> None:
     """At 0.5x the input of every stride-2 unit is already out/2: the option changes nothing,
     and the release's 0.5x checkpoint loads into either build."""
-    keep = build_classifier("shufflenet_v2_0.5x", shortcut_keeps_input=True)
-    plain = build_classifier("shufflenet_v2_0.5x")
+    keep = build_classifier("shufflenet_v2_0.5x", fc_bias=True, shortcut_keeps_input=True)
+    plain = build_classifier("shufflenet_v2_0.5x", fc_bias=True)
     assert {k: v.shape for k, v in keep.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
     release = _randomize(_ReleaseV2())
     path = _save_release(release.state_dict(), tmp_path / "ShuffleNetV2.0.5x.pth.tar")
@@ -267,14 +268,14 @@ def _to_release_v1(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
 
 
 def test_shufflenet_series_v1_roundtrip(tmp_path: Path) -> None:
-    src = build_classifier("shufflenet_v1_g3_0.5x")
+    src = build_classifier("shufflenet_v1_g3_0.5x", fc_bias=True)
     _randomize(src)
     with torch.no_grad():
         src.fc.bias.zero_()
     release = _to_release_v1(src.state_dict())
     assert "features.15.branch_main_2.0.weight" in release and "first_conv.0.weight" in release
     path = _save_release(release, tmp_path / "ShuffleNetV1.Group3.0.5x.pth.tar")
-    dst = build_classifier("shufflenet_v1_g3_0.5x")
+    dst = build_classifier("shufflenet_v1_g3_0.5x", fc_bias=True)
     report = load_checkpoint(dst, path, strict=True)
     assert report.layout == "shufflenet_series" and report.family == "shufflenet_v1"
     assert report.input_format == "BGR255"
@@ -282,6 +283,28 @@ def test_shufflenet_series_v1_roundtrip(tmp_path: Path) -> None:
         assert torch.equal(v, dst.state_dict()[k]), k
     x = torch.rand(1, 3, 64, 64) * 255
     torch.testing.assert_close(_logits(dst, x), _logits(src, x))
+
+
+@pytest.mark.parametrize("family", ["shufflenet_v1", "shufflenet_v2"])
+def test_shufflenet_series_release_into_default_bias_free_head(tmp_path: Path, family: str) -> None:
+    """By default these families' FC has no bias, as the authors' release: the release loads
+    (the zero bias the converter adds for biased heads is the one key left over) and the
+    classifier computes the release's logits."""
+    if family == "shufflenet_v1":
+        src = _randomize(build_classifier("shufflenet_v1_g3_0.5x"))
+        release, name = _to_release_v1(src.state_dict()), "shufflenet_v1_g3_0.5x"
+        reference = src
+    else:
+        reference = _randomize(_ReleaseV2())
+        release, name = reference.state_dict(), "shufflenet_v2_0.5x"
+    path = _save_release(release, tmp_path / "release.pth.tar")
+    ours = build_classifier(name)
+    assert ours.fc.bias is None and "classifier.0.bias" not in release
+    report = load_checkpoint(ours, path)
+    assert not report.missing_keys and report.unexpected_keys == ["fc.bias"]
+    x = torch.rand(1, 3, 64, 64) * 255
+    expected = _logits(reference, x)
+    torch.testing.assert_close(_logits(ours, x), expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-5)
 
 
 # ------------------------------------------------------------- litedet layout

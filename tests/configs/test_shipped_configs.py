@@ -82,10 +82,50 @@ def test_unknown_key_message(tmp_path):
         get_cfg().merge_from_list(["MODEL.BACKBONE.NAMEE", "x"])
 
 
-def test_misc_configs_up_to_date(capsys):
+@pytest.fixture(scope="module")
+def gen():
     from detection.cli import gen_configs
 
-    assert gen_configs.main(["--check", "--configs-dir", os.path.join(ROOT, "configs")]) == 0, capsys.readouterr().err
+    return gen_configs
+
+
+def test_misc_configs_up_to_date(gen, capsys):
+    assert gen.main(["--check", "--configs-dir", os.path.join(ROOT, "configs")]) == 0, capsys.readouterr().err
+
+
+def test_table7_configs(gen):
+    """ShuffleNet v2 paper, Table 7: Light-Head R-CNN on COCO, five families at four levels."""
+    assert gen.TABLE7_LEVELS == (40, 140, 300, 500)
+    assert set(gen.TABLE7) == {"ShuffleNet v1", "ShuffleNet v2", "ShuffleNet v2*", "MobileNet v2", "Xception"}
+    shipped = set()
+    for family, variants in gen.TABLE7.items():
+        assert len(variants) == 4, family
+        for level, name in zip(gen.TABLE7_LEVELS, variants):
+            path = os.path.join("configs", "COCO-LightHead", f"lighthead_{name}.yaml")
+            cfg = load_config(os.path.join(ROOT, path))
+            assert (cfg.MODEL.META_ARCHITECTURE, cfg.MODEL.BACKBONE.NAME) == ("LightHeadRCNN", name)
+            assert cfg.DATASETS.TRAIN == ("coco_2017_train",) and cfg.MODEL.ROI_HEADS.NUM_CLASSES == 80
+            paper = backbones.get_variant(name).paper
+            if "complexity level" in paper.source:  # widths chosen here for the level
+                assert paper.macs == level * 1e6, name
+            shipped.add(path)
+    assert shipped == {c for c in PAPER if c.startswith(os.path.join("configs", "COCO-LightHead"))}
+    # "Xception" is Light-Head R-CNN's small Xception-like network, not ShuffleNet v1 g=1
+    assert {backbones.get_variant(n).family for n in gen.TABLE7["Xception"]} == {"small_xception"}
+    assert [backbones.get_variant(n).paper.macs for n in gen.TABLE7["Xception"]][1] == 145e6
+
+
+def test_generator_never_overwrites_a_hand_written_config(gen, tmp_path, capsys):
+    configs = tmp_path / "configs"
+    (configs / "COCO-LightHead").mkdir(parents=True)
+    mine = configs / "COCO-LightHead" / "lighthead_small_xception_1.0x.yaml"
+    mine.write_text("# hand-written\n")
+    assert gen.main(["--configs-dir", str(configs)]) == 2
+    assert "hand-written" in capsys.readouterr().err and mine.read_text() == "# hand-written\n"
+    assert not (configs / "Misc").exists()
+    mine.unlink()
+    assert gen.main(["--configs-dir", str(configs)]) == 0 and gen.main(["--configs-dir", str(configs), "--check"]) == 0
+    assert len(list((configs / "COCO-LightHead").glob("*.yaml"))) == 20
 
 
 def test_every_registered_variant_has_configs_under_both_heads():

@@ -59,6 +59,9 @@ def test_training_outputs(trained):
     assert final["results"]["accuracy"]["top1"] == pytest.approx(last["accuracy/top1"])
     ckpt = torch.load(out / "model_final.pth", map_location="cpu", weights_only=True)
     assert ckpt["iteration"] == 3 and ckpt["data_loader"]["num_batches"] == 4
+    # the recipe's TEST.PRECISE_BN pass: one epoch (24 images / 6) after the last iteration
+    assert "NUM_ITER: 4" in (out / "config.yaml").read_text()
+    assert "Recalibrating BatchNorm statistics on 4 training batches" in (out / "log.txt").read_text()
     assert (out / "model_0000001.pth").is_file() and any(f.startswith("events.out") for f in os.listdir(out))
     assert "NUM_CLASSES: 3" in (out / "config.yaml").read_text()
 
@@ -148,6 +151,7 @@ def test_eval_only_reproduces_the_final_accuracy_and_exports(trained, tmp_path, 
          "config error: unknown SOLVER.LR_SCHEDULER_NAME"),
         (["DATASETS.ROOT", "{data}"], "config error: MODEL.NUM_CLASSES is 1000 but {data}/train has 3 class folders"),
         (["DATASETS.ROOT", "{data}", "SOLVER.BASE_LRR", "0.1"], "config error: command line: unknown config key"),
+        (["--precise-bn", "--eval-only", "DATASETS.ROOT", "{data}"], "config error: --precise-bn recalibrates after training"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, data_root, capsys):
@@ -162,7 +166,8 @@ def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, data_root, c
 
 def test_help_names_every_flag():
     text = train_classifier.build_parser().format_help()
-    for flag in ("--config-file", "--resume", "--eval-only", "--export-backbone", "KEY VALUE", "docs/classification.md"):
+    for flag in ("--config-file", "--resume", "--eval-only", "--export-backbone", "--precise-bn", "KEY VALUE",
+                 "docs/classification.md"):
         assert flag in text
 
 

@@ -89,6 +89,15 @@ def test_recipes_match_the_papers():
     s = fd.SOLVER
     assert (s.LR_SCHEDULER_NAME, s.BASE_LR, s.GAMMA, s.STEP_EPOCHS, s.MAX_EPOCHS) == ("EpochStepLR", 0.1, 0.1, 30, 90)
     assert (s.IMS_PER_BATCH, s.WEIGHT_DECAY, s.MOMENTUM, fd.INPUT.COLOR_JITTER) == (256, 4e-5, 0.9, 0.0)
+    # the authors' "less_aggressive" RandomResizedCrop (FD-MobileNet pyvision/dataloaders/ImageNet.py)
+    assert fd.INPUT.CROP_SCALE == (0.64, 1.0) and c("mobilenet_v1_0.125x.yaml").INPUT.CROP_SCALE == (0.64, 1.0)
+    assert not fd.TEST.PRECISE_BN.ENABLED
+    # ShuffleNet-Series: a final BN recalibration over one epoch; the FC has no bias
+    for name in ("shufflenet_v1_g3_1.0x.yaml", "shufflenet_v2_1.0x.yaml", "shufflenet_v2star_1.0x.yaml"):
+        cfg = c(name)
+        assert cfg.TEST.PRECISE_BN.ENABLED and cfg.TEST.PRECISE_BN.NUM_ITER == 0
+        assert build_classification_model(cfg).fc.bias is None
+    assert build_classification_model(fd).fc.bias is not None
     sw = c("seesaw_shuffle_1.0d.yaml")
     s = sw.SOLVER
     assert (s.LR_SCHEDULER_NAME, s.BASE_LR, s.GAMMA, s.STEP_EPOCHS, s.MAX_EPOCHS) == ("EpochStepLR", 0.045, 0.98, 1, 400)
