@@ -49,7 +49,6 @@ def _script_loader(folder: str):
     return load
 
 
-@pytest.fixture(scope="session")
 def _randomize_norms(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
     from torchvision.ops import FrozenBatchNorm2d
 
