@@ -13,8 +13,8 @@ import torch
 
 from detection.classification.toy import make_toy_image_folder
 from detection.cli import train_classifier
+from detection.cli.common import REPO_ROOT as ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOL = os.path.join(ROOT, "tools", "train_classifier.py")
 CONFIG = os.path.join(ROOT, "configs", "ImageNet", "shufflenet_v2_0.5x.yaml")
 TINY = [

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from detection.cli import check_dataset
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from detection.cli.common import REPO_ROOT as ROOT
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 import torch
+from detection.cli.common import REPO_ROOT as ROOT
 
 pytest.importorskip("detection.modeling")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
 TINY = [
     "MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x",

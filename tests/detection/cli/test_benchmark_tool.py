@@ -6,10 +6,10 @@ import os
 import pytest
 
 from detection.cli import benchmark, export
+from detection.cli.common import REPO_ROOT as ROOT
 
 pytest.importorskip("detection.modeling")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
 SMALL = ["MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x"]
 FIELDS = {"median_ms", "p10_ms", "p90_ms", "images_per_s", "iters", "batch", "input", "backend", "device", "part",

@@ -9,10 +9,10 @@ import time
 
 import pytest
 import torch
+from detection.cli.common import REPO_ROOT as ROOT
 
 pytest.importorskip("detection.modeling")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
 # Tiny and quick, but with everything that makes resuming hard: random augmentation
 # (flip, scale choice), a data-loader worker, RPN/RoI sampling (torch RNG), AdamW state,

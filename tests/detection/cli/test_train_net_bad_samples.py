@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from detection.cli.common import REPO_ROOT as ROOT
 
 pytest.importorskip("detection.modeling")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
 
 

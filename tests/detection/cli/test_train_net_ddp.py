@@ -16,10 +16,10 @@ import time
 
 import pytest
 import torch
+from detection.cli.common import REPO_ROOT as ROOT
 
 pytest.importorskip("detection.modeling")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
 TOOL = os.path.join(ROOT, "tools", "train_net.py")
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]

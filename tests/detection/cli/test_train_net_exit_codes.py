@@ -10,10 +10,10 @@ import pytest
 
 from detection.checkpoint import CheckpointWriteError
 from detection.cli import train_net as train_net_module
+from detection.cli.common import REPO_ROOT as ROOT
 
 pytest.importorskip("detection.modeling")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
 
 
