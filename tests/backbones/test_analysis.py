@@ -20,7 +20,7 @@ from backbones import build_backbone, build_classifier
 from backbones.analysis import analyze, analyze_variant
 from backbones.layers import channel_shuffle
 
-ROOT = Path(__file__).resolve().parents[2]
+from helpers import REPO_ROOT as ROOT
 FP32 = 4
 
 

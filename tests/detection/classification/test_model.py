@@ -17,7 +17,7 @@ from detection.classification import (
 )
 from detection.classification.solver import build_classification_lr_scheduler
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from helpers import REPO_ROOT as ROOT
 IMAGENET = sorted(glob.glob(os.path.join(ROOT, "configs", "ImageNet", "*.yaml")))
 LEAVES = [p for p in IMAGENET if not os.path.basename(p).startswith("Base-")]
 

@@ -13,7 +13,7 @@ import torch
 
 from detection.classification.toy import make_toy_image_folder
 from detection.cli import train_classifier
-from detection.cli.common import REPO_ROOT as ROOT
+from helpers import REPO_ROOT as ROOT
 
 TOOL = os.path.join(ROOT, "tools", "train_classifier.py")
 CONFIG = os.path.join(ROOT, "configs", "ImageNet", "shufflenet_v2_0.5x.yaml")

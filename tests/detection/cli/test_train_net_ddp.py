@@ -16,11 +16,11 @@ import time
 
 import pytest
 import torch
-from detection.cli.common import REPO_ROOT as ROOT
+from helpers import QUICKSTART_CONFIG, REPO_ROOT as ROOT
 
 pytest.importorskip("detection.modeling")
 
-CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+CONFIG = QUICKSTART_CONFIG
 TOOL = os.path.join(ROOT, "tools", "train_net.py")
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 TINY = [

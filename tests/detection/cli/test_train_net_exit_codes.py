@@ -10,11 +10,11 @@ import pytest
 
 from detection.checkpoint import CheckpointWriteError
 from detection.cli import train_net as train_net_module
-from detection.cli.common import REPO_ROOT as ROOT
+from helpers import QUICKSTART_CONFIG, REPO_ROOT as ROOT
 
 pytest.importorskip("detection.modeling")
 
-CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+CONFIG = QUICKSTART_CONFIG
 
 
 @pytest.fixture

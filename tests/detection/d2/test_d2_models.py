@@ -36,7 +36,7 @@ from detection.d2 import (  # noqa: E402
 )
 from detection.modeling.backbone import stage_with_stride  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from helpers import REPO_ROOT as ROOT  # noqa: E402
 D2_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "detectron2", "*.yaml")))
 LEAVES = [p for p in D2_CONFIGS if not os.path.basename(p).startswith("Base-")]
 FAMILIES = sorted({backbones.get_variant(n).family for n in backbones.list_backbones()})

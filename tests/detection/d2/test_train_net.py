@@ -16,7 +16,7 @@ pytest.importorskip(
     reason="detectron2 is not installed (optional; build it from source as docs/detectron2.md explains)",
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from helpers import REPO_ROOT as ROOT  # noqa: E402
 CONFIG = os.path.join(ROOT, "configs", "detectron2", "lighthead_shufflenet_v2_1.0x.yaml")
 TINY = [
     "MODEL.DEVICE", "cpu", "MODEL.LITEDET.BACKBONE", "shufflenet_v2_0.5x", "MODEL.ROI_HEADS.NUM_CLASSES", "2",

@@ -13,7 +13,7 @@ from detection.deploy import (
 )
 from detection.modeling import build_model
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from helpers import REPO_ROOT as ROOT
 CONFIGS = {
     "LightHeadRCNN": os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml"),
     "FasterRCNN": os.path.join(ROOT, "configs", "Misc", "fasterrcnn_shufflenet_v2_0.5x.yaml"),
