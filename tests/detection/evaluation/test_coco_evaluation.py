@@ -397,7 +397,7 @@ def test_fast_path_ground_truth_is_reused_and_unchanged() -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_evaluate_twice_and_dropped_predictions(backend: str, caplog: pytest.LogCaptureFixture) -> None:
     """Predictions are stored as arrays: a second ``evaluate`` gives the same numbers, and
-    unknown images / labels are dropped with a warning, as before."""
+    unknown images / labels are dropped with a warning."""
     records, outputs = random_set(5)
     ev = COCOEvaluator(dataset_dicts=records, thing_classes=CLASSES, backend=backend)
     for r in records:
