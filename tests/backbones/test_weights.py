@@ -288,7 +288,7 @@ def test_shufflenet_series_v1_roundtrip(tmp_path: Path) -> None:
 @pytest.mark.parametrize("family", ["shufflenet_v1", "shufflenet_v2"])
 def test_shufflenet_series_release_into_default_bias_free_head(tmp_path: Path, family: str) -> None:
     """By default these families' FC has no bias, as the authors' release: the release loads
-    (the zero bias the converter adds for biased heads is the one key left over) and the
+    strictly (the zero bias the converter adds for biased heads is dropped) and the
     classifier computes the release's logits."""
     if family == "shufflenet_v1":
         src = _randomize(build_classifier("shufflenet_v1_g3_0.5x"))
@@ -300,11 +300,34 @@ def test_shufflenet_series_release_into_default_bias_free_head(tmp_path: Path, f
     path = _save_release(release, tmp_path / "release.pth.tar")
     ours = build_classifier(name)
     assert ours.fc.bias is None and "classifier.0.bias" not in release
-    report = load_checkpoint(ours, path)
-    assert not report.missing_keys and report.unexpected_keys == ["fc.bias"]
+    report = load_checkpoint(ours, path, strict=True)
+    assert not report.missing_keys and not report.unexpected_keys
     x = torch.rand(1, 3, 64, 64) * 255
     expected = _logits(reference, x)
     torch.testing.assert_close(_logits(ours, x), expected, atol=1e-5 * expected.abs().max().item(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_a_real_fc_bias_is_not_dropped_into_a_bias_free_head(tmp_path: Path, strict: bool) -> None:
+    """torchvision's ShuffleNet v2 FC has a bias: loading it into the default (bias-free)
+    classifier would change every logit, so it is refused, naming the fix, before anything
+    is loaded; the same file with a zero bias is the bias-free head and loads."""
+    tv = _randomize(torchvision.models.shufflenet_v2_x0_5())
+    assert tv.fc.bias.abs().min() > 0
+    torch.save(tv.state_dict(), tmp_path / "tv.pth")
+    ours = build_classifier("shufflenet_v2_0.5x")
+    before = {k: v.clone() for k, v in ours.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"tv\.pth .*non-zero fc\.bias.*fc_bias=True"):
+        load_checkpoint(ours, tmp_path / "tv.pth", strict=strict)
+    assert all(torch.equal(before[k], v) for k, v in ours.state_dict().items())  # nothing was loaded
+
+    with torch.no_grad():
+        tv.fc.bias.zero_()
+    torch.save(tv.state_dict(), tmp_path / "tv_zero_bias.pth")
+    report = load_checkpoint(ours, tmp_path / "tv_zero_bias.pth", strict=strict)
+    assert not report.missing_keys and not report.unexpected_keys
+    x = torch.randn(2, 3, 64, 64)
+    torch.testing.assert_close(_logits(ours, x), _logits(tv, x), atol=1e-4, rtol=1e-4)
 
 
 # ------------------------------------------------------------- litedet layout
