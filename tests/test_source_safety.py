@@ -8,6 +8,7 @@ import os
 from typing import Iterator, List, Tuple
 
 from helpers import REPO_ROOT as ROOT
+
 SCANNED = ("backbones", "detection", "tools", "benchmarks", "datasets", "tests")
 #: (file, call) pairs reviewed as safe: pickle of the loader's own in-memory records; the
 #: test proving that fvcore's allow_unsafe switch is ignored.

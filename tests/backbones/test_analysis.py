@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 from collections import OrderedDict
-from pathlib import Path
 from typing import List
 
 import pytest
@@ -19,8 +18,8 @@ from torchvision.ops import FrozenBatchNorm2d
 from backbones import build_backbone, build_classifier
 from backbones.analysis import analyze, analyze_variant
 from backbones.layers import channel_shuffle
-
 from helpers import REPO_ROOT as ROOT
+
 FP32 = 4
 
 

@@ -16,8 +16,8 @@ from detection.classification import (
     load_classification_config,
 )
 from detection.classification.solver import build_classification_lr_scheduler
-
 from helpers import REPO_ROOT as ROOT
+
 IMAGENET = sorted(glob.glob(os.path.join(ROOT, "configs", "ImageNet", "*.yaml")))
 LEAVES = [p for p in IMAGENET if not os.path.basename(p).startswith("Base-")]
 

@@ -1,12 +1,11 @@
 """tools/benchmark.py: result fields on CPU (torch and onnxruntime), presets, sweep chart,
 one-line errors; tools/export.py end to end (export + check + metadata) and its errors."""
 import json
-import os
 
 import pytest
 
 from detection.cli import benchmark, export
-from helpers import QUICKSTART_CONFIG, REPO_ROOT as ROOT
+from helpers import QUICKSTART_CONFIG
 
 pytest.importorskip("detection.modeling")
 

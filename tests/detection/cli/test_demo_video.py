@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from detection.cli import demo
-from helpers import QUICKSTART_CONFIG, REPO_ROOT as ROOT
+from helpers import QUICKSTART_CONFIG
 
 pytest.importorskip("detection.modeling")
 

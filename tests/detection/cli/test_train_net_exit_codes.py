@@ -2,7 +2,6 @@
 (the Trainer is replaced by a stub: only the tool's handling is under test here)."""
 import errno
 import logging
-import os
 import signal
 import sys
 
@@ -10,7 +9,7 @@ import pytest
 
 from detection.checkpoint import CheckpointWriteError
 from detection.cli import train_net as train_net_module
-from helpers import QUICKSTART_CONFIG, REPO_ROOT as ROOT
+from helpers import QUICKSTART_CONFIG
 
 pytest.importorskip("detection.modeling")
 

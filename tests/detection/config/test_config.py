@@ -8,7 +8,6 @@ import os
 import pytest
 
 from detection.config import ConfigError, get_cfg, load_config
-
 from helpers import REPO_ROOT as ROOT
 
 

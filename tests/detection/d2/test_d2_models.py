@@ -35,8 +35,8 @@ from detection.d2 import (  # noqa: E402
     select_hard_examples,
 )
 from detection.modeling.backbone import stage_with_stride  # noqa: E402
-
 from helpers import REPO_ROOT as ROOT  # noqa: E402
+
 D2_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "detectron2", "*.yaml")))
 LEAVES = [p for p in D2_CONFIGS if not os.path.basename(p).startswith("Base-")]
 FAMILIES = sorted({backbones.get_variant(n).family for n in backbones.list_backbones()})

@@ -17,6 +17,7 @@ pytest.importorskip(
 )
 
 from helpers import REPO_ROOT as ROOT  # noqa: E402
+
 CONFIG = os.path.join(ROOT, "configs", "detectron2", "lighthead_shufflenet_v2_1.0x.yaml")
 TINY = [
     "MODEL.DEVICE", "cpu", "MODEL.LITEDET.BACKBONE", "shufflenet_v2_0.5x", "MODEL.ROI_HEADS.NUM_CLASSES", "2",

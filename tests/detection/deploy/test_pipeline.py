@@ -12,8 +12,8 @@ from detection.deploy import (
     ExportedDetector, check_export, deployable, example_tensor, export_module, load_runtime, match_detections, sample_image,
 )
 from detection.modeling import build_model
-
 from helpers import REPO_ROOT as ROOT
+
 CONFIGS = {
     "LightHeadRCNN": os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml"),
     "FasterRCNN": os.path.join(ROOT, "configs", "Misc", "fasterrcnn_shufflenet_v2_0.5x.yaml"),

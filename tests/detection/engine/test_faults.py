@@ -10,7 +10,6 @@ import torch
 
 from detection.checkpoint import CheckpointWriteError
 from detection.engine import Trainer
-
 from helpers.fakes import FakeDetector, fake_loader
 from helpers.fakes import make_cfg as _cfg
 

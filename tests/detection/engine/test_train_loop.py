@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from detection.engine import Trainer
-
 from helpers.fakes import FakeDetector, fake_loader
 from helpers.fakes import make_cfg as _cfg
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from detection.engine import Trainer
-
 from helpers import fakes as _fakes
 from helpers import subprocess_env
 
