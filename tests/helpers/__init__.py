@@ -9,13 +9,15 @@ generated data).
 """
 from __future__ import annotations
 
+import glob
 import importlib.util
 import itertools
 import os
 from types import ModuleType
-from typing import Dict
+from typing import Any, Dict, List
 
-__all__ = ["REPO_ROOT", "TESTS_ROOT", "CONFIGS_DIR", "QUICKSTART_CONFIG", "config_path", "load_script", "subprocess_env"]
+__all__ = ["REPO_ROOT", "TESTS_ROOT", "CONFIGS_DIR", "QUICKSTART_CONFIG", "config_path", "shipped_configs", "with_solver", "load_script",
+           "subprocess_env"]
 
 #: The checkout under test (the folder holding tests/), and its tests/ and configs/ folders.
 TESTS_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,6 +32,20 @@ _script_counter = itertools.count()
 def config_path(*parts: str) -> str:
     """A shipped config: ``config_path("ImageNet", "shufflenet_v2_0.5x.yaml")``."""
     return os.path.join(CONFIGS_DIR, *parts)
+
+
+def shipped_configs(pattern: str, bases: bool = True) -> List[str]:
+    """Sorted paths of the shipped configs matching ``pattern`` under configs/ (e.g.
+    ``"ImageNet/*.yaml"``); ``bases=False`` leaves out the ``Base-*.yaml`` files."""
+    paths = sorted(glob.glob(os.path.join(CONFIGS_DIR, pattern)))
+    return paths if bases else [p for p in paths if not os.path.basename(p).startswith("Base-")]
+
+
+def with_solver(cfg: Any, **solver: Any) -> Any:
+    """``cfg`` with the given ``SOLVER`` keys set (``with_solver(get_cfg(), BASE_LR=0.1)``)."""
+    for key, value in solver.items():
+        setattr(cfg.SOLVER, key, value)
+    return cfg
 
 
 def load_script(relpath: str) -> ModuleType:

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from detection.config import get_cfg
+from helpers import with_solver
 
 
 class FakeDetector(nn.Module):
@@ -57,9 +58,7 @@ def make_cfg(tmp_path, **solver):
     cfg.SOLVER.STEPS = (4,)
     cfg.SOLVER.MAX_ITER = 7
     cfg.SOLVER.CHECKPOINT_PERIOD = 3
-    for k, v in solver.items():
-        setattr(cfg.SOLVER, k, v)
-    return cfg
+    return with_solver(cfg, **solver)
 
 
 class LinearFake(nn.Module):

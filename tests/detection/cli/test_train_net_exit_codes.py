@@ -2,27 +2,17 @@
 one clear line (for the outcomes the Trainer is replaced by a stub: only the tool's handling
 is under test there)."""
 import errno
-import logging
 import signal
 import sys
 
 import pytest
 
 from detection.checkpoint import CheckpointWriteError
-from detection.cli import train_net as train_net_module
 from helpers import QUICKSTART_CONFIG
 
 pytest.importorskip("detection.modeling")
 
 CONFIG = QUICKSTART_CONFIG
-
-
-@pytest.fixture
-def train_net():
-    yield train_net_module
-    for name in ("detection", "backbones", "fvcore", "__main__"):  # default_setup's handlers
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
 
 
 def test_train_net_config_errors_exit_2(train_net, tmp_path, capsys):
