@@ -10,6 +10,7 @@ import os
 from typing import Dict, List
 
 import pytest
+
 from helpers import REPO_ROOT as ROOT
 
 WRAPPERS = sorted(glob.glob(os.path.join(ROOT, "tools", "*.py"))) + [os.path.join(ROOT, "datasets", "prepare.py")]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from helpers import QUICKSTART_CONFIG, REPO_ROOT as ROOT
 
 pytest.importorskip("detection.modeling")

@@ -9,6 +9,7 @@ import time
 
 import pytest
 import torch
+
 from helpers import QUICKSTART_CONFIG, REPO_ROOT as ROOT
 
 pytest.importorskip("detection.modeling")

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+
 from helpers import QUICKSTART_CONFIG, REPO_ROOT as ROOT
 
 pytest.importorskip("detection.modeling")
