@@ -17,9 +17,13 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 @pytest.fixture(autouse=True)
-def _seed_everything():
+def _fresh_torch_state():
+    """Every test starts from seed 0 and leaves autograd as it found it: a tool's ``main``
+    run in-process (benchmark, export) turns autograd off for the rest of its process."""
     torch.manual_seed(0)
+    grad_enabled = torch.is_grad_enabled()
     yield
+    torch.set_grad_enabled(grad_enabled)
 
 
 @pytest.fixture(scope="session")
