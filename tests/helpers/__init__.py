@@ -1,11 +1,13 @@
-"""Helpers shared by the test suite, importable as ``helpers`` (setup.cfg's pytest
-``pythonpath = tests``; a subprocess gets it from `subprocess_env`).
+"""Code shared by the tests, importable as ``helpers`` (setup.cfg's pytest
+``pythonpath = tests``; a child process gets it from `subprocess_env`).
 
-They live beside the tests rather than in the installed package: nothing here is
-litedet's API. Modules: `bad_input` (generated corrupt images and datasets), `fakes`
-(tiny stand-ins for a detector, its loader and mapper), `models` (weights and norm
-statistics that make equivalence tests meaningful), `tools` (running tools/*.py on
-generated data).
+It lives beside the tests rather than in the installed package: nothing here is litedet's
+API. Here: the checkout's paths and configs, scripts loaded as modules, child-process
+environments. Modules: `bad_input` (corrupt images and datasets, generated), `fakes` (tiny
+stand-ins for a detector, its loader and its mapper), `models` (norm statistics that make
+equivalence tests meaningful, a backbone's stage-output check), `records` (dataset records
+and detections by hand), `weights` (checkpoints of other layouts, the authors' networks
+restated), `detectors` (a small randomly initialised detector).
 """
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ import os
 from types import ModuleType
 from typing import Any, Dict, List
 
-__all__ = ["REPO_ROOT", "TESTS_ROOT", "CONFIGS_DIR", "QUICKSTART_CONFIG", "config_path", "shipped_configs", "with_solver", "load_script",
-           "subprocess_env"]
+__all__ = [
+    "REPO_ROOT", "TESTS_ROOT", "CONFIGS_DIR", "QUICKSTART_CONFIG", "config_path", "shipped_configs", "with_solver",
+    "load_script", "subprocess_env",
+]
 
 #: The checkout under test (the folder holding tests/), and its tests/ and configs/ folders.
 TESTS_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
