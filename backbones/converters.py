@@ -58,8 +58,9 @@ def _rename(state_dict: StateDict, rules: Sequence[Tuple[str, str]]) -> StateDic
 
 
 def _head_with_bias(state_dict: StateDict, head: str) -> StateDict:
-    """The authors' classifiers are ``nn.Linear(.., bias=False)``; ours has a bias, which a
-    zero vector makes compute the same logits."""
+    """The authors' classifiers are ``nn.Linear(.., bias=False)``: a zero bias computes the
+    same logits in a classifier built with one (``fc_bias=True``); `load_checkpoint` drops
+    it again for a bias-free classifier."""
     w = state_dict.get(f"{head}.weight")
     if w is not None and f"{head}.bias" not in state_dict:
         state_dict[f"{head}.bias"] = torch.zeros(w.shape[0], dtype=w.dtype)

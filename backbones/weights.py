@@ -31,6 +31,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import torch
 from torch import Tensor, nn
 
 from .base import Backbone
@@ -190,6 +191,22 @@ _FIT_HINTS: Dict[str, Callable[[Mapping[str, Tensor], nn.Module], Optional[str]]
 }
 
 
+def _drop_zero_head_bias(sd: StateDict, target: Mapping[str, Tensor], source: str) -> None:
+    """Fit the checkpoint's FC bias to a classifier built without one (the ShuffleNet
+    families' default, as the authors' release): a zero bias, which the converters give
+    the authors' bias-free heads, is the same head and is dropped; a real one (torchvision's
+    ShuffleNet v2) would change every logit, so it is refused rather than left out."""
+    key = _HEAD_PREFIX + "bias"
+    if key not in sd or key in target or _HEAD_PREFIX + "weight" not in target:
+        return
+    if torch.count_nonzero(sd[key]):
+        raise CheckpointError(
+            f"{source}: the checkpoint's classifier has a non-zero fc.bias and the model's FC has none; "
+            "build the classifier with fc_bias=True, e.g. build_classifier(name, fc_bias=True)"
+        )
+    del sd[key]
+
+
 # -------------------------------------------------------------------------- load
 def load_checkpoint(
     model: nn.Module,
@@ -203,7 +220,9 @@ def load_checkpoint(
     Nothing is written into ``model`` unless every check passes: shape mismatches raise
     `CheckpointError` listing each key with both shapes, and with ``strict=True`` so do
     missing or unexpected keys. ``num_batches_tracked`` counters are ignored both ways
-    (BN does not use them at inference, and `FrozenBatchNorm2d` has none).
+    (BN does not use them at inference, and `FrozenBatchNorm2d` has none). A classifier
+    without an FC bias takes a checkpoint's zero ``fc.bias`` as no bias and refuses a
+    non-zero one (`CheckpointError`: build it with ``fc_bias=True``).
 
     The backbone's ``input_format`` attribute is set to what the weights expect.
     """
@@ -239,6 +258,7 @@ def load_checkpoint(
     target = model.state_dict()
     for key in [k for k in sd if k.endswith("num_batches_tracked") and k not in target]:
         del sd[key]
+    _drop_zero_head_bias(sd, target, f"{path} ({layout} layout)")
     mismatched = [
         f"  {k}: checkpoint {tuple(v.shape)} vs model {tuple(target[k].shape)}"
         for k, v in sd.items()

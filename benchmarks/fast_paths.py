@@ -175,11 +175,16 @@ def detector(rounds: int) -> None:
     )
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=["classifier", "detector", "all"], default="all")
     parser.add_argument("--rounds", type=int, default=0, help="timed rounds (default: 300 classifier, 30 detector)")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.rounds < 0:
         parser.error("--rounds must be >= 0")
     torch.set_num_threads(1)

@@ -127,7 +127,7 @@ def measure(which: str, mode: str, threads: int, steps: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2, help="torch threads in each subprocess (default 2)")
     p.add_argument("--inference-runs", type=int, default=3, help="forward passes at 800x1200 (default 3)")
@@ -136,7 +136,11 @@ def main(argv=None) -> int:
     p.add_argument("--child", choices=["ours", "ours-fused", "reference"], help=argparse.SUPPRESS)
     p.add_argument("--mode", choices=["inference", "training"], help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, default=1, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.mode, args.threads, args.steps)))
         return 0

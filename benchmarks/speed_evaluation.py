@@ -115,14 +115,18 @@ def run_once(
     return (first_wall, first_cpu), (again_wall, again_cpu), res, stats
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=5000, help="number of images (default 5000)")
     p.add_argument("--dets", type=int, default=10, help="detections per image (default 10)")
     p.add_argument("--classes", type=int, default=80, help="number of categories (default 80)")
     p.add_argument("--repeats", type=int, default=3, help="runs per backend, alternating; best reported (default 3)")
     p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines appear as they happen
     logging.disable(logging.WARNING)  # the evaluators' INFO tables; we print our own lines
     torch.set_num_threads(1)

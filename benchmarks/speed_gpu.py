@@ -51,7 +51,7 @@ def timed_rounds(contestants: Dict[str, Callable[[], object]], rounds: int, warm
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu (smoke run of the same code)")
     p.add_argument("--batch", type=int, default=4)
@@ -59,7 +59,11 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--fp32", action="store_true", help="no fp16 autocast")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("speed_gpu.py: error: no CUDA device here (target 5 needs a GPU; --device cpu runs a smoke test)",

@@ -46,6 +46,7 @@ import torch
 import backbones
 from backbones.fast import fuse_model
 from detection.config.config import load_config
+from detection.deploy.benchmark import cpu_model
 from detection.modeling.fast_heads import class_box_deltas
 from detection.modeling.meta_arch import build_model
 from detection.modeling.poolers import ps_roi_align_via_roi_align
@@ -56,16 +57,6 @@ GEMM_SIZES = (1024, 2048)
 #: classes per RoI above the 0.05 score threshold in the worst-case line (the most possible)
 WORST_CASE_CLASSES = 19
 LIGHTHEAD_CONFIG = ROOT / "configs/COCO-LightHead/lighthead_shufflenet_v2_1.0x.yaml"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def interleaved(contestants: Dict[str, Callable[[], object]], rounds: int, warmup: int) -> Dict[str, float]:
@@ -394,7 +385,7 @@ def box_delta_costs(fused: torch.nn.Module, rounds: int) -> None:
     )
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--target", choices=["1", "2", "all"], default="all")
     parser.add_argument("--rounds", type=int, default=0, help="timed rounds (default: 50 for target 1, 15 for target 2)")
@@ -403,7 +394,12 @@ def main() -> int:
         "--no-compile", action="store_true", help="skip target 2's torch.compile path (compiling takes 20-90 s)"
     )
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime paths (target 1b, target 2's whole-detector export)")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.threads < 1 or args.rounds < 0:
         parser.error("--threads must be >= 1 and --rounds >= 0")
     torch.set_num_threads(args.threads)

@@ -46,7 +46,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = "configs/COCO-LightHead/lighthead_shufflenet_v2_0.5x.yaml"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", default=DEFAULT_CONFIG, help=f"our model's config (default {DEFAULT_CONFIG})")
     p.add_argument("--size", type=int, default=512, help="short side of the training images (default 512)")
@@ -60,10 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--skip-loader", action="store_true", help="only the model comparison")
     p.add_argument("--data-root", default=None, help="where to generate the dataset (default: a temporary folder)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for our model, KEY VALUE ...")
-    args = p.parse_args(argv)
-    if args.long:
-        args.blocks, args.steps_per_block, args.loader_batches = 6, 3, 40
-    return args
+    return p
 
 
 def our_config(args: argparse.Namespace, data_name: str, json_file: str, image_root: str):
@@ -130,7 +127,9 @@ def train_step_fn(model: torch.nn.Module, forward: Callable[[], Dict[str, torch.
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
+    if args.long:
+        args.blocks, args.steps_per_block, args.loader_batches = 6, 3, 40
     sys.stdout.reconfigure(line_buffering=True)  # progress lines appear as they happen
     torch.manual_seed(0)
     from detection.data import build_detection_train_loader

@@ -1,78 +1,44 @@
-"""Suite-wide settings.
+"""Suite-wide settings and fixtures; the helpers themselves are in tests/helpers
+(importable as ``helpers``).
 
 pytest-xdist runs one worker per core; letting each worker's torch also start one
 thread per core oversubscribes the machine and makes every test several times slower.
 """
-import itertools
 import os
 
 import pytest
 import torch
+
+from helpers import bad_input, load_script
+from helpers.models import randomize_norms as _randomize_norms
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
-def _seed_everything():
+def _fresh_torch_state():
+    """Every test starts from seed 0 and leaves autograd as it found it: a tool's ``main``
+    run in-process (benchmark, export) turns autograd off for the rest of its process."""
     torch.manual_seed(0)
+    grad_enabled = torch.is_grad_enabled()
     yield
-
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load_by_path(path: str, name: str):
-    """Import a file as module ``name``: the suite runs with --import-mode=importlib and
-    neither tests/ nor benchmarks/ is a package."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    torch.set_grad_enabled(grad_enabled)
 
 
 @pytest.fixture(scope="session")
 def corpus():
-    """tests/bad_input_corpus.py: generators for the bad-input tests."""
-    return _load_by_path(os.path.join(ROOT, "tests", "bad_input_corpus.py"), "litedet_bad_input_corpus")
-
-
-def _script_loader(folder: str):
-    """``load(name)``: a freshly executed copy of ``<folder>/<name>.py`` (a new module each call)."""
-    counter = itertools.count()
-
-    def load(name: str):
-        return _load_by_path(os.path.join(ROOT, folder, f"{name}.py"), f"litedet_{folder}_{name}_{next(counter)}")
-
-    return load
-
-
-def _randomize_norms(model: torch.nn.Module, seed: int = 1) -> torch.nn.Module:
-    from torchvision.ops import FrozenBatchNorm2d
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm2d, FrozenBatchNorm2d)):
-                n = m.running_mean.numel()
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
-    return model
+    """`helpers.bad_input`: generators for the bad-input tests."""
+    return bad_input
 
 
 @pytest.fixture(scope="session")
 def randomize_norms():
-    """``randomize_norms(model)``: non-trivial statistics and affine terms in every
-    BatchNorm2d / FrozenBatchNorm2d of ``model`` (returned), so that folding them into the
-    convs has something to get wrong."""
+    """`helpers.models.randomize_norms`."""
     return _randomize_norms
 
 
 @pytest.fixture(scope="session")
 def load_benchmark():
-    """``load_benchmark("speed_inference")``: benchmarks/speed_inference.py as a module."""
-    return _script_loader("benchmarks")
+    """``load_benchmark("speed_inference")``: benchmarks/speed_inference.py as a fresh module."""
+    return lambda name: load_script(f"benchmarks/{name}.py")

@@ -7,11 +7,12 @@ import ast
 import os
 from typing import Iterator, List, Tuple
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO_ROOT as ROOT
+
 SCANNED = ("backbones", "detection", "tools", "benchmarks", "datasets", "tests")
 #: (file, call) pairs reviewed as safe: pickle of the loader's own in-memory records; the
 #: test proving that fvcore's allow_unsafe switch is ignored.
-ALLOWED = {("detection/data/common.py", "pickle.loads"), ("tests/detection/config/test_config_loading.py", "cfg.merge_from_file")}
+ALLOWED = {("detection/data/common.py", "pickle.loads"), ("tests/detection/config/test_config.py", "cfg.merge_from_file")}
 
 
 def _python_files() -> Iterator[str]:

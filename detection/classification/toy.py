@@ -49,14 +49,18 @@ def make_toy_image_folder(
     return classes
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Write a tiny ImageFolder of coloured shapes (train/ and val/).")
     parser.add_argument("root", help="output folder (DATASETS.ROOT)")
     parser.add_argument("--classes", type=int, default=3)
     parser.add_argument("--train-per-class", type=int, default=40)
     parser.add_argument("--val-per-class", type=int, default=10)
     parser.add_argument("--size", type=int, default=64)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     classes = make_toy_image_folder(args.root, args.classes, args.train_per_class, args.val_per_class, args.size)
     print(f"wrote {args.root}/train and {args.root}/val with classes {classes}")
     return 0

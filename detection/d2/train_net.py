@@ -27,11 +27,12 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, PascalVOCDete
 
 from .config import add_litedet_config
 
-__all__ = ["Trainer", "setup", "main", "build_parser"]
+__all__ = ["D2Trainer", "setup", "main", "build_parser"]
 
 
-class Trainer(DefaultTrainer):
-    """`DefaultTrainer` with an evaluator chosen from the dataset's ``evaluator_type``."""
+class D2Trainer(DefaultTrainer):
+    """detectron2's `DefaultTrainer` with an evaluator chosen from the dataset's ``evaluator_type``
+    (litedet's own training loop is `detection.engine.Trainer`)."""
 
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: Optional[str] = None) -> DatasetEvaluator:
@@ -71,13 +72,13 @@ def main(args: argparse.Namespace):
     register_datasets(args.register_coco or [])
     cfg = setup(args)
     if args.eval_only:
-        model = Trainer.build_model(cfg)
+        model = D2Trainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = Trainer.test(cfg, model)
+        results = D2Trainer.test(cfg, model)
         if cfg.TEST.EXPECTED_RESULTS:
             verify_results(cfg, results)
         return results
-    trainer = Trainer(cfg)
+    trainer = D2Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
 

@@ -591,8 +591,7 @@ def ensure_shapes_dataset(root: str) -> ShapesPaths:
     return paths
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """CLI entry point: generate the dataset and print where it went."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m detection.data.shapes", description="Generate the litedet_shapes synthetic detection dataset."
     )
@@ -602,7 +601,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=list(_DEFAULTS["image_size"]))
     parser.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
     parser.add_argument("--force", action="store_true", help="regenerate even if a matching dataset exists")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """CLI entry point: generate the dataset and print where it went."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     manifest = generate_shapes_dataset(
         args.root,

@@ -131,24 +131,12 @@ def input_size(cfg, part: str, divisibility: int, size: str = "") -> Tuple[int, 
 
 
 def sample_image(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A deterministic BGR test picture: smooth background with filled shapes, so a
+    """A deterministic BGR test picture: a litedet_shapes image (`render_shapes_image`), so a
     trained detector has something to find and scores are not all ties."""
-    rng = np.random.default_rng(seed)
-    import cv2
+    from detection.data.shapes import render_shapes_image
 
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = 90 + 60 * np.sin(xx / max(width, 1) * 3.1) * np.cos(yy / max(height, 1) * 2.3)
-    img = np.repeat(base[..., None], 3, axis=2).astype(np.uint8)
-    img = cv2.add(img, rng.integers(0, 25, img.shape, dtype=np.uint8))
-    for _ in range(4):
-        color = tuple(int(c) for c in rng.integers(0, 255, 3))
-        x, y = int(rng.integers(0, max(1, width * 3 // 4))), int(rng.integers(0, max(1, height * 3 // 4)))
-        s = int(rng.integers(max(4, min(height, width) // 8), max(5, min(height, width) // 3)))
-        if rng.random() < 0.5:
-            cv2.rectangle(img, (x, y), (x + s, y + s), color, -1)
-        else:
-            cv2.circle(img, (x + s // 2, y + s // 2), s // 2, color, -1)
-    return img
+    rgb, _ = render_shapes_image(np.random.default_rng(seed), image_size=(height, width))
+    return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
 def example_tensor(image_bgr: np.ndarray, height: int, width: int, input_format: str, batch: int = 1) -> Tensor:

@@ -17,7 +17,7 @@ of all 400,000 image/category pairs of 5000 COCO images). Here:
   ``searchsorted(..., side="left")`` at the 101 recall thresholds), per category.
 
 ``precision``/``recall``/``scores`` and the 12 stats equal pycocotools' bit for bit
-(tests/detection/evaluation/test_coco_eval.py checks this on randomized sets with crowd,
+(tests/detection/evaluation/test_coco_evaluation.py checks this on randomized sets with crowd,
 ignore flags, area ranges, ties, empty images and > 100 detections per image/category).
 faster-coco-eval's ``COCOeval_faster`` object carries the result (its ``summarize`` makes
 the stats), so callers see the same object as on the library's own path.

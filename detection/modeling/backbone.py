@@ -12,7 +12,7 @@ from detection.config_checks import resolve_norm  # the meta-architectures read 
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_backbone", "stage_with_stride", "convert_norm", "resolve_norm"]
+__all__ = ["build_backbone_from_cfg", "stage_with_stride", "convert_norm", "resolve_norm"]
 
 
 def stage_with_stride(backbone: Backbone, stride: int, *, prefer_body: bool = True) -> str:
@@ -64,8 +64,9 @@ def _freeze_bn_only(module: nn.Module) -> nn.Module:
     return module
 
 
-def build_backbone(cfg) -> Backbone:
-    """Build ``cfg.MODEL.BACKBONE.NAME`` and load its ImageNet weights if configured.
+def build_backbone_from_cfg(cfg) -> Backbone:
+    """Build ``cfg.MODEL.BACKBONE.NAME`` (`backbones.build_backbone`) and load its ImageNet
+    weights if configured.
 
     All stages are built; the meta-architecture then picks its outputs
     (`Backbone.set_out_features`) and drops unused stages (`Backbone.split_after`).

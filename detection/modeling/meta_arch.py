@@ -19,7 +19,7 @@ from backbones import Backbone, ShapeSpec
 from backbones.fast import check_trainable, fuse_model
 from backbones.registry import ReimportSafeRegistry
 
-from .backbone import build_backbone, convert_norm, resolve_norm, resolve_stage, stage_with_stride
+from .backbone import build_backbone_from_cfg, convert_norm, resolve_norm, resolve_stage, stage_with_stride
 from .fast_heads import HEAD_MODULES
 from .light_head import LargeSeparableConv
 from .poolers import PSRoIAlignPooler, RoIAlignPooler
@@ -170,7 +170,7 @@ def _preprocessor(cfg, backbone: Backbone) -> ImagePreprocessor:
 def FasterRCNN(cfg) -> RCNN:
     """Faster R-CNN, C4 style by default (RPN + 14x14 RoIAlign on the stride-16 stage,
     the later stages as box head); ``MODEL.FPN.ENABLED`` switches to an FPN."""
-    backbone = build_backbone(cfg)
+    backbone = build_backbone_from_cfg(cfg)
     preprocessor = _preprocessor(cfg, backbone)
     num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
     bh = cfg.MODEL.ROI_BOX_HEAD
@@ -208,7 +208,7 @@ def FasterRCNN(cfg) -> RCNN:
 def LightHeadRCNN(cfg) -> RCNN:
     """Light-Head R-CNN: RPN on the stride-16 stage; large separable conv on the last
     stage -> thin map of C x k x k channels; PS RoIAlign k x k; one FC; predictors."""
-    backbone = build_backbone(cfg)
+    backbone = build_backbone_from_cfg(cfg)
     preprocessor = _preprocessor(cfg, backbone)
     rpn_feature = resolve_stage(backbone, cfg.MODEL.BACKBONE.RPN_FEATURE, 16, "MODEL.BACKBONE.RPN_FEATURE")
     head_feature = resolve_stage(backbone, cfg.MODEL.BACKBONE.HEAD_FEATURE, 32, "MODEL.BACKBONE.HEAD_FEATURE")

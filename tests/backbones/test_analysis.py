@@ -1,13 +1,10 @@
 """The model analyzer: MAC formulas on single layers, what memory access cost leaves out,
-agreement with FlopCounterMode, fragmentation, the JSON report and the CLI."""
+agreement with FlopCounterMode, fragmentation and the JSON report (the command line:
+tests/detection/cli/test_analyze_model.py)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import OrderedDict
-from pathlib import Path
-from typing import List
 
 import pytest
 import torch
@@ -20,7 +17,6 @@ from backbones import build_backbone, build_classifier
 from backbones.analysis import analyze, analyze_variant
 from backbones.layers import channel_shuffle
 
-ROOT = Path(__file__).resolve().parents[2]
 FP32 = 4
 
 
@@ -252,36 +248,3 @@ def test_report_away_from_224_has_no_macs_diff() -> None:
     assert report.input_size == (64, 96)
     assert report.macs_rel_diff is None and report.params_rel_diff is not None
     assert report.to_dict()["stages"][0]["output_shape"] == [24, 16, 24]
-
-
-# ----------------------------------------------------------------------------- CLI
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "tools/analyze_model.py", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )
-
-
-def test_cli_json_one_name() -> None:
-    result = _cli("shufflenet_v2_0.5x", "--input", "64x96", "--json")
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    assert len(lines) == 1
-    data = json.loads(lines[0])
-    assert data["name"] == "shufflenet_v2_0.5x" and data["input_size"] == [64, 96]
-    assert REQUIRED_KEYS <= set(data)
-
-
-def test_cli_unknown_name_exits_2_with_close_match() -> None:
-    result = _cli("shufflenet_v2_1.0", "--input", "32")
-    assert result.returncode == 2
-    assert "shufflenet_v2_1.0x" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_cli_list() -> None:
-    result = _cli("--list", "--family", "shufflenet_v2")
-    assert result.returncode == 0, result.stderr
-    names: List[str] = result.stdout.split()
-    assert "shufflenet_v2_1.0x" in names
-    assert all(n.startswith("shufflenet_v2") for n in names)

@@ -8,6 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from backbones import build_backbone, build_classifier, get_variant, list_backbones
 from backbones.seesaw import SEESAW_SHARE, SEESAW_SHUFFLE, SeesawBlock, SeesawNet, seesaw_split
+from helpers.models import check_stage_outputs, randomize_norms
 
 NAMES = ["stem", "stage2", "stage3", "stage4", "stage5", "conv_last"]
 STRIDES = [2, 4, 8, 16, 32, 32]
@@ -24,16 +25,6 @@ REFERENCE = {
 
 def _blocks(net: nn.Module) -> list:
     return [m for m in net.modules() if isinstance(m, SeesawBlock)]
-
-
-def _randomize_bn(module: nn.Module) -> None:
-    torch.manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.normal_()
-            m.running_mean.normal_()
-            m.running_var.uniform_(0.5, 2.0)
 
 
 def test_registered_variants() -> None:
@@ -192,16 +183,11 @@ def test_cifar_downsampling() -> None:
 @pytest.mark.parametrize("mode", ["shuffle", "share"])
 def test_stage_shapes_non_square(mode: str) -> None:
     net = build_backbone(f"seesaw_{mode}_0.5d", out_features=NAMES).eval()
-    _randomize_bn(net)
+    randomize_norms(net)
     shapes = net.output_shape()
     assert [shapes[n].stride for n in NAMES] == STRIDES
     assert [shapes[n].channels for n in NAMES] == CHANNELS[mode]
-    with torch.no_grad():
-        outs = net(torch.randn(1, 3, 64, 96))
-    for n in NAMES:
-        s = shapes[n].stride
-        assert outs[n].shape == (1, shapes[n].channels, 64 // s, 96 // s), n
-        assert torch.isfinite(outs[n]).all()
+    check_stage_outputs(net, NAMES)
 
 
 def test_train_step_runs() -> None:

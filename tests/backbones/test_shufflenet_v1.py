@@ -10,18 +10,9 @@ from torchvision.ops import FrozenBatchNorm2d
 from backbones import build_backbone, get_variant, list_backbones
 from backbones.layers import SqueezeExcite
 from backbones.shufflenet_v1 import BASE_STAGE_WIDTHS, STEM_WIDTHS, ShuffleNetV1, ShuffleV1Block, stage_widths
+from helpers.models import check_stage_outputs, randomize_norms
 
 torch.manual_seed(0)
-
-
-def _randomize_bn(module: nn.Module) -> None:
-    """Non-trivial BN statistics, so eval-mode tests exercise every parameter."""
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.5, 0.5)
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
 
 
 # ------------------------------------------------------------------ widths
@@ -69,7 +60,7 @@ def test_bad_arguments_raise() -> None:
 # ------------------------------------------------------------------- units
 def test_stride2_unit_concatenates_pooled_shortcut() -> None:
     unit = ShuffleV1Block(24, 60, stride=2, groups=3).eval()
-    _randomize_bn(unit)
+    randomize_norms(unit)
     assert isinstance(unit.branch_proj, nn.AvgPool2d)
     assert unit.branch_main_2[0].out_channels == 60 - 24  # branch only adds the missing width
     x = torch.rand(2, 24, 10, 14)  # non-negative, like every ReLU output it follows
@@ -108,7 +99,7 @@ def test_unit_matches_released_code_computation() -> None:
     their checkpoints load key for key and compute the same function."""
     g = 3
     unit = ShuffleV1Block(48, 48, stride=1, groups=g).eval()
-    _randomize_bn(unit)
+    randomize_norms(unit)
     x = torch.randn(2, 48, 5, 7)
     with torch.no_grad():
         z = unit.branch_main_1(x)
@@ -142,11 +133,7 @@ def test_stage_shapes_match_outputs_at_non_square_input() -> None:
     shapes = net.output_shape()
     assert [shapes[n].stride for n in names] == [4, 8, 16, 32]
     assert [shapes[n].channels for n in names] == list(stage_widths(8, 0.25))
-    with torch.no_grad():
-        outs = net(torch.randn(1, 3, 64, 96))
-    for n in names:
-        s = shapes[n].stride
-        assert outs[n].shape == (1, shapes[n].channels, 64 // s, 96 // s), n
+    check_stage_outputs(net, names)
 
 
 def test_checkpoint_key_layout() -> None:

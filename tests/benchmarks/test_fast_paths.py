@@ -3,27 +3,17 @@ import pytest
 import torch
 
 from backbones.fast import CHANNELS_LAST_MODULES, WinogradConv3x3, is_fused
-from detection.config import get_cfg
 from detection.modeling.fast_heads import HEAD_MODULES, ScoredPairRoIHeads
-from detection.modeling.meta_arch import build_model
-
-
-def small_lighthead():
-    cfg = get_cfg()
-    cfg.MODEL.META_ARCHITECTURE = "LightHeadRCNN"
-    cfg.MODEL.BACKBONE.NAME = "shufflenet_v2_0.5x"
-    cfg.MODEL.RPN.HEAD_CONV_DIM = 64  # wide enough for Winograd
-    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 50
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0  # detections to compare
-    cfg.MODEL.LIGHT_HEAD.FC_DIM = 64
-    cfg.MODEL.LIGHT_HEAD.MID_CHANNELS = 16
-    cfg.MODEL.LIGHT_HEAD.CHANNELS_PER_BIN = 2
-    return build_model(cfg).eval()
+from helpers.detectors import small_lighthead
 
 
 def test_variants_leave_out_exactly_one_part(load_benchmark):
     bench = load_benchmark("fast_paths")
-    model = small_lighthead()
+    model = small_lighthead(
+        "MODEL.RPN.HEAD_CONV_DIM", 64,  # wide enough for Winograd
+        "MODEL.RPN.POST_NMS_TOPK_TEST", 50,
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,  # detections to compare
+    )
     everything = bench.fused_variant(model, {**CHANNELS_LAST_MODULES, **HEAD_MODULES})
     bench.check_same_form(model.fuse(), everything)
     no_winograd = bench.fused_variant(model, HEAD_MODULES)

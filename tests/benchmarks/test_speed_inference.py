@@ -3,27 +3,15 @@ themselves are the script's job, never a unit test's)."""
 import pytest
 import torch
 
-from detection.config import get_cfg
-from detection.modeling.meta_arch import build_model
+from helpers.detectors import small_lighthead
 
-
-def small_lighthead(num_classes: int):
-    cfg = get_cfg()
-    cfg.MODEL.META_ARCHITECTURE = "LightHeadRCNN"
-    cfg.MODEL.BACKBONE.NAME = "shufflenet_v2_0.5x"
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
-    cfg.MODEL.RPN.PRE_NMS_TOPK_TEST = 200
-    cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 40
-    cfg.MODEL.LIGHT_HEAD.FC_DIM = 64
-    cfg.MODEL.LIGHT_HEAD.MID_CHANNELS = 16
-    cfg.MODEL.LIGHT_HEAD.CHANNELS_PER_BIN = 2
-    return build_model(cfg).eval()
+TOPK = ["MODEL.RPN.PRE_NMS_TOPK_TEST", 200, "MODEL.RPN.POST_NMS_TOPK_TEST", 40]
 
 
 @pytest.mark.parametrize("classes_per_roi", [1, 19])
 def test_with_scored_pairs_scores_exactly_k_classes_of_every_roi(load_benchmark, classes_per_roi):
     bench = load_benchmark("speed_inference")
-    model = small_lighthead(num_classes=20).fuse()
+    model = small_lighthead("MODEL.ROI_HEADS.NUM_CLASSES", 20, *TOPK).fuse()
     original_bias = model.roi_heads.box_predictor.cls_score.bias.clone()
     image = torch.rand(3, 128, 160) * 255
     with torch.inference_mode():
@@ -46,6 +34,6 @@ def test_with_scored_pairs_scores_exactly_k_classes_of_every_roi(load_benchmark,
 
 def test_with_scored_pairs_refuses_an_impossible_count(load_benchmark):
     bench = load_benchmark("speed_inference")
-    model = small_lighthead(num_classes=30).fuse()
+    model = small_lighthead("MODEL.ROI_HEADS.NUM_CLASSES", 30, *TOPK).fuse()
     with pytest.raises(ValueError, match="cannot all score above"):
         bench.with_scored_pairs(model, 20, torch.rand(5, 10))  # 20 x 0.052 > 1

@@ -6,8 +6,8 @@ import pytest
 
 import backbones
 from detection.config import ConfigError, get_cfg, load_config
+from helpers import REPO_ROOT as ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # configs/detectron2/ holds detectron2-format YAMLs (tested in tests/detection/d2/);
 # configs/ImageNet/ classification recipes (their own schema; tests/detection/classification/).
 OTHER_SCHEMAS = tuple(os.path.join("configs", d) + os.sep for d in ("detectron2", "ImageNet"))

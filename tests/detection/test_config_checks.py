@@ -271,11 +271,9 @@ def test_test_set_with_another_class_count_is_an_error(datasets, tmp_path, corpu
 
 def test_shipped_base_configs_leave_the_class_count_to_the_data():
     # a Base config that set it would make every derived config's own dataset an error
-    import glob
-    import os
+    from helpers import shipped_configs
 
-    root = os.path.join(os.path.dirname(__file__), "..", "..", "configs")
-    bases = sorted(glob.glob(os.path.join(root, "Base-*.yaml")))
+    bases = shipped_configs("Base-*.yaml")
     assert bases
     for path in bases:
         assert not load_config(path).is_set("MODEL.ROI_HEADS.NUM_CLASSES"), path

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from detection.cli import check_dataset
-from detection.cli.common import REPO_ROOT as ROOT
+from helpers import REPO_ROOT as ROOT
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from detection.cli import demo
-from detection.cli.common import REPO_ROOT as ROOT
+from helpers import QUICKSTART_CONFIG
 
 pytest.importorskip("detection.modeling")
 
-CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+CONFIG = QUICKSTART_CONFIG
 SMALL = ["MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x", "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "200",
          "MODEL.RPN.POST_NMS_TOPK_TEST", "30"]
 VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"

@@ -10,7 +10,8 @@ import os
 from typing import Dict, List
 
 import pytest
-from detection.cli.common import REPO_ROOT as ROOT
+
+from helpers import REPO_ROOT as ROOT
 
 WRAPPERS = sorted(glob.glob(os.path.join(ROOT, "tools", "*.py"))) + [os.path.join(ROOT, "datasets", "prepare.py")]
 #: Tools without an installed command: gen_configs rewrites the checkout's configs/Misc.

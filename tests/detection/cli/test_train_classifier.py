@@ -13,7 +13,7 @@ import torch
 
 from detection.classification.toy import make_toy_image_folder
 from detection.cli import train_classifier
-from detection.cli.common import REPO_ROOT as ROOT
+from helpers import REPO_ROOT as ROOT, subprocess_env
 
 TOOL = os.path.join(ROOT, "tools", "train_classifier.py")
 CONFIG = os.path.join(ROOT, "configs", "ImageNet", "shufflenet_v2_0.5x.yaml")
@@ -33,7 +33,7 @@ def data_root(tmp_path_factory):
 
 
 def _run(args, cwd, timeout=180):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = subprocess_env(OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True, env=env, cwd=str(cwd),
                           timeout=timeout)
 
@@ -178,7 +178,7 @@ def test_two_process_ddp_gathers_every_image(data_root, tmp_path):
     import signal
 
     out = tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = subprocess_env(OMP_NUM_THREADS="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", TOOL,
          "--config-file", CONFIG, "DATASETS.ROOT", str(data_root), *TINY, "SOLVER.MAX_ITER", "2",

@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 import pytest
-from detection.cli.common import REPO_ROOT as ROOT
+
+from helpers import QUICKSTART_CONFIG, REPO_ROOT as ROOT
 
 pytest.importorskip("detection.modeling")
 
-CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+CONFIG = QUICKSTART_CONFIG
 
 
 @pytest.fixture(scope="module")

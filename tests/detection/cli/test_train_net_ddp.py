@@ -16,11 +16,12 @@ import time
 
 import pytest
 import torch
-from detection.cli.common import REPO_ROOT as ROOT
+
+from helpers import QUICKSTART_CONFIG, REPO_ROOT as ROOT, subprocess_env
 
 pytest.importorskip("detection.modeling")
 
-CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+CONFIG = QUICKSTART_CONFIG
 TOOL = os.path.join(ROOT, "tools", "train_net.py")
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]
 TINY = [
@@ -48,8 +49,8 @@ def data_root(tmp_path_factory):
 
 
 def _env(data_root):
-    return dict(os.environ, LITEDET_DATASETS=str(data_root), OMP_NUM_THREADS="1", LITEDET_DIST_BACKEND="gloo",
-                CUDA_VISIBLE_DEVICES="", PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess_env(LITEDET_DATASETS=str(data_root), OMP_NUM_THREADS="1", LITEDET_DIST_BACKEND="gloo",
+                          CUDA_VISIBLE_DEVICES="")
 
 
 @pytest.mark.slow

@@ -1,28 +1,44 @@
-"""tools/train_net.py maps training outcomes to documented exit codes with one clear line
-(the Trainer is replaced by a stub: only the tool's handling is under test here)."""
+"""tools/train_net.py maps config errors and training outcomes to documented exit codes with
+one clear line (for the outcomes the Trainer is replaced by a stub: only the tool's handling
+is under test there)."""
 import errno
-import logging
-import os
 import signal
 import sys
 
 import pytest
 
 from detection.checkpoint import CheckpointWriteError
-from detection.cli import train_net as train_net_module
-from detection.cli.common import REPO_ROOT as ROOT
+from helpers import QUICKSTART_CONFIG
 
 pytest.importorskip("detection.modeling")
 
-CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+CONFIG = QUICKSTART_CONFIG
 
 
-@pytest.fixture
-def train_net():
-    yield train_net_module
-    for name in ("detection", "backbones", "fvcore", "__main__"):  # default_setup's handlers
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
+def test_train_net_config_errors_exit_2(train_net, tmp_path, capsys):
+    assert train_net.main(["--config-file", CONFIG, "SOLVER.BASE_LRR", "0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "SOLVER.BASE_LRR" in err and "did you mean SOLVER.BASE_LR" in err
+    assert "Traceback" not in err
+
+    assert train_net.main(["--config-file", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+    assert train_net.main(["--config-file", CONFIG, "DATASETS.TEST", "('litedet_shapes_vall',)"]) == 2
+    assert "is not registered; did you mean litedet_shapes_val" in capsys.readouterr().err
+
+    assert train_net.main(["--config-file", CONFIG, "MODEL.BACKBONE.NAME", "shufflenet_v2_1.0"]) == 2
+    assert "did you mean shufflenet_v2_1.0x" in capsys.readouterr().err
+
+    assert train_net.main(["--config-file", CONFIG, "SOLVER.MAX_ITER"]) == 2  # odd number of overrides
+    assert "KEY VALUE" in capsys.readouterr().err
+
+
+def test_train_net_missing_weights_exit_2(train_net, tmp_path, capsys):
+    rc = train_net.main(["--config-file", CONFIG, "--eval-only", "MODEL.WEIGHTS", str(tmp_path / "nope.pth"),
+                         "OUTPUT_DIR", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "checkpoint file not found" in err and "nope.pth" in err and "\n" not in err
 
 
 def _stub(outcome):

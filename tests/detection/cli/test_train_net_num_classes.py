@@ -2,22 +2,11 @@
 here: left at its default it is taken from the training set and logged; set and different
 (smaller or larger) it stops the run before training with one line and exit 2. The
 Trainer is a stub: what is under test is the start-up."""
-import logging
 import sys
 
 import pytest
 
 from detection.data import DatasetCatalog, MetadataCatalog
-
-
-@pytest.fixture
-def train_net():
-    from detection.cli import train_net
-
-    yield train_net
-    for name in ("detection", "backbones", "fvcore", "__main__"):  # default_setup's handlers
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True
 
 
 class StubTrainer:

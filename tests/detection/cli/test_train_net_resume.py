@@ -9,11 +9,12 @@ import time
 
 import pytest
 import torch
-from detection.cli.common import REPO_ROOT as ROOT
+
+from helpers import QUICKSTART_CONFIG, REPO_ROOT as ROOT
 
 pytest.importorskip("detection.modeling")
 
-CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+CONFIG = QUICKSTART_CONFIG
 # Tiny and quick, but with everything that makes resuming hard: random augmentation
 # (flip, scale choice), a data-loader worker, RPN/RoI sampling (torch RNG), AdamW state,
 # a cosine schedule with warmup and gradient clipping.

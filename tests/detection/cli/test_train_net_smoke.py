@@ -7,11 +7,12 @@ import sys
 
 import pytest
 import torch
-from detection.cli.common import REPO_ROOT as ROOT
+
+from helpers import QUICKSTART_CONFIG, REPO_ROOT as ROOT
 
 pytest.importorskip("detection.modeling")
 
-CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+CONFIG = QUICKSTART_CONFIG
 TINY = [
     "MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x",
     "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "200",

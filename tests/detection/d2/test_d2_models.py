@@ -5,7 +5,6 @@ Needs detectron2 (built from source, docs/detectron2.md); skipped without it.
 """
 from __future__ import annotations
 
-import glob
 import math
 import os
 
@@ -35,10 +34,10 @@ from detection.d2 import (  # noqa: E402
     select_hard_examples,
 )
 from detection.modeling.backbone import stage_with_stride  # noqa: E402
+from helpers import config_path, shipped_configs  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-D2_CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "detectron2", "*.yaml")))
-LEAVES = [p for p in D2_CONFIGS if not os.path.basename(p).startswith("Base-")]
+D2_CONFIGS = shipped_configs("detectron2/*.yaml")
+LEAVES = shipped_configs("detectron2/*.yaml", bases=False)
 FAMILIES = sorted({backbones.get_variant(n).family for n in backbones.list_backbones()})
 ONE_PER_FAMILY = [
     next(n for n in backbones.list_backbones(f, include_aliases=False) if "0.5" in n or "0.25" in n) for f in FAMILIES
@@ -156,7 +155,7 @@ def test_registries_and_config_keys():
 
 
 def test_bad_stage_names_are_explained():
-    cfg = load_cfg(os.path.join(ROOT, "configs", "detectron2", "lighthead_shufflenet_v2_1.0x.yaml"))
+    cfg = load_cfg(config_path("detectron2", "lighthead_shufflenet_v2_1.0x.yaml"))
     shrink(cfg)
     cfg.MODEL.LITEDET.OUT_FEATURES = ["res4"]
     with pytest.raises(ValueError, match="unknown out_features.*res4.*stages are"):
@@ -168,7 +167,7 @@ def test_bad_stage_names_are_explained():
 
 
 def test_c4_head_needs_the_plain_backbone():
-    cfg = load_cfg(os.path.join(ROOT, "configs", "detectron2", "fasterrcnn_fpn_mobilenet_v2_1.0x.yaml"))
+    cfg = load_cfg(config_path("detectron2", "fasterrcnn_fpn_mobilenet_v2_1.0x.yaml"))
     shrink(cfg)
     cfg.MODEL.ROI_HEADS.NAME = "LitedetC4ROIHeads"
     cfg.MODEL.ROI_HEADS.IN_FEATURES = ["p4"]
@@ -226,7 +225,7 @@ HEAD_CONFIGS = {"light_head": "lighthead_shufflenet_v2_1.0x.yaml", "c4": "faster
 def test_every_family_under_light_head_and_c4(head, name):
     """The heads take their channels from the backbone: another family is only a change of
     variant and stage names."""
-    cfg = shrink(load_cfg(os.path.join(ROOT, "configs", "detectron2", HEAD_CONFIGS[head])))
+    cfg = shrink(load_cfg(config_path("detectron2", HEAD_CONFIGS[head])))
     net = backbones.build_backbone(name)
     s16, s32 = stage_with_stride(net, 16), stage_with_stride(net, 32)
     cfg.MODEL.LITEDET.BACKBONE = name
@@ -245,7 +244,7 @@ def test_every_family_under_light_head_and_c4(head, name):
 
 
 def test_lighthead_yaml_is_the_paper_head():
-    cfg = load_cfg(os.path.join(ROOT, "configs", "detectron2", "lighthead_shufflenet_v2_1.0x.yaml"))
+    cfg = load_cfg(config_path("detectron2", "lighthead_shufflenet_v2_1.0x.yaml"))
     assert (cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN) == ((800,), 1200)
     assert cfg.MODEL.LIGHT_HEAD.OHEM and cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT == 2.0
     cfg.MODEL.DEVICE = "cpu"
@@ -264,7 +263,7 @@ def test_lighthead_yaml_is_the_paper_head():
 
 
 def test_c4_yaml_runs_the_later_stages_per_roi():
-    cfg = shrink(load_cfg(os.path.join(ROOT, "configs", "detectron2", "fasterrcnn_c4_shufflenet_v2_1.0x.yaml")))
+    cfg = shrink(load_cfg(config_path("detectron2", "fasterrcnn_c4_shufflenet_v2_1.0x.yaml")))
     model = build_model(cfg)
     assert list(model.backbone.output_shape()) == ["stage3"]
     assert list(model.backbone.net.stages) == ["stem", "stage2", "stage3"]
@@ -284,7 +283,7 @@ def test_backbone_weights_reach_backbone_and_c4_head(tmp_path):
         for p in source.parameters():
             p.normal_()
     checkpoint = save_backbone_checkpoint(source, tmp_path / "snv2.pth")
-    cfg = shrink(load_cfg(os.path.join(ROOT, "configs", "detectron2", "fasterrcnn_c4_shufflenet_v2_1.0x.yaml")))
+    cfg = shrink(load_cfg(config_path("detectron2", "fasterrcnn_c4_shufflenet_v2_1.0x.yaml")))
     cfg.MODEL.LITEDET.WEIGHTS = str(checkpoint)
     cfg.MODEL.LITEDET.NORM = "BN"
     model = build_model(cfg)

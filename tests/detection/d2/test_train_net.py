@@ -16,7 +16,8 @@ pytest.importorskip(
     reason="detectron2 is not installed (optional; build it from source as docs/detectron2.md explains)",
 )
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from helpers import REPO_ROOT as ROOT, subprocess_env  # noqa: E402
+
 CONFIG = os.path.join(ROOT, "configs", "detectron2", "lighthead_shufflenet_v2_1.0x.yaml")
 TINY = [
     "MODEL.DEVICE", "cpu", "MODEL.LITEDET.BACKBONE", "shufflenet_v2_0.5x", "MODEL.ROI_HEADS.NUM_CLASSES", "2",
@@ -54,7 +55,7 @@ def coco_folder(tmp_path_factory):
 
 
 def run_train_net(args, cwd):
-    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    env = subprocess_env(OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "detection.d2.train_net", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 

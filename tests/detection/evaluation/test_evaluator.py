@@ -19,6 +19,7 @@ from detection.evaluation import (
     build_evaluator,
     inference_on_dataset,
 )
+from helpers.records import annotation, record
 
 CLASSES = ["cat", "dog"]
 A = [10.0, 10.0, 60.0, 70.0]
@@ -26,21 +27,7 @@ B = [100.0, 40.0, 220.0, 200.0]
 
 
 def make_records() -> List[dict]:
-    recs = []
-    for i in range(6):
-        recs.append(
-            {
-                "file_name": f"{i}.jpg",
-                "image_id": i,
-                "height": 300,
-                "width": 300,
-                "annotations": [
-                    {"bbox": A, "category_id": 0, "iscrowd": 0, "difficult": 0},
-                    {"bbox": B, "category_id": 1, "iscrowd": 0, "difficult": 0},
-                ],
-            }
-        )
-    return recs
+    return [record(i, [annotation(A, 0), annotation(B, 1)], 300, 300) for i in range(6)]
 
 
 class FakeDetector(nn.Module):

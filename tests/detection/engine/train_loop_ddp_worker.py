@@ -1,15 +1,15 @@
-"""Worker for test_engine_ddp.py, launched with torchrun: trains LinearFake with the
+"""Worker for test_train_loop_ddp.py, launched with torchrun: trains LinearFake with the
 real sharded loader under DistributedDataParallel (gloo on CPU).
 
-    torchrun --standalone --nproc_per_node=2 ddp_train_worker.py OUTPUT_DIR MAX_ITER TOTAL_BATCH
+    torchrun --standalone --nproc_per_node=2 train_loop_ddp_worker.py OUTPUT_DIR MAX_ITER TOTAL_BATCH
 """
 import sys
 
 import torch
-from engine_fakes import LinearFake, linear_train_loader, make_cfg
 
 from detection.engine import Trainer, setup_logger
 from detection.utils import comm
+from helpers.fakes import LinearFake, linear_train_loader, make_cfg
 
 
 def main(out: str, max_iter: int, total_batch: int) -> None:

@@ -12,8 +12,8 @@ from detection.deploy import (
     ExportedDetector, check_export, deployable, example_tensor, export_module, load_runtime, match_detections, sample_image,
 )
 from detection.modeling import build_model
+from helpers import REPO_ROOT as ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 CONFIGS = {
     "LightHeadRCNN": os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml"),
     "FasterRCNN": os.path.join(ROOT, "configs", "Misc", "fasterrcnn_shufflenet_v2_0.5x.yaml"),
@@ -31,9 +31,13 @@ def tiny_model(arch):
     # Default inits (std 0.01 heads, identity BN statistics) give vanishing activations and
     # near-equal scores, so top-k choices would hinge on float rounding; He-initialised
     # weights keep activations at scale, so the comparison tests the graph, not tie-breaking.
-    for m in model.modules():
+    # The output layers get a tenth of that: on a textured image full He scale saturates the
+    # scores and throws the boxes out of the image, leaving nothing to compare.
+    for name, m in model.named_modules():
         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
             torch.nn.init.kaiming_normal_(m.weight)
+            if name.rsplit(".", 1)[-1] in ("cls_logits", "bbox_pred", "cls_score"):
+                m.weight.data.mul_(0.1)
             if m.bias is not None:
                 torch.nn.init.normal_(m.bias, std=0.1)
     return cfg, model

@@ -1,16 +1,15 @@
 """tools/benchmark.py: result fields on CPU (torch and onnxruntime), presets, sweep chart,
 one-line errors; tools/export.py end to end (export + check + metadata) and its errors."""
 import json
-import os
 
 import pytest
 
 from detection.cli import benchmark, export
-from detection.cli.common import REPO_ROOT as ROOT
+from helpers import QUICKSTART_CONFIG
 
 pytest.importorskip("detection.modeling")
 
-CONFIG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+CONFIG = QUICKSTART_CONFIG
 SMALL = ["MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x"]
 FIELDS = {"median_ms", "p10_ms", "p90_ms", "images_per_s", "iters", "batch", "input", "backend", "device", "part",
           "cpu_model", "cpu_cores", "threads", "torch_version", "onnxruntime_version", "ncnn_version", "gpu"}

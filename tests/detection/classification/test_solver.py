@@ -7,6 +7,7 @@ import torch
 from detection.classification import get_classification_cfg
 from detection.classification.solver import build_classification_lr_scheduler
 from detection.config import ConfigError
+from helpers import with_solver
 
 
 def _lrs(cfg, iters):
@@ -24,10 +25,7 @@ def _lrs(cfg, iters):
 
 
 def _cfg(**solver):
-    cfg = get_classification_cfg()
-    for k, v in solver.items():
-        setattr(cfg.SOLVER, k, v)
-    return cfg
+    return with_solver(get_classification_cfg(), **solver)
 
 
 def test_linear_decay_shufflenet_recipe():

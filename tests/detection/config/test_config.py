@@ -8,8 +8,7 @@ import os
 import pytest
 
 from detection.config import ConfigError, get_cfg, load_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from helpers import REPO_ROOT as ROOT
 
 
 def _yaml(tmp_path, text, name="cfg.yaml"):

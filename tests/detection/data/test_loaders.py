@@ -2,22 +2,10 @@
 with or without workers, after a resume, and however many ranks share the stream."""
 import itertools
 
-import numpy as np
 import pytest
 
 from detection.data import MapDataset, TrainingSampler, TrainLoader
-
-
-class NoisyMapper:
-    def __init__(self):
-        self.rng = np.random.default_rng(0)
-
-    def set_random_seed(self, seed):
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, record):
-        return {"id": record["id"], "noise": float(self.rng.random())}
-
+from helpers.fakes import NoisyMapper
 
 RECORDS = [{"id": i, "width": 8 + (i % 3 == 0) * 8, "height": 10} for i in range(9)]
 

@@ -13,6 +13,7 @@ from detection.engine.solver import (
     get_default_param_groups,
     warmup_factor_at_iter,
 )
+from helpers import with_solver
 
 
 def _lrs(cfg, n):
@@ -28,10 +29,7 @@ def _lrs(cfg, n):
 
 
 def _cfg(**solver):
-    cfg = get_cfg()
-    for k, v in solver.items():
-        setattr(cfg.SOLVER, k, v)
-    return cfg
+    return with_solver(get_cfg(), **solver)
 
 
 def test_multistep_linear_warmup_values():

@@ -9,9 +9,9 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 import pytest
-import torch
 
 from detection.evaluation import COCOEvaluator, convert_to_coco_dict
+from helpers.records import annotation, predictions, record
 
 CLASSES = ["person", "car", "dog"]
 BACKENDS = ["faster", "pycocotools"]
@@ -19,29 +19,11 @@ BACKENDS = ["faster", "pycocotools"]
 
 def rec(image_id: Any, anns: Sequence[tuple], h: int = 480, w: int = 640) -> dict:
     """Record from (xyxy, category_id[, iscrowd]) tuples."""
-    return {
-        "file_name": f"{image_id}.jpg",
-        "image_id": image_id,
-        "height": h,
-        "width": w,
-        "annotations": [
-            {
-                "bbox": [float(v) for v in a[0]],
-                "category_id": a[1],
-                "iscrowd": a[2] if len(a) > 2 else 0,
-                "difficult": 0,
-            }
-            for a in anns
-        ],
-    }
+    anns = [annotation([float(v) for v in a[0]], a[1], iscrowd=a[2] if len(a) > 2 else 0) for a in anns]
+    return record(image_id, anns, h, w)
 
 
-def out(boxes: Sequence[Sequence[float]], scores: Sequence[float], labels: Sequence[int]) -> dict:
-    return {
-        "boxes": torch.tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)),
-        "scores": torch.tensor(np.asarray(scores, dtype=np.float32)),
-        "labels": torch.tensor(np.asarray(labels, dtype=np.int64)),
-    }
+out = predictions  # out(boxes, scores, labels): one image's detections
 
 
 def evaluate(records: List[dict], outputs: Dict[Any, dict], **kw) -> Dict[str, float]:
@@ -397,7 +379,7 @@ def test_fast_path_ground_truth_is_reused_and_unchanged() -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_evaluate_twice_and_dropped_predictions(backend: str, caplog: pytest.LogCaptureFixture) -> None:
     """Predictions are stored as arrays: a second ``evaluate`` gives the same numbers, and
-    unknown images / labels are dropped with a warning, as before."""
+    unknown images / labels are dropped with a warning."""
     records, outputs = random_set(5)
     ev = COCOEvaluator(dataset_dicts=records, thing_classes=CLASSES, backend=backend)
     for r in records:

@@ -1,10 +1,11 @@
-"""Tiny stand-ins for the detector and its loader, shared by the engine tests and the
-DDP worker script (tests/detection/engine/ddp_train_worker.py)."""
+"""Tiny stand-ins for the detector, its loader and its mapper, shared by the engine and
+data tests and the DDP worker script (tests/detection/engine/train_loop_ddp_worker.py)."""
 import numpy as np
 import torch
 from torch import nn
 
 from detection.config import get_cfg
+from helpers import with_solver
 
 
 class FakeDetector(nn.Module):
@@ -57,14 +58,13 @@ def make_cfg(tmp_path, **solver):
     cfg.SOLVER.STEPS = (4,)
     cfg.SOLVER.MAX_ITER = 7
     cfg.SOLVER.CHECKPOINT_PERIOD = 3
-    for k, v in solver.items():
-        setattr(cfg.SOLVER, k, v)
-    return cfg
+    return with_solver(cfg, **solver)
 
 
 class LinearFake(nn.Module):
-    """Least squares on 4 features per image: the loss is a mean over images, so
-    averaging per-rank gradients (DDP) equals the gradient of the whole batch."""
+    """Least squares on 4 features per image (``x`` plus the mapper's ``noise``): the loss
+    is a mean over images, so averaging per-rank gradients (DDP) equals the gradient of
+    the whole batch."""
 
     def __init__(self):
         super().__init__()
@@ -74,14 +74,17 @@ class LinearFake(nn.Module):
             self.linear.bias.fill_(0.1)
 
     def forward(self, batched_inputs):
-        x = torch.stack([b["x"] for b in batched_inputs])
-        y = torch.stack([b["y"] for b in batched_inputs])
+        x = torch.tensor([b["x"] for b in batched_inputs], dtype=torch.float32)
+        x = x + torch.tensor([b["noise"] for b in batched_inputs], dtype=torch.float32)
+        y = torch.tensor([b["y"] for b in batched_inputs], dtype=torch.float32)
         err = self.linear(x).squeeze(1) - y
         return {"loss_fit": (err**2).mean(), "loss_l1": 0.1 * err.abs().mean()}
 
 
 class NoisyMapper:
-    """A "mapper" with random augmentation (noise) driven by ``set_random_seed``."""
+    """A mapper with random augmentation, as `DatasetMapper`: the record plus ``noise``
+    (4 draws of N(0, 0.1)) from the generator that the loader seeds through
+    ``set_random_seed``."""
 
     def __init__(self):
         self.rng = np.random.default_rng(0)
@@ -90,8 +93,7 @@ class NoisyMapper:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, record):
-        x = np.asarray(record["x"], dtype=np.float32) + self.rng.normal(0, 0.1, 4).astype(np.float32)
-        return {"x": torch.from_numpy(x), "y": torch.tensor(record["y"], dtype=torch.float32)}
+        return {**record, "noise": tuple(float(v) for v in self.rng.normal(0, 0.1, 4))}
 
 
 def linear_train_loader(total_batch, rank=None, world_size=None, seed=0, num_images=10):

@@ -1,6 +1,5 @@
 """DistributedDataParallel through torchrun: 2 CPU processes (gloo) train the same
 weights as one process with the same total batch; only rank 0 writes files."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,12 +9,10 @@ import pytest
 import torch
 
 from detection.engine import Trainer
+from helpers import fakes as _fakes
+from helpers import subprocess_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
-_spec = importlib.util.spec_from_file_location("litedet_engine_fakes", os.path.join(HERE, "engine_fakes.py"))
-_fakes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fakes)
 
 MAX_ITER, TOTAL_BATCH = 7, 4
 
@@ -29,13 +26,10 @@ def _metrics(path):
                     reason="torch.distributed with the gloo backend is not available in this build")
 def test_two_process_ddp_matches_single_process(tmp_path):
     ddp_out, single_out = tmp_path / "ddp", tmp_path / "single"
-    env = dict(
-        os.environ, OMP_NUM_THREADS="1", LITEDET_DIST_BACKEND="gloo", CUDA_VISIBLE_DEVICES="",
-        PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
-    )
+    env = subprocess_env(OMP_NUM_THREADS="1", LITEDET_DIST_BACKEND="gloo", CUDA_VISIBLE_DEVICES="")
     res = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         os.path.join(HERE, "ddp_train_worker.py"), str(ddp_out), str(MAX_ITER), str(TOTAL_BATCH)],
+         os.path.join(HERE, "train_loop_ddp_worker.py"), str(ddp_out), str(MAX_ITER), str(TOTAL_BATCH)],
         capture_output=True, text=True, env=env, timeout=180,
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -48,13 +48,10 @@ def test_auto_freezes_bn_of_a_pretrained_backbone(tmp_path, norm, frozen):
 
 def test_shipped_base_configs_leave_the_norm_policy_automatic():
     # an explicit FrozenBN in a Base config would freeze random statistics when training from scratch
-    import glob
-    import os
-
     from detection.config import get_cfg
+    from helpers import shipped_configs
 
-    root = os.path.join(os.path.dirname(__file__), "..", "..", "..", "configs")
-    bases = sorted(glob.glob(os.path.join(root, "Base-*.yaml")))
+    bases = shipped_configs("Base-*.yaml")
     assert bases
     for path in bases:
         cfg = get_cfg()

@@ -7,36 +7,21 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 import pytest
-import torch
 
 from detection.evaluation import PascalVOCDetectionEvaluator, voc_ap, voc_eval_class
+from helpers.records import annotation, predictions, record
 
 CLASSES = ["cat", "dog"]
 
 
 def rec(image_id: Any, anns: Sequence[tuple], h: int = 100, w: int = 100) -> dict:
     """Record with annotations given as (bbox, category_id[, difficult])."""
-    return {
-        "file_name": f"{image_id}.jpg",
-        "image_id": image_id,
-        "height": h,
-        "width": w,
-        "annotations": [
-            {"bbox": list(a[0]), "category_id": a[1], "iscrowd": 0, "difficult": a[2] if len(a) > 2 else 0}
-            for a in anns
-        ],
-    }
+    return record(image_id, [annotation(a[0], a[1], difficult=a[2] if len(a) > 2 else 0) for a in anns], h, w)
 
 
 def out(dets: Sequence[tuple]) -> dict:
     """Model output from (bbox, score, label) triples."""
-    if not dets:
-        return {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
-    return {
-        "boxes": torch.tensor([d[0] for d in dets], dtype=torch.float32),
-        "scores": torch.tensor([d[1] for d in dets], dtype=torch.float32),
-        "labels": torch.tensor([d[2] for d in dets], dtype=torch.int64),
-    }
+    return predictions([d[0] for d in dets], [d[1] for d in dets], [d[2] for d in dets])
 
 
 def run_voc(records: List[dict], outputs: Dict[Any, List[tuple]], **kw) -> Dict[str, float]:

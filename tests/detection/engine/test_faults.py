@@ -2,7 +2,6 @@
 corrupt / unwritable checkpoints, keeping the last K checkpoints."""
 import errno
 import gc
-import importlib.util
 import os
 import signal
 
@@ -11,13 +10,8 @@ import torch
 
 from detection.checkpoint import CheckpointWriteError
 from detection.engine import Trainer
-
-_spec = importlib.util.spec_from_file_location(
-    "litedet_engine_fakes", os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine_fakes.py")
-)
-_fakes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fakes)
-FakeDetector, fake_loader, _cfg = _fakes.FakeDetector, _fakes.fake_loader, _fakes.make_cfg
+from helpers.fakes import FakeDetector, fake_loader
+from helpers.fakes import make_cfg as _cfg
 
 
 class SignalAt(FakeDetector):

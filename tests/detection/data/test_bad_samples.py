@@ -42,7 +42,7 @@ def test_policy_from_config():
     cfg.DATALOADER.BAD_SAMPLE_POLICY = "skip"
     assert bad_sample_policy(cfg) == (True, 0.05)
     cfg.DATALOADER.BAD_SAMPLE_POLICY = "error"
-    cfg.DATALOADER.SKIP_BAD_SAMPLES = True  # the older boolean still works
+    cfg.DATALOADER.SKIP_BAD_SAMPLES = True  # the deprecated alias of "skip"
     assert bad_sample_policy(cfg)[0] is True
     cfg.DATALOADER.BAD_SAMPLE_POLICY = "ignore"
     with pytest.raises(ValueError, match="BAD_SAMPLE_POLICY must be 'error' or 'skip', got 'ignore'"):

@@ -1,5 +1,4 @@
 """The training loop with a tiny fake model and loader (no dependency on the real detector)."""
-import importlib.util
 import json
 import os
 
@@ -7,13 +6,8 @@ import pytest
 import torch
 
 from detection.engine import Trainer
-
-_spec = importlib.util.spec_from_file_location(
-    "litedet_engine_fakes", os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine_fakes.py")
-)
-_fakes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fakes)
-FakeDetector, fake_loader, _cfg = _fakes.FakeDetector, _fakes.fake_loader, _fakes.make_cfg
+from helpers.fakes import FakeDetector, fake_loader
+from helpers.fakes import make_cfg as _cfg
 
 
 class FakeEvalTrainer(Trainer):

@@ -1,6 +1,5 @@
 """The classification model: loss in training, logits in eval, classifier-compatible keys;
 and every shipped configs/ImageNet recipe loads and builds."""
-import glob
 import os
 
 import pytest
@@ -16,10 +15,10 @@ from detection.classification import (
     load_classification_config,
 )
 from detection.classification.solver import build_classification_lr_scheduler
+from helpers import config_path, shipped_configs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-IMAGENET = sorted(glob.glob(os.path.join(ROOT, "configs", "ImageNet", "*.yaml")))
-LEAVES = [p for p in IMAGENET if not os.path.basename(p).startswith("Base-")]
+IMAGENET = shipped_configs("ImageNet/*.yaml")
+LEAVES = shipped_configs("ImageNet/*.yaml", bases=False)
 
 
 def _model(name="shufflenet_v2_0.5x", classes=3, **kw):
@@ -77,7 +76,7 @@ def test_shipped_imagenet_config_builds(path):
 
 
 def test_recipes_match_the_papers():
-    c = lambda name: load_classification_config(os.path.join(ROOT, "configs", "ImageNet", name))  # noqa: E731
+    c = lambda name: load_classification_config(config_path("ImageNet", name))  # noqa: E731
     for name in ("shufflenet_v1_g3_1.0x.yaml", "shufflenet_v2_1.0x.yaml", "shufflenet_v2star_1.0x.yaml"):
         s = c(name).SOLVER
         assert (s.LR_SCHEDULER_NAME, s.BASE_LR, s.BASE_LR_END, s.WEIGHT_DECAY) == ("LinearDecayLR", 0.5, 0.0, 4e-5)
