@@ -16,7 +16,11 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 @pytest.fixture(autouse=True)
 def _seed_everything():
     torch.manual_seed(0)
+    # tools run in-process (benchmark, export) switch autograd off for their process; a later
+    # test in the same worker must not inherit that
+    grad = torch.is_grad_enabled()
     yield
+    torch.set_grad_enabled(grad)
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
