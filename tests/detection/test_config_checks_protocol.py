@@ -7,14 +7,10 @@ from detection.config_checks import check_config, validate_config
 
 
 def _small(**overrides):
+    """The defaults with a small backbone and ``KEY__SUB=value`` overrides."""
     cfg = get_cfg()
-    cfg.MODEL.BACKBONE.NAME = "shufflenet_v2_0.5x"
-    for key, value in overrides.items():
-        node = cfg
-        *path, last = key.split("__")
-        for part in path:
-            node = node[part]
-        node[last] = value
+    cfg.merge_from_list(["MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x"])
+    cfg.merge_from_list([item for k, v in overrides.items() for item in (k.replace("__", "."), repr(v))])
     return cfg
 
 
@@ -40,7 +36,7 @@ def test_bad_protocol_keys(overrides, pattern):
     "overrides",
     [
         {"MODEL__ROI_HEADS__BATCH_SIZE_PER_IMAGE": -1, "MODEL__RPN__BOUNDARY_THRESH": 0, "MODEL__ROI_BOX_HEAD__SMOOTH_L1_BETA": 1.0},
-        {"MODEL__ROI_HEADS__BATCH_SIZE_PER_IMAGE": 128, "MODEL__RPN__BOUNDARY_THRESH": 16.0, "MODEL__ROI_BOX_HEAD__SMOOTH_L1_BETA": 0.0},
+        {"MODEL__ROI_HEADS__BATCH_SIZE_PER_IMAGE": 128, "MODEL__RPN__BOUNDARY_THRESH": 16, "MODEL__ROI_BOX_HEAD__SMOOTH_L1_BETA": 0.0},
     ],
 )
 def test_protocol_values_pass(overrides):
