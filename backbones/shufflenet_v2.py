@@ -63,8 +63,10 @@ class ShuffleV2Block(nn.Module):
 
     ``extra_dw`` (ShuffleNet v2*) puts a 3x3 depthwise conv + BN before the first 1x1
     of the main branch, enlarging the receptive field for detection. ``use_se`` gates the
-    main branch with Squeeze-and-Excitation; ``residual`` adds the branch input to its
-    output in stride-1 units (the paper's residual variant for very deep networks).
+    main branch with Squeeze-and-Excitation. ``residual`` (the paper's variant for very deep
+    networks) adds the branch input to its output in stride-1 units, as the authors'
+    ShuffleNetV2.Large: the branch ends with its last 1x1 conv + BN (no ReLU), SE if any,
+    then the add, then a ReLU (the paper's "residual add-ReLUs").
     """
 
     def __init__(
@@ -129,11 +131,12 @@ class ShuffleV2Block(nn.Module):
             # dw
             nn.Conv2d(branch_channels, branch_channels, 3, stride, 1, groups=branch_channels, bias=False),
             nn.BatchNorm2d(branch_channels),
-            # pw-linear (followed by ReLU as in the paper's Figure 3)
+            # pw-linear; its ReLU (the paper's Figure 3) comes after the add in residual units
             nn.Conv2d(branch_channels, main_out, 1, bias=False),
             nn.BatchNorm2d(main_out),
-            nn.ReLU(inplace=True),
         ]
+        if not self.residual:
+            layers.append(nn.ReLU(inplace=True))
         self.branch2 = nn.Sequential(*layers)
         self.se = SqueezeExcite(main_out) if use_se else None
 
@@ -142,7 +145,7 @@ class ShuffleV2Block(nn.Module):
         if self.se is not None:
             out = self.se(out)
         if self.residual:
-            out = out + x
+            out = torch.relu(out + x)
         return out
 
     def forward(self, x: Tensor) -> Tensor:

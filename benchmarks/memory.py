@@ -78,7 +78,10 @@ def child(which: str, mode: str, threads: int, steps: int) -> dict:
         from detection.modeling import build_model
 
         if mode == "inference":
-            cfg = load_config(os.path.join(REPO_ROOT, INFERENCE_CONFIG), ["MODEL.DEVICE", "cpu"])
+            # at torchvision's score threshold (the COCO protocol's 0.0 decodes every pair)
+            cfg = load_config(
+                os.path.join(REPO_ROOT, INFERENCE_CONFIG), ["MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.05"]
+            )
         else:
             cfg = load_config(
                 os.path.join(REPO_ROOT, TRAINING_CONFIG),

@@ -84,8 +84,10 @@ def main(argv=None) -> int:
           f"{args.warmup} warm-up rounds, random weights, eval + inference_mode")
 
     torch.manual_seed(0)
+    # at torchvision's score threshold (the COCO protocol's 0.0 decodes every (RoI, class) pair)
     cfg = load_config(str(CONFIG), ["MODEL.DEVICE", str(device), "INPUT.MIN_SIZE_TEST", str(min(height, width)),
-                                    "INPUT.MAX_SIZE_TEST", str(max(height, width))])
+                                    "INPUT.MAX_SIZE_TEST", str(max(height, width)),
+                                    "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.05"])
     ours = build_model(cfg).eval().to(device)
     ours = ours.fuse(channels_last=device.type == "cuda")
     reference = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_fpn(

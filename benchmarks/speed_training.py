@@ -23,8 +23,16 @@
    images/s the model consumes (measured in part 1). Target: >= 3x. The two are measured
    one after the other, not concurrently (on a 2-core machine they would share the cores).
 
+3. ``--roi-selection``: the cost of Light-Head R-CNN's training RoIs as its authors choose
+   them, every post-NMS proposal (up to 2000 per image) plus the ground truth
+   (``MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE -1``, the shipped config), against 512 sampled
+   RoIs per image at 25% foreground (``512``). Same model weights, batches and OHEM, timed
+   interleaved as in 1 (instead of the torchvision comparison); reports images/s of both
+   and the RoIs per image the head trained on.
+
 Run: ``.venv/bin/python benchmarks/speed_training.py`` (about 2-3 minutes on 2 cores;
-``--long`` for more blocks). Results are recorded in benchmarks/README.md.
+``--long`` for more blocks; ``--roi-selection --skip-loader`` for 3). Results are recorded
+in benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -58,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loader-batches", type=int, default=15, help="timed loader batches (default 15)")
     p.add_argument("--workers", type=int, default=2, help="data-loader workers (default 2)")
     p.add_argument("--skip-loader", action="store_true", help="only the model comparison")
+    p.add_argument(
+        "--roi-selection", action="store_true",
+        help="time our model with every proposal as a training RoI (-1) against 512 sampled RoIs per image",
+    )
     p.add_argument("--data-root", default=None, help="where to generate the dataset (default: a temporary folder)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for our model, KEY VALUE ...")
     return p
@@ -126,6 +138,58 @@ def train_step_fn(model: torch.nn.Module, forward: Callable[[], Dict[str, torch.
     return step
 
 
+def interleaved(steps: Dict[str, Callable[[], None]], blocks: int, steps_per_block: int) -> Dict[str, List[float]]:
+    """Step times of each contestant: one warm-up step each, then ``blocks`` blocks of
+    ``steps_per_block`` steps per contestant, the order reversed every other block."""
+    times: Dict[str, List[float]] = {name: [] for name in steps}
+    for step in steps.values():  # warm-up: allocator, first-call overheads
+        step()
+    order = list(steps)
+    for block in range(blocks):
+        for name in order if block % 2 == 0 else order[::-1]:
+            for _ in range(steps_per_block):
+                t = time.perf_counter()
+                steps[name]()
+                times[name].append(time.perf_counter() - t)
+        medians = ", ".join(f"{k} median {statistics.median(v):.3f} s/step" for k, v in times.items())
+        print(f"  block {block + 1}/{blocks}: {medians}", flush=True)
+    return times
+
+
+def roi_selection_contestants(cfg, model: torch.nn.Module, batches: list):
+    """Two copies of ``model`` (same weights) whose RoI heads train on every proposal
+    (``batch_size_per_image`` -1) and on 512 sampled RoIs per image; their train steps and
+    the per-image RoI counts each one's head trained on."""
+    import copy
+
+    from detection.modeling.roi_heads import KeepAllSampler
+    from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
+
+    sampled = copy.deepcopy(model)
+    sampled.roi_heads.fg_bg_sampler = BalancedPositiveNegativeSampler(512, cfg.MODEL.ROI_HEADS.POSITIVE_FRACTION)
+    model.roi_heads.fg_bg_sampler = KeepAllSampler()
+    contestants = {"all proposals (-1)": model, "sampled 512": sampled}
+    rois: Dict[str, List[int]] = {name: [] for name in contestants}
+    steps = {}
+    for name, m in contestants.items():
+        select = m.roi_heads.select_training_samples
+
+        def recording(proposals, targets, select=select, counts=rois[name]):
+            out = select(proposals, targets)
+            counts.extend(len(r) for r in out[0])
+            return out
+
+        m.roi_heads.select_training_samples = recording
+        position = {"i": 0}
+
+        def forward(m=m, position=position):
+            position["i"] += 1
+            return m(batches[position["i"] % len(batches)])
+
+        steps[name] = train_step_fn(m, forward)
+    return steps, rois
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.long:
@@ -138,7 +202,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)  # for the header; set again after the loader test
     # The benchmark data has 5 classes while the COCO config has 80: expected, not worth a warning.
     logging.getLogger("detection.data").setLevel(logging.ERROR)
-    print(report_header("Training throughput: litedet Light-Head R-CNN vs torchvision Faster R-CNN MobileNetV3-320-FPN"))
+    print(report_header(
+        "Training throughput: Light-Head R-CNN, every proposal vs 512 sampled RoIs per image" if args.roi_selection
+        else "Training throughput: litedet Light-Head R-CNN vs torchvision Faster R-CNN MobileNetV3-320-FPN"
+    ))
     tmp = None
     if args.data_root is None:
         tmp = tempfile.TemporaryDirectory(prefix="litedet_bench_")
@@ -156,9 +223,10 @@ def main(argv=None) -> int:
           f"RoIs/image {cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE}, OHEM {cfg.MODEL.LIGHT_HEAD.OHEM_TOPK if cfg.MODEL.LIGHT_HEAD.OHEM else 0}, "
           f"{cfg.MODEL.ROI_HEADS.NUM_CLASSES} classes)")
     num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
-    print(f"reference: torchvision fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, "
-          f"num_classes={num_classes + 1}, min_size={args.size}, max_size={args.size * 2}) "
-          "(all layers train, BatchNorm trains; RPN pre/post NMS train 2000/2000 per level, 512 RoIs/image)")
+    if not args.roi_selection:
+        print(f"reference: torchvision fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None, "
+              f"num_classes={num_classes + 1}, min_size={args.size}, max_size={args.size * 2}) "
+              "(all layers train, BatchNorm trains; RPN pre/post NMS train 2000/2000 per level, 512 RoIs/image)")
     print(f"both: train mode, batch {args.batch}, SGD lr 0.002 momentum 0.9 wd 1e-4, {args.threads} torch threads, "
           f"the same {args.batch}-image batches (cycled), {args.blocks} interleaved blocks x {args.steps_per_block} steps")
 
@@ -193,46 +261,48 @@ def main(argv=None) -> int:
     print(f"batch image sizes (HxW): {shapes}")
 
     ours = build_model(cfg).train()
-    ref = reference_model(args.size, num_classes).train()
-    ref_batches = [
-        (
-            [d["image"] for d in b],
-            [{"boxes": d["instances"]["boxes"], "labels": d["instances"]["labels"] + 1} for d in b],
-        )
-        for b in batches
-    ]
-    counter = {"ours": 0, "reference": 0}
+    if args.roi_selection:
+        steps, rois = roi_selection_contestants(cfg, ours, batches)
+    else:
+        counter = {"ours": 0, "reference": 0}
 
-    def ours_forward():
-        counter["ours"] += 1
-        return ours(batches[counter["ours"] % len(batches)])
+        def ours_forward():
+            counter["ours"] += 1
+            return ours(batches[counter["ours"] % len(batches)])
 
-    def ref_forward():
-        counter["reference"] += 1
-        images, targets = ref_batches[counter["reference"] % len(ref_batches)]
-        return ref([im.float() / 255.0 for im in images], targets)
+        ref = reference_model(args.size, num_classes).train()
+        ref_batches = [
+            (
+                [d["image"] for d in b],
+                [{"boxes": d["instances"]["boxes"], "labels": d["instances"]["labels"] + 1} for d in b],
+            )
+            for b in batches
+        ]
 
-    steps = {"ours": train_step_fn(ours, ours_forward), "reference": train_step_fn(ref, ref_forward)}
-    times: Dict[str, List[float]] = {"ours": [], "reference": []}
-    for name, step in steps.items():  # warm-up: allocator, first-call overheads
-        step()
-    order = ["ours", "reference"]
-    for block in range(args.blocks):
-        for name in order if block % 2 == 0 else order[::-1]:
-            for _ in range(args.steps_per_block):
-                t = time.perf_counter()
-                steps[name]()
-                times[name].append(time.perf_counter() - t)
-        print(f"  block {block + 1}/{args.blocks}: ours median {statistics.median(times['ours']):.3f} s/step, "
-              f"reference median {statistics.median(times['reference']):.3f} s/step", flush=True)
+        def ref_forward():
+            counter["reference"] += 1
+            images, targets = ref_batches[counter["reference"] % len(ref_batches)]
+            return ref([im.float() / 255.0 for im in images], targets)
+
+        steps = {"ours": train_step_fn(ours, ours_forward), "reference": train_step_fn(ref, ref_forward)}
+    times = interleaved(steps, args.blocks, args.steps_per_block)
     ips = {k: args.batch / statistics.median(v) for k, v in times.items()}
     for k, v in times.items():
         print(f"{k} step times (s): min {min(v):.3f} median {statistics.median(v):.3f} max {max(v):.3f} (n={len(v)})")
-    print(ratio_line(f"training throughput (batch {args.batch}, {args.size} px, {args.threads} threads)",
-                     ips["ours"], ips["reference"], "images/s", True, 1.5))
-    # The fastest step of each is the least disturbed by other processes on a shared machine.
-    print(ratio_line("training throughput from the fastest step of each", args.batch / min(times["ours"]),
-                     args.batch / min(times["reference"]), "images/s", True, 1.5))
+    first, second = steps
+    what = f"batch {args.batch}, {args.size} px, {args.threads} threads"
+    if args.roi_selection:
+        for k, counts in rois.items():
+            print(f"{k}: training RoIs per image, mean {statistics.mean(counts):.0f} (min {min(counts)}, max {max(counts)})")
+        fastest = {k: args.batch / min(v) for k, v in times.items()}
+        for label, value in (("median step", ips), ("fastest step", fastest)):
+            print(f"Light-Head training ({what}), {label}: {first} {value[first]:.4g} images/s, {second} "
+                  f"{value[second]:.4g} images/s, ratio {value[first] / value[second]:.3g}")
+    else:
+        print(ratio_line(f"training throughput ({what})", ips["ours"], ips["reference"], "images/s", True, 1.5))
+        # The fastest step of each is the least disturbed by other processes on a shared machine.
+        print(ratio_line("training throughput from the fastest step of each", args.batch / min(times["ours"]),
+                         args.batch / min(times["reference"]), "images/s", True, 1.5))
 
     if loader_ips is not None:
         print(ratio_line("data loading vs our model's consumption", loader_ips, ips["ours"], "images/s", True, 3.0,

@@ -38,6 +38,8 @@ __all__ = [
     "check_class_ids",
     "check_classification_config",
     "check_config",
+    "check_lr_multipliers",
+    "check_protocol_keys",
     "check_weights_input_format",
     "left_at_default",
     "norm_policy",
@@ -410,12 +412,14 @@ def validate_config(cfg: Any, build: bool = True) -> Any:
         raise unknown_name_error("MODEL.META_ARCHITECTURE", cfg.MODEL.META_ARCHITECTURE, archs)
     _check_values(cfg)
     _check_features(cfg)
+    check_protocol_keys(cfg)
     return _build_on_meta(cfg) if build else None
 
 
 # ---------------------------------------------------------------------------- detector
-def _check_solver(cfg: Any, device: "torch.device") -> None:
-    """Schedule and solver keys: checked by building them on a dummy parameter."""
+def _check_solver(cfg: Any, device: "torch.device", model: Optional["torch.nn.Module"] = None) -> None:
+    """Schedule and solver keys: checked by building them on the (meta) model, so that
+    SOLVER.LR_MULTIPLIERS is matched against its parameter names, or on a dummy parameter."""
     import torch
 
     from detection.engine.solver import build_lr_scheduler, build_optimizer
@@ -431,7 +435,7 @@ def _check_solver(cfg: Any, device: "torch.device") -> None:
     )
     require(s.CHECKPOINT_MAX_KEEP >= 0, f"SOLVER.CHECKPOINT_MAX_KEEP must be >= 0 (0 = keep all), got {s.CHECKPOINT_MAX_KEEP}")
     resolve_amp(cfg, device)
-    optimizer = build_optimizer(cfg, torch.nn.Linear(1, 1))
+    optimizer = build_optimizer(cfg, model if model is not None else torch.nn.Linear(1, 1))
     build_lr_scheduler(cfg, optimizer)
     if s.CLIP_GRADIENTS.ENABLED:
         check_choice("SOLVER.CLIP_GRADIENTS.CLIP_TYPE", s.CLIP_GRADIENTS.CLIP_TYPE, CLIP_TYPES)
@@ -496,10 +500,56 @@ def check_config(cfg: Any, *, train: bool = True, test: bool = True) -> Any:
     if cfg.MODEL.BACKBONE.WEIGHTS and weights_format is not None:
         check_weights_input_format(cfg, weights_format, cfg.MODEL.BACKBONE.WEIGHTS)
     if train:
-        _check_solver(cfg, device)
+        _check_solver(cfg, device, model)
         _warn_about_training_setup(cfg)
     _check_datasets(cfg, train=train, test=test)
     return cfg
+
+
+# ---------------------------------------------------------------------------- protocol keys
+# The keys that reproduce the papers' training protocols (docs/protocols.md).
+def check_lr_multipliers(value: Any) -> List[Tuple[str, float]]:
+    """``SOLVER.LR_MULTIPLIERS`` as ``(pattern, factor)`` pairs: a list of
+    ``[non-empty pattern, positive factor]``; a `ConfigError` otherwise. (Whether each
+    pattern names a parameter is checked against the model by the optimizer builder.)"""
+    pairs = []
+    for item in value:
+        ok = (
+            isinstance(item, (list, tuple))
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and item[0]
+            and isinstance(item[1], (int, float))
+            and not isinstance(item[1], bool)
+            and item[1] > 0
+        )
+        require(
+            ok,
+            f"SOLVER.LR_MULTIPLIERS must be a list of [parameter-name pattern, positive factor] pairs, "
+            f'e.g. [["neck.conv.*", 3.0]]; got {list(value)!r}',
+        )
+        pairs.append((item[0], float(item[1])))
+    return pairs
+
+
+def check_protocol_keys(cfg: Any) -> None:
+    """RoI selection, box loss, RPN border and OHEM keys, and ``SOLVER.LR_MULTIPLIERS``."""
+    m = cfg.MODEL
+    rois = m.ROI_HEADS.BATCH_SIZE_PER_IMAGE
+    require(
+        rois == -1 or rois > 0,
+        f"MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE must be a positive RoI count or -1 (every proposal), got {rois}",
+    )
+    beta = m.ROI_BOX_HEAD.SMOOTH_L1_BETA
+    require(beta >= 0, f"MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA must be >= 0 (0 = L1), got {beta}")
+    border = m.RPN.BOUNDARY_THRESH
+    require(
+        border == -1 or border >= 0,
+        f"MODEL.RPN.BOUNDARY_THRESH must be -1 (label every anchor) or >= 0 pixels, got {border}",
+    )
+    if m.LIGHT_HEAD.OHEM:
+        require(m.LIGHT_HEAD.OHEM_TOPK > 0, f"MODEL.LIGHT_HEAD.OHEM_TOPK must be positive, got {m.LIGHT_HEAD.OHEM_TOPK}")
+    check_lr_multipliers(cfg.SOLVER.LR_MULTIPLIERS)
 
 
 # ---------------------------------------------------------------------------- classifier

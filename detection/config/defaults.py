@@ -54,9 +54,15 @@ _C.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 12000
 _C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 2000
 _C.MODEL.RPN.PRE_NMS_TOPK_TEST = 6000
 _C.MODEL.RPN.POST_NMS_TOPK_TEST = 1000
+# Anchors crossing the image border by more than this many pixels get no label (neither
+# positive nor negative) in RPN training; -1 labels every anchor (detectron2's key and
+# default; py-faster-rcnn and Light-Head R-CNN use 0).
+_C.MODEL.RPN.BOUNDARY_THRESH = -1
 
 _C.MODEL.ROI_HEADS = CN()
 _C.MODEL.ROI_HEADS.NUM_CLASSES = 80
+# Training RoIs per image, drawn at POSITIVE_FRACTION foreground (ground-truth boxes join the
+# proposals first); -1 = every proposal and ground-truth box, no sampling (Light-Head R-CNN).
 _C.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512
 _C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
 _C.MODEL.ROI_HEADS.IOU_THRESHOLDS = [0.5]
@@ -68,6 +74,10 @@ _C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 14  # C4: 14x14 RoIAlign, then the las
 _C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 0
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT = 1.0
+# Smooth-L1 beta of the box loss (detectron2's key): quadratic below beta, linear above.
+# The authors' sigma is beta = 1 / sigma**2 (py-faster-rcnn and Light-Head R-CNN: sigma 1,
+# beta 1.0); the default is torchvision's 1/9.
+_C.MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA = 1.0 / 9
 _C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024  # FPN box head (two FCs)
 
 _C.MODEL.LIGHT_HEAD = CN()
@@ -77,7 +87,9 @@ _C.MODEL.LIGHT_HEAD.CHANNELS_PER_BIN = 10  # thin feature map: 10 x 7 x 7 = 490 
 _C.MODEL.LIGHT_HEAD.POOLER_RESOLUTION = 7
 _C.MODEL.LIGHT_HEAD.FC_DIM = 2048
 _C.MODEL.LIGHT_HEAD.OHEM = False  # keep the highest-loss RoIs only
-_C.MODEL.LIGHT_HEAD.OHEM_TOPK = 256  # per image
+# OHEM keeps OHEM_TOPK x (images in the process) RoIs, ranked over all RoIs of those images
+# together (the authors' 256 x images per GPU; a DDP process = one GPU).
+_C.MODEL.LIGHT_HEAD.OHEM_TOPK = 256
 
 # ---------------------------------------------------------------------------- input
 _C.INPUT = CN()
@@ -129,6 +141,14 @@ _C.SOLVER.MOMENTUM = 0.9
 _C.SOLVER.NESTEROV = False
 _C.SOLVER.WEIGHT_DECAY = 1e-4
 _C.SOLVER.WEIGHT_DECAY_NORM = 0.0
+# Learning-rate factors by parameter name: [[pattern, factor], ...]. A trainable parameter
+# whose full name (as in model.named_parameters(), e.g. "neck.conv.col_first.0.weight")
+# matches a shell-style pattern (fnmatch: *, ?, [...]) trains at BASE_LR times the product
+# of the factors of every pattern it matches; weight decay is unchanged. With SGD this
+# equals multiplying the parameter's gradient, weight decay included, by the factor
+# (Light-Head R-CNN's authors: x3 on the large separable conv). A pattern that matches no
+# trainable parameter is an error.
+_C.SOLVER.LR_MULTIPLIERS = []
 _C.SOLVER.LR_SCHEDULER_NAME = "WarmupMultiStepLR"  # or "WarmupCosineLR"
 # WarmupCosineLR decays to this LR at MAX_ITER (added by the engine; detectron2 name).
 _C.SOLVER.BASE_LR_END = 0.0

@@ -19,7 +19,6 @@ from detectron2.modeling.poolers import ROIPooler, convert_boxes_to_pooler_forma
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, FastRCNNOutputLayers, Res5ROIHeads, ROIHeads
 from detectron2.structures import ImageList, Instances
 from fvcore.nn import smooth_l1_loss
-from fvcore.nn.weight_init import c2_xavier_fill
 from torch import Tensor, nn
 
 from backbones.registry import register_once
@@ -51,12 +50,14 @@ def _single_in_feature(cfg, input_shape: Dict[str, ShapeSpec], head: str) -> str
 def select_hard_examples(
     predictions: Predictions, proposals: List[Instances], box_predictor: FastRCNNOutputLayers, topk: int
 ) -> Tuple[Predictions, List[Instances]]:
-    """Online hard example mining: keep the ``topk`` sampled RoIs of each image with the
-    highest classification + weighted box-regression loss (Light-Head R-CNN's OHEM).
+    """Online hard example mining as Light-Head R-CNN's authors run it: keep the
+    ``topk * len(proposals)`` training RoIs with the highest cross-entropy + unweighted
+    smooth-L1 loss, ranked over all images of the batch together (`hard_example_indices`).
 
-    RoIs are ranked by cross-entropy + smooth-L1 (the predictor's beta and box-loss weight,
-    on the ground-truth class's deltas), whatever loss types the predictor trains with;
-    the kept RoIs then go through the predictor's own `losses`, normalised by the number kept.
+    The box term is smooth-L1 at the predictor's beta on the ground-truth class's deltas
+    (foreground RoIs only), whatever loss types the predictor trains with; its box-loss
+    weight applies afterwards, in the predictor's own `losses` on the kept RoIs, which are
+    normalised by the number kept.
     """
     scores, deltas = predictions
     with torch.no_grad():
@@ -75,14 +76,13 @@ def select_hard_examples(
             if fg_deltas.size(1) != box_dim:  # class-specific regression
                 fg_deltas = fg_deltas.view(-1, fg_deltas.size(1) // box_dim, box_dim)
                 fg_deltas = fg_deltas[torch.arange(fg.numel(), device=fg.device), gt_classes[fg]]
-            box_loss = smooth_l1_loss(fg_deltas, targets, box_predictor.smooth_l1_beta, reduction="none").sum(1)
-            loss[fg] += box_predictor.loss_weight.get("loss_box_reg", 1.0) * box_loss
+            loss[fg] += smooth_l1_loss(fg_deltas, targets, box_predictor.smooth_l1_beta, reduction="none").sum(1)
 
-        counts = [len(p) for p in proposals]
-        kept_index = hard_example_indices(loss, counts, topk)
-        starts = [sum(counts[:i]) for i in range(len(counts))]
-        kept_proposals = [p[index - start] for p, index, start in zip(proposals, kept_index, starts)]
-        keep = cat(kept_index, dim=0)
+        keep = hard_example_indices(loss, len(proposals), topk)
+        bounds = torch.tensor([0] + [len(p) for p in proposals], device=keep.device).cumsum(0)
+        kept_proposals = [
+            p[keep[(keep >= start) & (keep < end)] - start] for p, start, end in zip(proposals, bounds[:-1], bounds[1:])
+        ]
     return (scores[keep], deltas[keep]), kept_proposals
 
 
@@ -113,8 +113,10 @@ class LightHeadROIHeads(ROIHeads):
             sampling_ratio: RoIAlign sampling points per bin side.
             box_head: pooled (R, C, k, k) -> (R, D) features.
             box_predictor: `FastRCNNOutputLayers`-like predictor on those features.
-            ohem_topk: > 0 trains on the ``ohem_topk`` highest-loss RoIs per image.
-            kwargs: `ROIHeads`' arguments (proposal sampling).
+            ohem_topk: > 0 trains on the ``ohem_topk`` x (images) highest-loss RoIs of the
+                batch (`select_hard_examples`).
+            kwargs: `ROIHeads`' arguments (proposal sampling; ``batch_size_per_image`` -1
+                trains on every proposal, see `_sample_proposals`).
         """
         super().__init__(**kwargs)
         self.in_feature = in_feature
@@ -134,7 +136,9 @@ class LightHeadROIHeads(ROIHeads):
         k = lh.POOLER_RESOLUTION
         thin_channels = lh.CHANNELS_PER_BIN * k * k
         fc = nn.Linear(thin_channels, lh.FC_DIM)
-        c2_xavier_fill(fc)
+        # N(0, 0.01) as the authors' ps_fc_1 (light_head_rcnn network_desp.py, weights_initializer)
+        nn.init.normal_(fc.weight, std=0.01)
+        nn.init.constant_(fc.bias, 0)
         ret.update(
             in_feature=feature,
             feature_stride=input_shape[feature].stride,
@@ -147,6 +151,23 @@ class LightHeadROIHeads(ROIHeads):
             ohem_topk=lh.OHEM_TOPK if lh.OHEM else 0,
         )
         return ret
+
+    def _sample_proposals(
+        self, matched_idxs: Tensor, matched_labels: Tensor, gt_classes: Tensor
+    ) -> Tuple[Tensor, Tensor]:
+        """`ROIHeads`' sampling, except that ``MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE: -1``
+        keeps every proposal that is not ignored, with no fixed count or foreground fraction
+        (Light-Head R-CNN's ``TRAIN.BATCH_SIZE = -1``)."""
+        if self.batch_size_per_image > 0:
+            return super()._sample_proposals(matched_idxs, matched_labels, gt_classes)
+        if gt_classes.numel() > 0:
+            labels = gt_classes[matched_idxs]
+            labels[matched_labels == 0] = self.num_classes
+            labels[matched_labels == -1] = -1
+        else:
+            labels = torch.full_like(matched_idxs, self.num_classes)
+        keep = torch.nonzero(labels != -1).squeeze(1)
+        return keep, labels[keep]
 
     def _predict(self, features: Dict[str, Tensor], proposals: List[Instances]) -> Predictions:
         thin = self.thin_conv(features[self.in_feature])

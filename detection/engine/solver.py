@@ -2,7 +2,7 @@
 
 The schedules are plain `torch.optim.lr_scheduler.LambdaLR` multipliers of
 ``SOLVER.BASE_LR``, stepped once per iteration: the value at iteration ``it`` is
-``warmup(it) * schedule(it)``.
+``warmup(it) * schedule(it)`` (times a param group's ``SOLVER.LR_MULTIPLIERS`` factor).
 
 * ``WarmupMultiStepLR``: ``schedule(it) = GAMMA ** (number of STEPS <= it)``.
 * ``WarmupCosineLR``: ``schedule(it) = end + (1 - end) * 0.5 * (1 + cos(pi * it / MAX_ITER))``
@@ -14,20 +14,22 @@ The schedules are plain `torch.optim.lr_scheduler.LambdaLR` multipliers of
 from __future__ import annotations
 
 import bisect
+import fnmatch
 import logging
 import math
-from typing import Any, Callable, Dict, Iterable, List, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from detection.config import ConfigError
-from detection.config_checks import CLIP_TYPES, check_choice
+from detection.config_checks import CLIP_TYPES, check_choice, check_lr_multipliers
 
 __all__ = [
     "build_optimizer",
     "build_lr_scheduler",
     "get_default_param_groups",
+    "lr_factor",
     "warmup_factor_at_iter",
     "multistep_lr_lambda",
     "cosine_lr_lambda",
@@ -49,36 +51,71 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, _NORM_TYPES) or "norm" in type(module).__name__.lower()
 
 
+def lr_factor(name: str, lr_multipliers: Sequence[Tuple[str, float]]) -> float:
+    """The product of the factors of every ``(pattern, factor)`` whose shell-style pattern
+    (`fnmatch`, case-sensitive) matches the parameter name ``name``; 1.0 when none does."""
+    factor = 1.0
+    for pattern, value in lr_multipliers:
+        if fnmatch.fnmatchcase(name, pattern):
+            factor *= float(value)
+    return factor
+
+
 def get_default_param_groups(
-    model: nn.Module, weight_decay: float, weight_decay_norm: float
+    model: nn.Module,
+    weight_decay: float,
+    weight_decay_norm: float,
+    lr_multipliers: Sequence[Tuple[str, float]] = (),
 ) -> List[Dict[str, Any]]:
-    """Two param groups: normalisation parameters and every bias use ``weight_decay_norm``,
-    all other trainable weights ``weight_decay``. Frozen and shared parameters are skipped
-    (the latter counted once)."""
-    decay: List[nn.Parameter] = []
-    no_decay: List[nn.Parameter] = []
+    """Param groups: normalisation parameters and every bias use ``weight_decay_norm``, all
+    other trainable weights ``weight_decay``; each is split further by learning-rate factor
+    (`lr_factor` of the parameter's full name under ``lr_multipliers``), a group's factor in
+    its ``"lr_factor"``. Groups come factor 1 first, then by factor; decayed before
+    undecayed. Frozen and shared parameters are skipped (the latter counted once).
+
+    Raises `ConfigError` for a pattern that matches no trainable parameter (a typo would
+    otherwise train silently without its factor)."""
+    groups: Dict[Tuple[float, bool], List[nn.Parameter]] = {}
     seen = set()
-    for module in model.modules():
+    matched = set()
+    for module_name, module in model.named_modules():
         norm = _is_norm(module)
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
-            (no_decay if norm or name == "bias" else decay).append(param)
-    groups = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": weight_decay})
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": weight_decay_norm})
-    return groups
+            full_name = f"{module_name}.{name}" if module_name else name
+            matched.update(p for p, _ in lr_multipliers if fnmatch.fnmatchcase(full_name, p))
+            no_decay = norm or name == "bias"
+            groups.setdefault((lr_factor(full_name, lr_multipliers), no_decay), []).append(param)
+    unmatched = [p for p, _ in lr_multipliers if p not in matched]
+    if unmatched and seen:
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        raise ConfigError(
+            f"SOLVER.LR_MULTIPLIERS pattern(s) {unmatched} match no trainable parameter of the model "
+            f"(parameter names look like {names[:3]}; patterns are fnmatch-style, e.g. 'neck.conv.*')"
+        )
+    return [
+        {"params": params, "weight_decay": weight_decay_norm if no_decay else weight_decay, "lr_factor": factor}
+        for (factor, no_decay), params in sorted(groups.items(), key=lambda item: (item[0][0] != 1.0, item[0]))
+    ]
 
 
 def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """SGD with momentum / Nesterov (or AdamW); ``SOLVER.WEIGHT_DECAY_NORM`` for norm params and biases."""
+    """SGD with momentum / Nesterov (or AdamW); ``SOLVER.WEIGHT_DECAY_NORM`` for norm params
+    and biases; ``SOLVER.LR_MULTIPLIERS`` factors on the learning rate of the parameters
+    they name (each param group's ``"lr"`` is ``BASE_LR * lr_factor``, which the LR
+    schedule then scales)."""
     s = cfg.SOLVER
-    groups = get_default_param_groups(model, s.WEIGHT_DECAY, s.WEIGHT_DECAY_NORM)
+    groups = get_default_param_groups(
+        model, s.WEIGHT_DECAY, s.WEIGHT_DECAY_NORM, check_lr_multipliers(s.LR_MULTIPLIERS)
+    )
     if not groups:
         raise ValueError("the model has no trainable parameters (is every stage frozen?)")
+    for group in groups:
+        group["lr"] = s.BASE_LR * group["lr_factor"]
+        if group["lr_factor"] != 1.0:
+            logger.info("LR x%g (SOLVER.LR_MULTIPLIERS) for %d parameter tensors", group["lr_factor"], len(group["params"]))
     name = s.OPTIMIZER.upper()
     if name == "ADAMW":
         # For short from-scratch runs (the CPU quickstart); the papers' recipes use SGD.

@@ -93,6 +93,7 @@ class ScoredPairRoIHeads(InferenceModule, LiteRoIHeads):
             nms_thresh=heads.nms_thresh,
             detections_per_img=heads.detections_per_img,
             box_loss_weight=heads.box_loss_weight,
+            smooth_l1_beta=heads.smooth_l1_beta,
             ohem_topk=heads.ohem_topk,
         ).eval()
 

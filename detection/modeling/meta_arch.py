@@ -154,6 +154,7 @@ def _roi_heads(cfg, pooler: nn.Module, box_head: nn.Module, predictor: nn.Module
         nms_thresh=rh.NMS_THRESH_TEST,
         detections_per_img=cfg.TEST.DETECTIONS_PER_IMAGE,
         box_loss_weight=cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT,
+        smooth_l1_beta=cfg.MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA,
         ohem_topk=ohem_topk,
     )
 
@@ -225,7 +226,8 @@ def LightHeadRCNN(cfg) -> RCNN:
     )
     rpn = build_rpn(cfg, shapes, [rpn_feature])
     pooler = PSRoIAlignPooler(neck.out_name, shapes[head_feature].stride, k, cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO)
-    box_head = FCBoxHead(lh.CHANNELS_PER_BIN * k * k, [lh.FC_DIM])
+    # N(0, 0.01) as the authors' ps_fc_1 (light_head_rcnn network_desp.py, weights_initializer)
+    box_head = FCBoxHead(lh.CHANNELS_PER_BIN * k * k, [lh.FC_DIM], weight_std=0.01)
     predictor = FastRCNNPredictor(box_head.out_features, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
     ohem = lh.OHEM_TOPK if lh.OHEM else 0
     return RCNN(backbone, rpn, _roi_heads(cfg, pooler, box_head, predictor, ohem), preprocessor, neck)

@@ -8,7 +8,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.rpn import RegionProposalNetwork
+from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
 from torchvision.ops import box_iou, boxes as box_ops, nms
 
 from backbones import ShapeSpec
@@ -116,15 +116,82 @@ class RPNHead(nn.Module):
 
 class FeatureSelectRPN(RegionProposalNetwork):
     """torchvision RPN that reads only ``in_features`` from the feature dict, so the
-    proposals can come from a different stage than the one the box head pools."""
+    proposals can come from a different stage than the one the box head pools.
 
-    def __init__(self, in_features: Sequence[str], *args, **kwargs) -> None:
+    ``boundary_thresh >= 0`` leaves anchors that cross the image border by more than that
+    many pixels out of training (detectron2's ``MODEL.RPN.BOUNDARY_THRESH``; py-faster-rcnn
+    and Light-Head R-CNN use 0): they are neither positive nor negative, and a ground-truth
+    box's best anchors are looked for among the others. ``-1`` labels every anchor.
+    """
+
+    def __init__(self, in_features: Sequence[str], *args, boundary_thresh: float = -1, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.in_features = list(in_features)
+        self.boundary_thresh = boundary_thresh
 
     def forward(self, images: ImageList, features: Dict[str, Tensor], targets: Optional[List[Dict[str, Tensor]]] = None):
-        selected = {name: features[name] for name in self.in_features}
-        return super().forward(images, selected, targets)
+        """torchvision's `RegionProposalNetwork.forward` over ``in_features``, with the
+        image sizes passed to the anchor labelling (for ``boundary_thresh``)."""
+        selected = [features[name] for name in self.in_features]
+        objectness, pred_bbox_deltas = self.head(selected)
+        anchors = self.anchor_generator(images, selected)
+        num_images = len(anchors)
+        num_anchors_per_level = [o[0].shape[0] * o[0].shape[1] * o[0].shape[2] for o in objectness]
+        objectness, pred_bbox_deltas = concat_box_prediction_layers(objectness, pred_bbox_deltas)
+        # Faster R-CNN does not backprop through the proposals
+        proposals = self.box_coder.decode(pred_bbox_deltas.detach(), anchors).view(num_images, -1, 4)
+        boxes, _ = self.filter_proposals(proposals, objectness, images.image_sizes, num_anchors_per_level)
+        losses: Dict[str, Tensor] = {}
+        if self.training:
+            if targets is None:
+                raise ValueError("targets are required in training mode")
+            labels, matched_gt_boxes = self.assign_targets_to_anchors(anchors, targets, images.image_sizes)
+            regression_targets = self.box_coder.encode(matched_gt_boxes, anchors)
+            loss_objectness, loss_rpn_box_reg = self.compute_loss(objectness, pred_bbox_deltas, labels, regression_targets)
+            losses = {"loss_objectness": loss_objectness, "loss_rpn_box_reg": loss_rpn_box_reg}
+        return boxes, losses
+
+    def assign_targets_to_anchors(  # type: ignore[override]
+        self,
+        anchors: List[Tensor],
+        targets: List[Dict[str, Tensor]],
+        image_sizes: Optional[List[Tuple[int, int]]] = None,
+    ) -> Tuple[List[Tensor], List[Tensor]]:
+        """Per image: anchor labels (1 foreground, 0 background, -1 ignored) and the matched
+        ground-truth boxes; torchvision's matching, with the anchors outside the image
+        (``boundary_thresh``, needs ``image_sizes``) ignored and never a best match."""
+        if self.boundary_thresh >= 0 and image_sizes is None:
+            raise ValueError("boundary_thresh >= 0 needs the image sizes")
+        labels, matched_gt_boxes = [], []
+        for i, (anchors_per_image, targets_per_image) in enumerate(zip(anchors, targets)):
+            gt_boxes = targets_per_image["boxes"]
+            inside = None
+            if self.boundary_thresh >= 0:
+                height, width = image_sizes[i]
+                t = self.boundary_thresh
+                inside = (
+                    (anchors_per_image[:, 0] >= -t)
+                    & (anchors_per_image[:, 1] >= -t)
+                    & (anchors_per_image[:, 2] < width + t)
+                    & (anchors_per_image[:, 3] < height + t)
+                )
+            if gt_boxes.numel() == 0:  # background image: every anchor negative
+                matched = torch.zeros_like(anchors_per_image, dtype=torch.float32)
+                labels_per_image = torch.zeros(len(anchors_per_image), dtype=torch.float32, device=anchors_per_image.device)
+            else:
+                quality = self.box_similarity(gt_boxes, anchors_per_image)
+                if inside is not None:
+                    quality = quality.masked_fill(~inside[None, :], -1.0)
+                matched_idxs = self.proposal_matcher(quality)
+                matched = gt_boxes[matched_idxs.clamp(min=0)]
+                labels_per_image = (matched_idxs >= 0).to(torch.float32)
+                labels_per_image[matched_idxs == self.proposal_matcher.BELOW_LOW_THRESHOLD] = 0.0
+                labels_per_image[matched_idxs == self.proposal_matcher.BETWEEN_THRESHOLDS] = -1.0
+            if inside is not None:
+                labels_per_image[~inside] = -1.0
+            labels.append(labels_per_image)
+            matched_gt_boxes.append(matched)
+        return labels, matched_gt_boxes
 
     def filter_proposals(
         self, proposals: Tensor, objectness: Tensor, image_shapes: List[Tuple[int, int]], num_anchors_per_level: List[int]
@@ -194,4 +261,5 @@ def build_rpn(cfg, input_shapes: Dict[str, ShapeSpec], in_features: Sequence[str
         pre_nms_top_n={"training": rcfg.PRE_NMS_TOPK_TRAIN, "testing": rcfg.PRE_NMS_TOPK_TEST},
         post_nms_top_n={"training": rcfg.POST_NMS_TOPK_TRAIN, "testing": rcfg.POST_NMS_TOPK_TEST},
         nms_thresh=rcfg.NMS_THRESH,
+        boundary_thresh=rcfg.BOUNDARY_THRESH,
     )

@@ -43,7 +43,7 @@ def test_lighthead_paper_protocol():
     assert cfg.MODEL.LIGHT_HEAD.MID_CHANNELS == 64 and cfg.MODEL.RPN.HEAD_CONV_DIM == 256
     assert cfg.MODEL.LIGHT_HEAD.OHEM and cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT == 2.0
     assert cfg.DATASETS.TRAIN == ("coco_2017_train",) and cfg.DATASETS.TEST == ("coco_2017_val",)
-    assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER) == (16, 0.02, 90000)
+    assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER) == (16, 0.01, 150500)  # docs/protocols.md
 
 
 def test_voc_fd_mobilenet_protocol():

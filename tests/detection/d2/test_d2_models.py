@@ -331,21 +331,29 @@ def _proposals(num: int, gt_classes, boxes=None, gt_boxes=None) -> Instances:
     return inst
 
 
-def test_ohem_keeps_highest_classification_loss_per_image():
+def test_ohem_ranks_the_rois_of_all_images_together():
+    """topk per image, ranked over the whole batch (the authors' 256 x images per GPU)."""
     predictor = _predictor()
     proposals = [_proposals(6, [3] * 6), _proposals(4, [3] * 4)]  # all background (class 3)
     scores = torch.zeros(10, 4)
-    background_logit = torch.tensor([5.0, -1.0, 4.0, 0.0, 3.0, -2.0, 1.0, -3.0, 2.0, 0.0])
+    background_logit = torch.tensor([5.0, -1.0, 4.0, 0.0, 3.0, -2.0, 1.0, -3.0, 2.0, 0.5])
     scores[:, 3] = background_logit  # low background logit = high loss
     deltas = torch.zeros(10, 12)
     (kept_scores, kept_deltas), kept = select_hard_examples((scores, deltas), proposals, predictor, topk=3)
+    # the 6 lowest logits: -3, -2, -1, 0, 0.5, 1 -> image 0 keeps 3 (1, 3, 5), image 1 keeps 3
     assert [len(p) for p in kept] == [3, 3]
-    assert torch.equal(kept_scores[:, 3], torch.tensor([-1.0, 0.0, -2.0, 1.0, -3.0, 0.0]))
+    assert torch.equal(kept_scores[:, 3], torch.tensor([-1.0, 0.0, -2.0, 1.0, -3.0, 0.5]))
     assert kept_deltas.shape == (6, 12)
     with EventStorage():
         losses = predictor.losses((kept_scores, kept_deltas), kept)
     expected = torch.nn.functional.cross_entropy(kept_scores, torch.full((6,), 3))
     assert math.isclose(losses["loss_cls"].item(), expected.item(), rel_tol=1e-6)
+
+    # one image holds all the hard RoIs: it gets all 6 places, the other none
+    scores[:, 3] = torch.tensor([-5.0, -4.0, -3.0, -2.0, -1.0, 0.0, 5.0, 4.0, 3.0, 2.0])
+    (kept_scores, _), kept = select_hard_examples((scores, deltas), proposals, predictor, topk=3)
+    assert [len(p) for p in kept] == [6, 0]
+    assert torch.equal(kept_scores[:, 3], torch.tensor([-5.0, -4.0, -3.0, -2.0, -1.0, 0.0]))
 
 
 def test_ohem_counts_the_box_loss_of_foreground_rois():
@@ -360,3 +368,22 @@ def test_ohem_counts_the_box_loss_of_foreground_rois():
     deltas[0, 4:8] = 0.05  # small error on RoI 0's class-1 deltas
     (_, kept_deltas), kept = select_hard_examples((scores, deltas), proposals, predictor, topk=1)
     assert torch.equal(kept[0].proposal_boxes.tensor, boxes[1:2])
+
+
+def test_lighthead_trains_on_every_proposal():
+    """MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE -1 (the shipped YAML's): every proposal and
+    ground-truth box is a training RoI, labelled, none dropped."""
+    cfg = shrink(load_cfg(os.path.join(ROOT, "configs", "detectron2", "lighthead_shufflenet_v2_1.0x.yaml")))
+    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = -1
+    model = build_model(cfg).train()
+    heads = model.roi_heads
+    num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    keep, labels = heads._sample_proposals(
+        torch.tensor([0, 1, 0, 1, 1]), torch.tensor([1, 0, 1, 1, 0]), torch.tensor([2, 0])
+    )
+    assert keep.tolist() == [0, 1, 2, 3, 4] and labels.tolist() == [2, num_classes, 2, 0, num_classes]
+    keep, labels = heads._sample_proposals(torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long), torch.zeros(0, dtype=torch.long))
+    assert keep.tolist() == [0, 1, 2] and labels.tolist() == [num_classes] * 3
+    with EventStorage():
+        losses = model(random_inputs(num_images=2))
+    assert all(math.isfinite(v.item()) for v in losses.values())
