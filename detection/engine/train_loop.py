@@ -259,6 +259,9 @@ class Trainer:
             if len(self.cfg.DATASETS.TEST):  # e.g. --resume of a finished run: evaluate it again
                 self._run_evaluation()
             return self.last_results
+        if len(self.cfg.DATASETS.TEST):
+            with comm.fail_together():  # e.g. a test image missing on one node: every rank stops
+                self.check_test_datasets(self.cfg)
         logger.info("Starting training from iteration %d to %d", self.start_iter, self.max_iter)
         main = comm.is_main_process()
         out = self.cfg.OUTPUT_DIR
@@ -492,6 +495,25 @@ class Trainer:
         logger.info("  ".join(p for p in parts if p))
 
     # ------------------------------------------------------------------ evaluation
+    @classmethod
+    def check_test_datasets(cls, cfg) -> None:
+        """Before training: load each registered DATASETS.TEST set (the loader's checks), stat
+        its image files and build its evaluator's ground truth, so that a test set that cannot
+        be evaluated stops the run now instead of after training. Unregistered names are the
+        config check's to report."""
+        from detection.data import DatasetCatalog, get_detection_dataset_dicts, register_from_cfg
+        from detection.data.bad_samples import bad_sample_policy
+        from detection.data.build import check_image_files
+
+        register_from_cfg(cfg)
+        for name in cfg.DATASETS.TEST:
+            if name not in DatasetCatalog:
+                continue
+            check_image_files(get_detection_dataset_dicts(name), name, bad_sample_policy(cfg)[0])
+            prepare = getattr(cls.build_evaluator(cfg, name), "prepare", None)
+            if callable(prepare):
+                prepare()
+
     @classmethod
     def test(cls, cfg, model: nn.Module, evaluators: Optional[List[Any]] = None) -> Dict[str, Any]:
         """Evaluate ``model`` on every DATASETS.TEST set. Returns the evaluator's results

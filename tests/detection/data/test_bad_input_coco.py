@@ -92,7 +92,8 @@ def test_bad_boxes_dropped_or_clipped_and_counted(corpus, tmp_path, caplog):
         a[1]["bbox"] = [1, 1, 5, 0]  # zero height
         a[2]["bbox"] = [1, 1, math.nan, 5]  # NaN (json.dumps writes NaN, json.load reads it)
         a[3]["bbox"] = [100, 100, 5, 5]  # entirely outside the 32x24 image
-        d["annotations"].append({"id": 9, "image_id": 1, "category_id": 1, "bbox": [-5, 20, 10, 10], "iscrowd": 0})  # clipped
+        d["annotations"].append(  # clipped
+            {"id": 9, "image_id": 1, "category_id": 1, "bbox": [-5, 20, 10, 10], "iscrowd": 0, "area": 100})
     path = _load(corpus, tmp_path, mutate)
     problems = ProblemLog(strict=True)
     with caplog.at_level(logging.INFO, logger="detection.data.coco"):

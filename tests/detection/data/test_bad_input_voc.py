@@ -29,7 +29,8 @@ ERRORS = {
     "missing_xmax": (None, r"im1\.xml: <object> #1: missing <xmax>"),
     "non_numeric": (None, r"im1\.xml: <object> #1: <ymin> is not a number: 'abc'"),
     "nan_coordinate": (None, r"<xmin> is not a finite number: 'nan'"),
-    "unknown_class": (None, r"im1\.xml: <object> #1: class 'horse' is not in the dataset's class list \['cat', 'dog'\]"),
+    "unknown_class": (None, r"VOC \(train\): 1 object\(s\) in 1 file\(s\) \(e\.g\. \S+/im1\.xml\) have classes not in the class "
+                            r"list \(\['cat', 'dog'\]\): 'horse' \(1\)\. The files use the classes \['cat', 'dog', 'horse'\]"),
     "bad_difficult": (None, r"im1\.xml: <object> #1: <difficult> must be 0 or 1, got 'yes'"),
     "entity": ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "xx">]><annotation>&x;</annotation>', r"im1\.xml: XML entity declarations are not allowed"),
 }

@@ -1,0 +1,88 @@
+"""Reading input files without surprises: only regular files, and never more than a cap.
+
+A FIFO, socket or device named as an image or annotation file would block a reader
+forever or stream without end (``/dev/zero``); a multi-gigabyte file would be read whole
+before anyone looks at it. `read_regular_file` checks the file's type and size with
+``stat`` first, opens it without blocking, checks again on the open descriptor (the path
+may have changed in between) and reads at most the cap.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from typing import Optional
+
+__all__ = ["FileProblem", "read_regular_file", "describe_size", "visible"]
+
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+class FileProblem(OSError):
+    """The file exists but is not one litedet reads: not a regular file (``kind``
+    ``"not_a_regular_file"``, or ``"is_a_directory"``) or larger than the cap
+    (``"file_too_large"``). ``reason`` is the phrase after the file name."""
+
+    def __init__(self, path: str, reason: str, kind: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason, self.kind = path, reason, kind
+
+
+def describe_size(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _check(path: str, st: os.stat_result, max_bytes: Optional[int], what: str) -> None:
+    for test, name in _NOT_REGULAR:
+        if test(st.st_mode):
+            kind = "is_a_directory" if name == "a directory" else "not_a_regular_file"
+            raise FileProblem(path, f"is {name}, not a regular {what} file", kind)
+    if not stat.S_ISREG(st.st_mode):
+        raise FileProblem(path, f"is not a regular {what} file", "not_a_regular_file")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise FileProblem(
+            path,
+            f"{what} file of {describe_size(st.st_size)} is larger than the {describe_size(max_bytes)} litedet reads",
+            "file_too_large",
+        )
+
+
+def read_regular_file(path: str, max_bytes: Optional[int], what: str = "input", head: Optional[int] = None) -> bytes:
+    """The bytes of ``path`` (only its first ``head`` bytes when given). Raises
+    `FileProblem` for a non-regular or too large file, ``FileNotFoundError`` when it is
+    absent, another ``OSError`` when it cannot be read (permissions, a symlink loop, an I/O
+    error). ``what`` names the file's role in messages ("image", "annotation")."""
+    _check(path, os.stat(path), max_bytes, what)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        _check(path, os.fstat(fd), max_bytes, what)  # the path may have been replaced since the stat
+        chunks = []
+        remaining = head if head is not None else (max_bytes + 1 if max_bytes is not None else -1)
+        while remaining != 0:
+            chunk = os.read(fd, min(remaining, 1 << 24) if remaining > 0 else 1 << 24)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if remaining > 0:
+                remaining -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if head is None and max_bytes is not None and len(data) > max_bytes:  # grew while being read
+        raise FileProblem(path, f"{what} file is larger than the {describe_size(max_bytes)} litedet reads", "file_too_large")
+    return data
+
+
+def visible(text: str) -> str:
+    """``text`` as is when every character is printable, else its ``repr`` (a BOM, a
+    zero-width space or a carriage return in an id is invisible in a terminal)."""
+    return text if text.isprintable() else repr(text)
