@@ -21,6 +21,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from .files import visible
+
 __all__ = ["BadSampleError", "DatasetError", "Problem", "ProblemLog", "DATA_ERRORS"]
 
 
@@ -43,7 +45,7 @@ class BadSampleError(RuntimeError):
     def __init__(self, file_name: str, reason: Optional[str] = None, kind: str = "bad_sample") -> None:
         # One-argument form: torch's DataLoader re-raises worker errors as
         # ``type(err)(message)``, which must keep working for the type to survive.
-        super().__init__(file_name if reason is None else f"{file_name}: {reason}")
+        super().__init__(file_name if reason is None else f"{visible(file_name)}: {reason}")
         self.file_name = file_name
         self.reason = reason or ""
         self.kind = kind

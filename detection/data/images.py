@@ -93,11 +93,28 @@ class ImageInfo:
         return f"{self.mode} {self.bits}-bit"
 
 
+_OTHER_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+
+def _missing_hint(file_name: str) -> str:
+    """Why an image may be missing, when the name says so: a Windows path, or the same image
+    under another extension (PNG files in a VOC ``JPEGImages/`` folder)."""
+    if "\\" in file_name and os.sep != "\\":
+        return " (a backslash in the path: a Windows path? use '/')"
+    stem, ext = os.path.splitext(file_name)
+    for other in _OTHER_EXTENSIONS + tuple(e.upper() for e in _OTHER_EXTENSIONS):
+        if other != ext and os.path.isfile(stem + other):
+            voc = os.path.basename(os.path.dirname(file_name)) == "JPEGImages"
+            where = "; the VOC layout names images JPEGImages/<id>.jpg" if voc else ""
+            return f" (but {os.path.basename(stem + other)} exists: another extension{where})"
+    return ""
+
+
 def _read_bytes(file_name: str, max_pixels: Optional[int]) -> bytes:
     try:
         data = read_regular_file(file_name, image_byte_limit(max_pixels), "image")
     except FileNotFoundError:
-        raise BadSampleError(file_name, "image file not found", "missing_image") from None
+        raise BadSampleError(file_name, f"image file not found{_missing_hint(file_name)}", "missing_image") from None
     except FileProblem as err:
         kind = {"is_a_directory": "not_an_image", "file_too_large": "image_too_large"}.get(err.kind, err.kind)
         raise BadSampleError(file_name, err.reason, kind) from None

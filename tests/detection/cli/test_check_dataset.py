@@ -182,7 +182,9 @@ def test_allow_paths_outside_root_with_config_file(corpus, tmp_path, capsys):
         (["--voc", "v", "--images", "d"], 2, "err", "--images applies to --coco"),
         (["--config-file", "c.yaml", "--classes", "a"], 2, "err", "--split and --classes apply to --voc"),
         (["--images", "x"], 2, "err", "one of the arguments --config-file --coco --voc is required"),
-        (["--voc", "v", "--classes", " , "], 2, "err", "--classes names no class"),
+        (["--voc", "v", "--classes", " , "], 2, "err", "--classes: the class list ' , ' names no class"),
+        (["--voc", "v", "--classes", "a,a,b"], 2, "err", "--classes: duplicate class names ['a'] in ['a', 'a', 'b']"),
+        (["--voc", "v", "--allow-paths-outside-root"], 2, "err", "--allow-paths-outside-root applies to COCO file names"),
         (["--help"], 0, "out", "Exit status: 0 no errors"),
     ],
 )
