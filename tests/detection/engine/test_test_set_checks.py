@@ -1,0 +1,57 @@
+"""Before training, every DATASETS.TEST set is loaded, its image files stat'ed and its
+evaluator's ground truth built: a test set that cannot be evaluated stops the run before the
+first iteration (nothing trained, nothing saved), not after the whole run."""
+import importlib.util
+import json
+import os
+import uuid
+
+import pytest
+
+from detection.data import DatasetCatalog, MetadataCatalog
+from detection.data.errors import BadSampleError, DatasetError
+from detection.engine import Trainer
+
+_spec = importlib.util.spec_from_file_location(
+    "litedet_engine_fakes", os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine_fakes.py")
+)
+_fakes = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_fakes)
+
+
+@pytest.fixture
+def test_set(tmp_path, corpus):
+    name = f"startup_test_{uuid.uuid4().hex[:8]}"
+    path = corpus.valid_coco(tmp_path / "data", n=3)
+    cfg = _fakes.make_cfg(tmp_path / "out", MAX_ITER=2, CHECKPOINT_PERIOD=0)
+    cfg.DATASETS.REGISTER_COCO = [[name, str(path), str(tmp_path / "data" / "img")]]
+    cfg.DATASETS.TEST = (name,)
+    yield cfg, path, tmp_path / "data" / "img"
+    if name in DatasetCatalog:
+        DatasetCatalog.remove(name)
+    MetadataCatalog.remove(name)
+
+
+def _train(cfg):
+    trainer = Trainer(cfg, model=_fakes.FakeDetector(), data_loader=_fakes.fake_loader())
+    try:
+        trainer.train()
+    finally:
+        assert trainer.iter == 0 and not os.path.exists(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+
+
+def test_missing_test_image_stops_before_training(test_set):
+    cfg, _, images = test_set
+    (images / "2.png").unlink()
+    with pytest.raises(BadSampleError, match=r"img/2\.png: image file not found \(dataset 'startup_test_\w+', "
+                                             r"checked before training\)"):
+        _train(cfg)
+
+
+def test_unscorable_test_annotations_stop_before_training(test_set):
+    cfg, path, _ = test_set
+    data = json.loads(path.read_text())
+    data["annotations"][3]["area"] = "36"  # what pycocotools would fail on after training
+    path.write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=r"ann\.json: annotation 4: 'area' must be a finite number >= 0, got '36'"):
+        _train(cfg)
