@@ -25,12 +25,12 @@ _NOT_REGULAR = (
 
 class FileProblem(OSError):
     """The file exists but is not one litedet reads: not a regular file (``kind``
-    ``"not_a_regular_file"``, or ``"is_a_directory"``) or larger than the cap
-    (``"file_too_large"``). ``reason`` is the phrase after the file name."""
+    ``"not_a_regular_file"``; ``file_type`` says what it is, e.g. ``"a directory"``) or
+    larger than the cap (``"file_too_large"``). ``reason`` is the phrase after the file name."""
 
-    def __init__(self, path: str, reason: str, kind: str) -> None:
+    def __init__(self, path: str, reason: str, kind: str, file_type: str = "a regular file") -> None:
         super().__init__(f"{path}: {reason}")
-        self.path, self.reason, self.kind = path, reason, kind
+        self.path, self.reason, self.kind, self.file_type = path, reason, kind, file_type
 
 
 def describe_size(n: int) -> str:
@@ -43,10 +43,9 @@ def describe_size(n: int) -> str:
 def _check(path: str, st: os.stat_result, max_bytes: Optional[int], what: str) -> None:
     for test, name in _NOT_REGULAR:
         if test(st.st_mode):
-            kind = "is_a_directory" if name == "a directory" else "not_a_regular_file"
-            raise FileProblem(path, f"is {name}, not a regular {what} file", kind)
+            raise FileProblem(path, f"is {name}, not a regular {what} file", "not_a_regular_file", name)
     if not stat.S_ISREG(st.st_mode):
-        raise FileProblem(path, f"is not a regular {what} file", "not_a_regular_file")
+        raise FileProblem(path, f"is not a regular {what} file", "not_a_regular_file", "not a regular file")
     if max_bytes is not None and st.st_size > max_bytes:
         raise FileProblem(
             path,

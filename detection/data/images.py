@@ -116,7 +116,7 @@ def _read_bytes(file_name: str, max_pixels: Optional[int]) -> bytes:
     except FileNotFoundError:
         raise BadSampleError(file_name, f"image file not found{_missing_hint(file_name)}", "missing_image") from None
     except FileProblem as err:
-        kind = {"is_a_directory": "not_an_image", "file_too_large": "image_too_large"}.get(err.kind, err.kind)
+        kind = "not_an_image" if err.file_type == "a directory" else {"file_too_large": "image_too_large"}.get(err.kind, err.kind)
         raise BadSampleError(file_name, err.reason, kind) from None
     except OSError as err:
         raise BadSampleError(file_name, f"cannot read image file ({err.strerror or err})", "unreadable_image") from None
