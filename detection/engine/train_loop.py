@@ -262,6 +262,7 @@ class Trainer:
         if len(self.cfg.DATASETS.TEST):
             with comm.fail_together():  # e.g. a test image missing on one node: every rank stops
                 self.check_test_datasets(self.cfg)
+        self.data_loader  # built (the training set loaded and checked) before training starts
         logger.info("Starting training from iteration %d to %d", self.start_iter, self.max_iter)
         main = comm.is_main_process()
         out = self.cfg.OUTPUT_DIR
