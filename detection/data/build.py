@@ -95,9 +95,10 @@ def check_has_usable_boxes(records: Sequence[Dict[str, Any]], names: Sequence[st
 
 def check_image_files(records: Sequence[Dict[str, Any]], name: str, skip_bad_samples: bool = False) -> int:
     """Stat (do not read) every record's image file, so that a missing test image stops a
-    run before training rather than after it. A missing or non-regular file raises
-    `BadSampleError` naming it, or with ``skip_bad_samples`` is counted in one warning (the
-    test loader leaves such images out). Returns the number of such files."""
+    run before inference (and, through the trainer's start-up check, before training)
+    rather than after it. A missing or non-regular file raises `BadSampleError` naming it,
+    or with ``skip_bad_samples`` is counted in one warning (the test loader leaves such
+    images out). Returns the number of such files."""
     bad: List[str] = []
     for path in dict.fromkeys(r["file_name"] for r in records):
         try:
@@ -107,7 +108,7 @@ def check_image_files(records: Sequence[Dict[str, Any]], name: str, skip_bad_sam
         if not ok:
             if not skip_bad_samples:
                 reason = "image file not found" if not os.path.lexists(path) else "not a regular, readable image file"
-                raise BadSampleError(path, f"{reason} (dataset {name!r}, checked before training)", "missing_image")
+                raise BadSampleError(path, f"{reason} (test set {name!r})", "missing_image")
             bad.append(path)
     if bad:
         logger.warning(
@@ -177,17 +178,20 @@ def build_detection_test_loader(
     num_workers: Optional[int] = None,
 ) -> DataLoader:
     """A loader over ``dataset_name`` once, batch size 1, yielding lists of mapped dicts;
-    each rank gets a contiguous chunk (`InferenceSampler`).
+    each rank gets a contiguous chunk (`InferenceSampler`). Every image file is stat'ed
+    first (`check_image_files`): a missing one stops evaluation before inference.
 
     With ``DATALOADER.BAD_SAMPLE_POLICY skip`` an unreadable image is logged and its batch is an
     empty list, so evaluation loops should skip empty batches.
     """
     register_from_cfg(cfg)
     records = get_detection_dataset_dicts(dataset_name, filter_empty=False)
+    skip_bad = bad_sample_policy(cfg)[0]
+    check_image_files(records, dataset_name if isinstance(dataset_name, str) else "+".join(dataset_name), skip_bad)
     dataset = MapDataset(
         records,
         mapper if mapper is not None else DatasetMapper(cfg, is_train=False),
-        skip_bad_samples=bad_sample_policy(cfg)[0],
+        skip_bad_samples=skip_bad,
         replace=False,
     )
     return DataLoader(

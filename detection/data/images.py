@@ -116,7 +116,10 @@ def _read_bytes(file_name: str, max_pixels: Optional[int]) -> bytes:
     except FileNotFoundError:
         raise BadSampleError(file_name, f"image file not found{_missing_hint(file_name)}", "missing_image") from None
     except FileProblem as err:
-        kind = "not_an_image" if err.file_type == "a directory" else {"file_too_large": "image_too_large"}.get(err.kind, err.kind)
+        if err.file_type == "a directory":
+            kind = "not_an_image"
+        else:
+            kind = "image_too_large" if err.kind == "file_too_large" else err.kind
         raise BadSampleError(file_name, err.reason, kind) from None
     except OSError as err:
         raise BadSampleError(file_name, f"cannot read image file ({err.strerror or err})", "unreadable_image") from None
@@ -210,9 +213,8 @@ def _wide_to_uint8(file_name: str, arr: np.ndarray, info: ImageInfo, declared: O
     `BadSampleError` (``unsupported_pixel_values``) where it would be degenerate."""
 
     def refuse(reason: str) -> BadSampleError:
-        return BadSampleError(
-            file_name, f"{reason}; convert it to 8-bit first (docs/check_dataset.md, pixel values)", "unsupported_pixel_values"
-        )
+        reason += "; convert it to 8-bit first (docs/check_dataset.md, pixel values)"
+        return BadSampleError(file_name, reason, "unsupported_pixel_values")
 
     if arr.dtype.kind == "f":
         arr = arr.astype(np.float64)

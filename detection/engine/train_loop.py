@@ -259,10 +259,10 @@ class Trainer:
             if len(self.cfg.DATASETS.TEST):  # e.g. --resume of a finished run: evaluate it again
                 self._run_evaluation()
             return self.last_results
+        self.data_loader  # built (the training set loaded and checked, REGISTER_* registered) before training starts
         if len(self.cfg.DATASETS.TEST):
             with comm.fail_together():  # e.g. a test image missing on one node: every rank stops
                 self.check_test_datasets(self.cfg)
-        self.data_loader  # built (the training set loaded and checked) before training starts
         logger.info("Starting training from iteration %d to %d", self.start_iter, self.max_iter)
         main = comm.is_main_process()
         out = self.cfg.OUTPUT_DIR
@@ -498,19 +498,17 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     @classmethod
     def check_test_datasets(cls, cfg) -> None:
-        """Before training: load each registered DATASETS.TEST set (the loader's checks), stat
-        its image files and build its evaluator's ground truth, so that a test set that cannot
-        be evaluated stops the run now instead of after training. Unregistered names are the
-        config check's to report."""
-        from detection.data import DatasetCatalog, get_detection_dataset_dicts, register_from_cfg
-        from detection.data.bad_samples import bad_sample_policy
-        from detection.data.build import check_image_files
+        """Before training: build the test loader (which reads the set with the loader's checks
+        and stats its image files) and the evaluator's ground truth of each registered
+        DATASETS.TEST dataset, so that a test set that cannot be evaluated stops the run now
+        instead of after training. Names not in the DatasetCatalog are left alone: typos are
+        the config check's to report, and other trainers' test sets are not catalog datasets."""
+        from detection.data import DatasetCatalog
 
-        register_from_cfg(cfg)
         for name in cfg.DATASETS.TEST:
             if name not in DatasetCatalog:
                 continue
-            check_image_files(get_detection_dataset_dicts(name), name, bad_sample_policy(cfg)[0])
+            cls.build_test_loader(cfg, name)
             prepare = getattr(cls.build_evaluator(cfg, name), "prepare", None)
             if callable(prepare):
                 prepare()

@@ -234,9 +234,11 @@ def test_test_set_images_are_checked_before_training(tiny_coco, caplog):
     (root / "3.png").unlink()
     (root / "5.png").unlink()
     records = get_detection_dataset_dicts(name)
-    with pytest.raises(BadSampleError, match=rf"3\.png: image file not found \(dataset '{name}', checked before training\)") as info:
+    with pytest.raises(BadSampleError, match=rf"3\.png: image file not found \(test set '{name}'\)") as info:
         check_image_files(records, name)
     assert info.value.kind == "missing_image"
+    with pytest.raises(BadSampleError, match=r"3\.png: image file not found"):  # before any inference
+        build_detection_test_loader(cfg, name)
     with caplog.at_level(logging.WARNING, logger="detection.data.build"):
         assert check_image_files(records, name, skip_bad_samples=True) == 2
     assert f"dataset '{name}': 2 image file(s) missing or unreadable, e.g. {root / '3.png'}" in caplog.text
