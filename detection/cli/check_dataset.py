@@ -321,8 +321,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--split and --classes apply to --voc only")
     if args.allow_paths_outside_root and args.voc:  # VOC ids always name files under the VOC root
         parser.error("--allow-paths-outside-root applies to COCO file names (--coco, --config-file), not to --voc")
-    # The loaders' own warnings duplicate what the report lists.
-    logging.getLogger("detection").setLevel(logging.ERROR)
+    # The loaders' own warnings duplicate what the report lists (restored after: callers
+    # running the check in their own process keep their logging).
+    detection_logger = logging.getLogger("detection")
+    level = detection_logger.level
+    detection_logger.setLevel(logging.ERROR)
+    try:
+        return _check(parser, args)
+    finally:
+        detection_logger.setLevel(level)
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     prog = "check_dataset.py"
     max_pixels = args.max_image_pixels
     try:

@@ -20,8 +20,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .conventions import check_box_convention, usable_annotation
-from .errors import DatasetError, ProblemLog
-from .files import FileProblem, read_regular_file, visible
+from .errors import DatasetError, ProblemLog, visible
+from .files import read_annotation_file
 from .images import join_under_root
 
 __all__ = ["load_coco_json", "parse_coco_json", "CocoDataset", "COCO_CATEGORIES"]
@@ -70,18 +70,12 @@ class CocoDataset:
 def _read_json(json_file: str) -> Any:
     """Parse ``json_file`` (a UTF-8 BOM is accepted); errors name the file (syntax errors
     with line:column)."""
-    try:
-        # a few bytes first: binary data (a sparse or device-like file) is refused without reading it all
-        first = read_regular_file(json_file, MAX_JSON_BYTES, "annotation", head=64).lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-        if first and first[0] < 0x20:
-            raise DatasetError(f"{json_file}: not a JSON file (binary data: starts with byte {first[0]:#04x})")
-        data = read_regular_file(json_file, MAX_JSON_BYTES, "annotation")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"COCO annotation file not found: {json_file}") from None
-    except FileProblem as err:
-        raise DatasetError(str(err), err.kind) from None
-    except OSError as err:
-        raise DatasetError(f"{json_file}: cannot read ({err.strerror or err})") from None
+    missing = "COCO annotation file not found"
+    # a few bytes first: binary data (a sparse or device-like file) is refused without reading it all
+    first = read_annotation_file(json_file, MAX_JSON_BYTES, missing, head=64).lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if first and first[0] < 0x20:
+        raise DatasetError(f"{json_file}: not a JSON file (binary data: starts with byte {first[0]:#04x})")
+    data = read_annotation_file(json_file, MAX_JSON_BYTES, missing)
     try:
         return json.loads(data.decode("utf-8-sig"))
     except json.JSONDecodeError as err:

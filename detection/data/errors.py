@@ -21,9 +21,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from .files import visible
+__all__ = ["BadSampleError", "DatasetError", "Problem", "ProblemLog", "DATA_ERRORS", "visible"]
 
-__all__ = ["BadSampleError", "DatasetError", "Problem", "ProblemLog", "DATA_ERRORS"]
+
+def visible(text: str) -> str:
+    """``text`` as is when every character is printable, else its ``repr`` (a BOM, a
+    zero-width space or a carriage return in an id is invisible in a terminal)."""
+    return text if text.isprintable() else repr(text)
 
 
 class DatasetError(ValueError):

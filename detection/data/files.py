@@ -12,7 +12,9 @@ import os
 import stat
 from typing import Optional
 
-__all__ = ["FileProblem", "read_regular_file", "describe_size", "visible"]
+from .errors import DatasetError
+
+__all__ = ["FileProblem", "read_regular_file", "read_annotation_file", "describe_size"]
 
 _NOT_REGULAR = (
     (stat.S_ISDIR, "a directory"),
@@ -81,7 +83,21 @@ def read_regular_file(path: str, max_bytes: Optional[int], what: str = "input", 
     return data
 
 
-def visible(text: str) -> str:
-    """``text`` as is when every character is printable, else its ``repr`` (a BOM, a
-    zero-width space or a carriage return in an id is invisible in a terminal)."""
-    return text if text.isprintable() else repr(text)
+def read_annotation_file(
+    path: str, max_bytes: int, missing: Optional[str], kind: str = "unreadable_annotations", head: Optional[int] = None
+) -> bytes:
+    """`read_regular_file` for an annotation file (COCO json, VOC xml, split list): an absent
+    file raises ``FileNotFoundError("<missing>: <path>")`` (with ``missing`` None, a
+    `DatasetError` like any other read problem), a non-regular or too large one a
+    `DatasetError` of kind ``not_a_regular_file`` / ``file_too_large``, an unreadable one a
+    `DatasetError` of ``kind``; every message names the file."""
+    try:
+        return read_regular_file(path, max_bytes, "annotation", head=head)
+    except FileNotFoundError:
+        if missing is None:
+            raise DatasetError(f"{path}: cannot read (file not found)", kind) from None
+        raise FileNotFoundError(f"{missing}: {path}") from None
+    except FileProblem as err:
+        raise DatasetError(str(err), err.kind) from None
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read ({err.strerror or err})", kind) from None

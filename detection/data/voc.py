@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .conventions import check_box_convention
-from .errors import BadSampleError, DatasetError, ProblemLog
-from .files import FileProblem, read_regular_file, visible
+from .errors import BadSampleError, DatasetError, ProblemLog, visible
+from .files import read_annotation_file
 from .images import join_under_root, read_image_info
 
 __all__ = ["VOC_CLASSES", "load_voc_instances", "parse_voc_xml"]
@@ -94,12 +94,7 @@ def parse_voc_xml(xml_file: str) -> ET.Element:
     ``<annotation>``, an ``<object>`` that is not a direct child of it (objects wrapped in
     another element), a ``<bndbox>`` outside any object.
     """
-    try:
-        data = read_regular_file(xml_file, MAX_XML_BYTES, "annotation")
-    except FileProblem as err:
-        raise DatasetError(str(err), err.kind) from None
-    except OSError as err:  # FileNotFoundError included: the caller checked that the file is listed
-        raise DatasetError(f"{xml_file}: cannot read ({err.strerror or err})", "bad_xml") from None
+    data = read_annotation_file(xml_file, MAX_XML_BYTES, None, "bad_xml")  # the caller checked it is there
     if b"<!ENTITY" in data:
         raise DatasetError(f"{xml_file}: XML entity declarations are not allowed in annotation files", "bad_xml")
     try:
@@ -155,14 +150,7 @@ def _image_size(root: ET.Element, xml_file: str, jpeg: str, log: ProblemLog) -> 
 
 def _read_split(split_file: str) -> List[str]:
     """Image ids of an ImageSets file (first word of each line; a UTF-8 BOM is accepted)."""
-    try:
-        data = read_regular_file(split_file, MAX_SPLIT_BYTES, "split list")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"VOC split file not found: {split_file}") from None
-    except FileProblem as err:
-        raise DatasetError(str(err), err.kind) from None
-    except OSError as err:
-        raise DatasetError(f"{split_file}: cannot read ({err.strerror or err})") from None
+    data = read_annotation_file(split_file, MAX_SPLIT_BYTES, "VOC split file not found")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:

@@ -23,8 +23,7 @@ import torch
 from detection.cli import check_dataset
 from detection.data import DatasetMapper, load_coco_json, load_voc_instances
 from detection.data.conventions import usable_annotation
-from detection.data.errors import DATA_ERRORS, BadSampleError, ProblemLog
-from detection.data.files import visible
+from detection.data.errors import DATA_ERRORS, BadSampleError, ProblemLog, visible
 from detection.data.images import read_image
 from detection.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
 
