@@ -113,7 +113,9 @@ def _check_layout(root: ET.Element, xml_file: str) -> None:
     """Refuse ``<object>`` elements not directly under the root and ``<bndbox>`` elements
     outside every object (object parts, ``<object><part><bndbox>``, are fine)."""
 
-    def walk(node: ET.Element, path: str, in_object: bool) -> None:
+    todo = [(root, "annotation", False)]  # a stack, not recursion: nesting depth is the file's choice
+    while todo:
+        node, path, in_object = todo.pop()
         for child in node:
             name = _local(child.tag)
             where = f"{path}/{name}"
@@ -124,9 +126,7 @@ def _check_layout(root: ET.Element, xml_file: str) -> None:
                 )
             if name == "bndbox" and not in_object:
                 raise DatasetError(f"{xml_file}: <bndbox> at {where} is outside every <object>", "bad_xml")
-            walk(child, where, in_object or name == "object")
-
-    walk(root, "annotation", False)
+            todo.append((child, where, in_object or name == "object"))
 
 
 def _image_size(root: ET.Element, xml_file: str, jpeg: str, log: ProblemLog) -> Tuple[int, int]:
@@ -173,7 +173,7 @@ class _UnknownClasses:
     def __init__(self) -> None:
         self.counts: Dict[str, int] = {}
         self.files: List[str] = []
-        self.used: Dict[str, None] = {}  # every class name met, in order
+        self.used: Dict[str, None] = {}  # every class name met
 
     def add(self, name: str, xml_file: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
@@ -184,7 +184,7 @@ class _UnknownClasses:
         if not self.counts:
             return
         n = sum(self.counts.values())
-        unknown = ", ".join(f"{visible(c)!r} ({k})" for c, k in sorted(self.counts.items()))
+        unknown = ", ".join(f"{c!r} ({k})" for c, k in sorted(self.counts.items()))  # repr: invisible characters show
         listed = "VOC's 20 classes" if tuple(classes) == VOC_CLASSES else repr(list(classes))
         near = [f"{u!r} ~ {c!r}" for u in sorted(self.counts) for c in classes if u.lower() == c.lower()]
         used = ",".join(sorted(self.used))
