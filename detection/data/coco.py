@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .conventions import check_box_convention, usable_annotation
-from .errors import DatasetError, ProblemLog, visible
+from .errors import DatasetError, ProblemLog
 from .files import read_annotation_file
 from .images import join_under_root
 
@@ -111,10 +111,6 @@ def _is_id(v: Any) -> bool:
     return (isinstance(v, int) and not isinstance(v, bool)) or isinstance(v, str)
 
 
-def _show_id(v: Any) -> str:
-    return repr(visible(v)) if isinstance(v, str) and not v.isprintable() else repr(v)
-
-
 def _list_field(data: Dict[str, Any], key: str, json_file: str, required: bool = True) -> List[Any]:
     value = data.get(key)
     if value is None and not required:
@@ -137,7 +133,7 @@ def _parse_categories(categories: List[Any], json_file: str, log: ProblemLog) ->
             log.error("bad_category", where, f"needs an integer or string 'id' and a non-empty 'name', got {_short(cat)}")
             continue
         if cat["id"] in names_by_id:
-            log.error("duplicate_category_id", where, f"category id {_show_id(cat['id'])} appears more than once")
+            log.error("duplicate_category_id", where, f"category id {cat['id']!r} appears more than once")
             continue
         names_by_id[cat["id"]] = name
     names = list(names_by_id.values())
@@ -160,7 +156,7 @@ def _parse_images(
             log.error("bad_image_entry", where, f"needs an integer or string 'id', got {_short(img)}")
             continue
         img_id = img["id"]
-        where = f"{json_file}: image id {_show_id(img_id)}"
+        where = f"{json_file}: image id {img_id!r}"
         fname, height, width = img.get("file_name"), img.get("height"), img.get("width")
         problem = None
         if img_id in records_by_id:
@@ -280,7 +276,7 @@ def parse_coco_json(
             log.error("bad_annotation", f"{json_file}: annotations[{i}]", f"not an object: {_short(ann)}")
             continue
         ann_id = ann.get("id")
-        where = f"{json_file}: annotation {_show_id(ann_id) if _is_id(ann_id) else f'#{i}'}"
+        where = f"{json_file}: annotation {repr(ann_id) if _is_id(ann_id) else f'#{i}'}"
         if "id" in ann and not _is_id(ann_id):
             log.error("bad_annotation", where, f"'id' must be an integer or a string, got {_short(ann_id)}")
             continue
