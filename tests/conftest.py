@@ -19,6 +19,15 @@ def _seed_everything():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _restore_grad_mode():
+    """Tools run in-process (export, benchmark) turn autograd off for their whole process;
+    the next test on the same xdist worker must not inherit that."""
+    enabled = torch.is_grad_enabled()
+    yield
+    torch.set_grad_enabled(enabled)
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
