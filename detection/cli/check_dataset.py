@@ -22,6 +22,8 @@ import sys
 from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from detection.data.catalog import parse_class_list
+from detection.data.conventions import usable_annotation
 from detection.data.errors import BadSampleError, DatasetError, ProblemLog
 
 #: Images smaller than this (either side) are reported: anchors and RoI pooling assume
@@ -71,7 +73,7 @@ def check_images(
             if error is not None:
                 problems.error(error.kind, path, error.reason)
                 continue
-            modes[info.mode] += 1
+            modes[info.pixel_type] += 1
             for want in dict.fromkeys((int(r["height"]), int(r["width"])) for r in entries):
                 try:
                     check_decoded_size(path, (h, w), want)
@@ -81,8 +83,8 @@ def check_images(
                 problems.warn(
                     "exif_orientation",
                     path,
-                    f"EXIF orientation {info.exif_orientation}: litedet rotates the pixels before use, so the boxes "
-                    "must be in the rotated (displayed) frame",
+                    f"EXIF orientation {info.exif_orientation}: litedet rotates the pixels before use (training, "
+                    "evaluation and the demo alike), so the boxes must be in the rotated (displayed) frame",
                 )
             if min(h, w) < TINY_IMAGE_SIDE:
                 problems.warn("tiny_image", path, f"only {w}x{h} pixels")
@@ -92,11 +94,17 @@ def check_images(
     return modes
 
 
+_FLAG_COLUMNS = ("crowd", "difficult", "ignore")
+
+
 def _summarise_records(records: Sequence[Dict[str, Any]], classes: Optional[List[str]]) -> Dict[str, Any]:
+    def row() -> Dict[str, int]:
+        return {"boxes": 0, "usable": 0, **{k: 0 for k in _FLAG_COLUMNS}}
+
     per_class: Dict[str, Dict[str, int]] = {}
     names = list(classes or [])
     for c in names:
-        per_class[c] = {"boxes": 0, "crowd": 0, "difficult": 0}
+        per_class[c] = row()
     empty = 0
     for r in records:
         anns = r.get("annotations", [])
@@ -105,16 +113,38 @@ def _summarise_records(records: Sequence[Dict[str, Any]], classes: Optional[List
         for a in anns:
             cid = a["category_id"]
             name = names[cid] if 0 <= cid < len(names) else str(cid)
-            row = per_class.setdefault(name, {"boxes": 0, "crowd": 0, "difficult": 0})
-            row["boxes"] += 1
-            row["crowd"] += int(bool(a.get("iscrowd", 0)))
-            row["difficult"] += int(bool(a.get("difficult", 0)))
+            counts = per_class.setdefault(name, row())
+            counts["boxes"] += 1
+            counts["usable"] += int(usable_annotation(a))
+            for flag, key in zip(_FLAG_COLUMNS, ("iscrowd", "difficult", "ignore")):
+                counts[flag] += int(bool(a.get(key, 0)))
     return {
         "images": len(records),
         "images_without_boxes": empty,
         "boxes": sum(v["boxes"] for v in per_class.values()),
+        "usable_boxes": sum(v["usable"] for v in per_class.values()),
         "boxes_per_class": per_class,
     }
+
+
+def _check_learnable(summary: Dict[str, Any], label: str, problems: ProblemLog) -> None:
+    """A dataset must hold boxes to learn from / score (training refuses one without), and
+    each class should have some."""
+    if not summary["images"]:
+        return
+    if not summary["usable_boxes"]:
+        problems.error(
+            "no_usable_boxes", label,
+            f"{summary['images']} images and {summary['boxes']} boxes, none usable (every box missing, dropped, "
+            "or a crowd/ignore/difficult region): training refuses it, evaluation has nothing to score",
+        )
+        return
+    for name, counts in summary["boxes_per_class"].items():
+        if not counts["usable"]:
+            problems.warn(
+                "class_without_boxes", label,
+                f"class {name!r} has no usable box: training cannot learn it, its AP is undefined",
+            )
 
 
 def load_source(source: Dict[str, Any], problems: ProblemLog) -> Tuple[List[Dict[str, Any]], Optional[List[str]]]:
@@ -143,7 +173,11 @@ def load_source(source: Dict[str, Any], problems: ProblemLog) -> Tuple[List[Dict
                     MetadataCatalog.remove(name)
         if source["format"] == "voc":
             classes = list(source.get("classes") or VOC_CLASSES)
-            return load_voc_instances(source["root"], source["split"], classes, problems=problems), classes
+            records = load_voc_instances(
+                source["root"], source["split"], classes, problems=problems,
+                class_option=source.get("class_option", "give them in the dataset's REGISTER_VOC class string:"),
+            )
+            return records, classes
         from detection.data.catalog import DatasetCatalog, MetadataCatalog
 
         records = DatasetCatalog.get(source["name"])
@@ -198,6 +232,7 @@ def check_sources(
         if not records and problems.count("error") == errors_before:  # else already reported why
             problems.error("empty_dataset", source.get("label", "dataset"), "no images (training refuses an empty dataset)")
         summary = _summarise_records(records, classes)
+        _check_learnable(summary, source.get("label", "dataset"), problems)
         if check_image_files and records:
             summary["image_modes"] = dict(
                 check_images(records, problems, max_pixels, progress, label=f"{source.get('label', 'images')} images",
@@ -229,7 +264,7 @@ def format_report(report: Dict[str, Any]) -> str:
         if ds["boxes_per_class"]:
             width = max(len(c) for c in ds["boxes_per_class"])
             for cls, row in ds["boxes_per_class"].items():
-                extra = ", ".join(f"{row[k]} {k}" for k in ("crowd", "difficult") if row[k])
+                extra = ", ".join(f"{row[k]} {k}" for k in _FLAG_COLUMNS if row[k])
                 lines.append(f"  {cls:<{width}}  {row['boxes']:>7}" + (f"  ({extra})" if extra else ""))
     if report["problems"]:
         lines.append(f"Problems: {report['errors']} error(s), {report['warnings']} warning(s)")
@@ -284,8 +319,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--images applies to --coco only")
     if (args.split is not None or args.classes is not None) and not args.voc:
         parser.error("--split and --classes apply to --voc only")
-    # The loaders' own warnings duplicate what the report lists.
-    logging.getLogger("detection").setLevel(logging.ERROR)
+    if args.allow_paths_outside_root and args.voc:  # VOC ids always name files under the VOC root
+        parser.error("--allow-paths-outside-root applies to COCO file names (--coco, --config-file), not to --voc")
+    # The loaders' own warnings duplicate what the report lists (restored after: callers
+    # running the check in their own process keep their logging).
+    detection_logger = logging.getLogger("detection")
+    level = detection_logger.level
+    detection_logger.setLevel(logging.ERROR)
+    try:
+        return _check(parser, args)
+    finally:
+        detection_logger.setLevel(level)
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     prog = "check_dataset.py"
     max_pixels = args.max_image_pixels
     try:
@@ -311,12 +358,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             sources = [{"format": "coco", "json": args.coco, "images": args.images, "label": args.coco,
                         "allow_outside_root": args.allow_paths_outside_root}]
         else:
-            classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
-            if args.classes is not None and not classes:
-                parser.error("--classes names no class")
+            try:  # the same parser as REGISTER_VOC's class string
+                classes = parse_class_list(args.classes, "--classes") if args.classes is not None else None
+            except ValueError as err:
+                parser.error(str(err))
             split = args.split or "trainval"
             sources = [{"format": "voc", "root": args.voc, "split": split, "classes": classes,
-                        "label": f"{args.voc} ({split})"}]
+                        "label": f"{args.voc} ({split})", "class_option": "pass --classes"}]
         report = check_sources(
             sources,
             max_pixels=DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels,

@@ -115,11 +115,16 @@ def collect_images(inputs: Sequence[str]) -> List[str]:
 
 
 def iter_frames(paths: Sequence[str]) -> Iterator[Tuple[str, np.ndarray]]:
-    """(path, BGR image) for every readable image; unreadable files are reported and skipped."""
+    """(path, BGR image) for every readable image, decoded as training and evaluation decode
+    it (`detection.data.images.read_image`); unreadable files are reported and skipped."""
+    from detection.data.errors import BadSampleError
+    from detection.data.images import read_image
+
     for path in paths:
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None:
-            logger.warning("cannot read %s as an image; skipped", path)
+        try:
+            img = read_image(path, format="BGR")
+        except BadSampleError as err:
+            logger.warning("%s; skipped", err)
             continue
         yield path, img
 

@@ -80,7 +80,6 @@ def main(argv=None) -> int:
     except OSError as err:
         return fail(f"cannot write to --output {args.output}: {err.strerror or err}")
 
-    import cv2
     import torch
 
     from detection.deploy import (
@@ -104,9 +103,13 @@ def main(argv=None) -> int:
     except ValueError as err:
         return fail(f"--input: {err}")
     if args.sample_image:
-        image = cv2.imread(args.sample_image, cv2.IMREAD_COLOR)
-        if image is None:
-            return fail(f"--sample-image {args.sample_image} cannot be read as an image")
+        from detection.data.errors import BadSampleError
+        from detection.data.images import read_image
+
+        try:
+            image = read_image(args.sample_image, format="BGR")  # as training and evaluation decode it
+        except BadSampleError as err:
+            return fail(f"--sample-image {err}")
     else:
         image = sample_image(height, width)
     example = example_tensor(image, height, width, cfg.INPUT.FORMAT)

@@ -5,7 +5,12 @@ Every loader returns records of one format, which the rest of litedet codes agai
     {"file_name": str, "image_id": int | str, "height": int, "width": int,
      "annotations": [{"bbox": [x1, y1, x2, y2],   # float, absolute pixels (XYXY)
                       "category_id": int,         # contiguous 0..K-1
-                      "iscrowd": 0 | 1, "difficult": 0 | 1}]}
+                      "iscrowd": 0 | 1, "difficult": 0 | 1,
+                      # COCO only, where set: "ignore": 1, "area": float (the json's)
+                      }]}
+
+A box with ``iscrowd``, ``difficult`` or ``ignore`` set is an ignore region for training and
+evaluation alike (`detection.data.conventions`).
 
 `DatasetMapper` turns a record into a model input; `build_detection_train_loader` /
 `build_detection_test_loader` put the pieces together from a config. Importing this

@@ -19,12 +19,18 @@ from typing import Any, Dict, List, Tuple
 from ..config_checks import BAD_SAMPLE_POLICIES, check_choice
 from .errors import BadSampleError
 
-__all__ = ["SKIPPED_KEY", "MIN_DRAWS", "BadSampleCounter", "bad_sample_policy", "describe_error"]
+__all__ = [
+    "SKIPPED_KEY", "EXIF_KEY", "MIN_DRAWS", "BadSampleCounter", "ExifOrientationCounter", "bad_sample_policy",
+    "describe_error",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Key under which a replacement sample carries the files skipped to produce it.
 SKIPPED_KEY = "skipped_bad_samples"
+#: Key under which a training sample carries ``(file name, EXIF orientation)`` when its image
+#: has a non-identity orientation (`ExifOrientationCounter` takes it off in the main process).
+EXIF_KEY = "exif_orientation"
 MIN_DRAWS = 100
 
 
@@ -90,3 +96,40 @@ class BadSampleCounter:
 
     def __repr__(self) -> str:
         return f"BadSampleCounter(skipped={self.num_skipped}, drawn={self.num_draws}, max_fraction={self.max_fraction})"
+
+
+class ExifOrientationCounter:
+    """Counts the distinct training images that carry a non-identity EXIF orientation.
+
+    litedet applies the orientation (docs/check_dataset.md, "EXIF orientation"), so boxes
+    must be in the displayed frame; an annotation tool that ignored EXIF gave boxes in the
+    stored frame, which a 180-degree or mirrored rotation does not reveal by the image size.
+    The first such image is logged as a warning with the rule, then the running count at 10,
+    100, 1000, ... images, in the main process (from the marks `EXIF_KEY` the mapper sets).
+    """
+
+    def __init__(self) -> None:
+        self._seen: set = set()
+
+    @property
+    def count(self) -> int:
+        return len(self._seen)
+
+    def update(self, batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """Strip the marks from ``batch`` (in place), count, log; returns ``batch``."""
+        for item in batch:
+            mark = item.pop(EXIF_KEY, None) if isinstance(item, dict) else None
+            if mark is None or mark[0] in self._seen:
+                continue
+            self._seen.add(mark[0])
+            n = len(self._seen)
+            if n == 1:
+                logger.warning(
+                    "%s carries EXIF orientation %d: litedet trains on the displayed (rotated) image, so its boxes "
+                    "must be in that frame; if your annotation tool ignored EXIF they are wrong "
+                    "(docs/check_dataset.md, EXIF orientation; tools/check_dataset.py lists every such image)",
+                    mark[0], mark[1],
+                )
+            elif n >= 10 and str(n).rstrip("0") == "1":  # 10, 100, 1000, ...
+                logger.warning("%d training images with an EXIF orientation so far (e.g. %s)", n, mark[0])
+        return batch

@@ -31,6 +31,7 @@ __all__ = [
     "register_coco_instances",
     "register_pascal_voc",
     "register_from_cfg",
+    "parse_class_list",
 ]
 
 logger = logging.getLogger(__name__)
@@ -339,15 +340,26 @@ def register_pascal_voc(
     ``year`` is kept for the evaluator (2007 selects the 11-point AP of the VOC2007 devkit).
     """
     dirname = os.fspath(dirname)
-    classes = tuple(VOC_CLASSES if class_names is None else class_names)
-    if not classes:
-        raise ValueError(f"dataset {name!r}: class_names is empty")
-    if len(set(classes)) != len(classes):
-        raise ValueError(f"dataset {name!r}: duplicate class names in {list(classes)}")
+    classes = tuple(VOC_CLASSES if class_names is None else parse_class_list(class_names, f"dataset {name!r}"))
     DatasetCatalog.register(name, functools.partial(_load_voc, dirname, split, classes))
     MetadataCatalog.get(name).set(
         thing_classes=list(classes), dirname=dirname, split=split, year=int(year), evaluator_type="voc"
     )
+
+
+def parse_class_list(raw: Union[str, Sequence[Any]], where: str) -> List[str]:
+    """Class names from ``"a,b,c"`` or a list (names stripped, empty entries skipped): the
+    one parser of REGISTER_VOC class strings, `register_pascal_voc` and ``check_dataset
+    --classes``. ``ValueError`` naming ``where`` for an empty list or a repeated name (the
+    order gives the class ids, so a repeat is always a mistake)."""
+    parts = raw.split(",") if isinstance(raw, str) else list(raw)
+    classes = [str(c).strip() for c in parts if str(c).strip()]
+    if not classes:
+        raise ValueError(f"{where}: the class list {raw!r} names no class")
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        raise ValueError(f"{where}: duplicate class names {repeated} in {classes}")
+    return classes
 
 
 def register_from_cfg(cfg: Any) -> List[str]:
@@ -376,11 +388,7 @@ def register_from_cfg(cfg: Any) -> List[str]:
         name, root, split = (str(x) for x in entry[:3])
         classes: Optional[List[str]] = None
         if len(entry) >= 4 and entry[3] not in (None, ""):
-            raw = entry[3]
-            parts = raw.split(",") if isinstance(raw, str) else list(raw)
-            classes = [str(c).strip() for c in parts if str(c).strip()]
-            if not classes:
-                raise ValueError(f"{where}: class list {raw!r} names no class")
+            classes = parse_class_list(entry[3], f"{where} (dataset {name!r})")
         year = int(entry[4]) if len(entry) == 5 else 2007
         register_pascal_voc(name, root, split, classes, year=year)
         names.append(name)

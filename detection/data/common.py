@@ -15,16 +15,12 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .bad_samples import SKIPPED_KEY
+from .conventions import usable_annotation
 from .errors import BadSampleError
 
 __all__ = ["MapDataset", "aspect_ratio_flags", "usable_annotation"]
 
 logger = logging.getLogger(__name__)
-
-
-def usable_annotation(ann: Dict[str, Any]) -> bool:
-    """An annotation training actually learns from (crowd and difficult boxes are ignored)."""
-    return not ann.get("iscrowd", 0) and not ann.get("difficult", 0)
 
 
 def aspect_ratio_flags(records: Sequence[Dict[str, Any]]) -> np.ndarray:

@@ -21,7 +21,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-__all__ = ["BadSampleError", "DatasetError", "Problem", "ProblemLog", "DATA_ERRORS"]
+__all__ = ["BadSampleError", "DatasetError", "Problem", "ProblemLog", "DATA_ERRORS", "visible"]
+
+
+def visible(text: str) -> str:
+    """``text`` as is when every character is printable, else its ``repr`` (a BOM, a
+    zero-width space or a carriage return in an id is invisible in a terminal)."""
+    return text if text.isprintable() else repr(text)
 
 
 class DatasetError(ValueError):
@@ -43,7 +49,7 @@ class BadSampleError(RuntimeError):
     def __init__(self, file_name: str, reason: Optional[str] = None, kind: str = "bad_sample") -> None:
         # One-argument form: torch's DataLoader re-raises worker errors as
         # ``type(err)(message)``, which must keep working for the type to survive.
-        super().__init__(file_name if reason is None else f"{file_name}: {reason}")
+        super().__init__(file_name if reason is None else f"{visible(file_name)}: {reason}")
         self.file_name = file_name
         self.reason = reason or ""
         self.kind = kind

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from .bad_samples import BadSampleCounter
+from .bad_samples import BadSampleCounter, ExifOrientationCounter
 from .common import MapDataset
 from .samplers import AspectRatioGroupedBatchSampler, PositionedBatchSampler, TrainingSampler, sample_seed
 
@@ -190,6 +190,7 @@ class TrainLoader(ResumableTrainLoader):
         super().__init__(sampler, batch_size, num_workers, seed, seed_drawn)
         self.dataset = dataset
         self.bad_samples = BadSampleCounter(max_bad_sample_fraction)
+        self.exif_orientations = ExifOrientationCounter()
         self.aspect_ratio_grouping = bool(aspect_ratio_grouping)
         self._flags = dataset.aspect_flags if aspect_ratio_grouping else None
 
@@ -216,7 +217,7 @@ class TrainLoader(ResumableTrainLoader):
         )
 
     def _after_batch(self, batch: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        return self.bad_samples.update(batch)
+        return self.exif_orientations.update(self.bad_samples.update(batch))
 
     def state_dict(self) -> Dict[str, Any]:
         return {**super().state_dict(), "bad_samples": self.bad_samples.state_dict()}

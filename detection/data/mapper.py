@@ -18,7 +18,8 @@ import torch
 from ..config_checks import INPUT_FORMATS, check_choice, require
 from .common import usable_annotation
 from .errors import BadSampleError
-from .images import read_image
+from .bad_samples import EXIF_KEY
+from .images import read_image_with_info
 from .transforms import build_augmentations
 
 __all__ = ["DatasetMapper"]
@@ -43,9 +44,10 @@ class DatasetMapper:
     ``SEED``), or from plain arguments, ``DatasetMapper(is_train=True, min_size=(256,),
     max_size=512)``; explicit arguments override the config.
 
-    Training drops crowd boxes (they are regions to ignore, not objects) and VOC
-    ``difficult`` boxes (VOC protocol); images left without boxes are kept as negatives
-    with ``boxes`` of shape ``[0, 4]``.
+    Training drops ignore regions (crowd, difficult and COCO ``ignore`` boxes,
+    `detection.data.conventions`); images left without boxes are kept as negatives with
+    ``boxes`` of shape ``[0, 4]``. A training sample whose image carries an EXIF orientation
+    is marked (`detection.data.bad_samples.EXIF_KEY`) for the loader's counted warning.
     """
 
     def __init__(
@@ -129,7 +131,7 @@ class DatasetMapper:
     def _map(self, record: Dict[str, Any]) -> Dict[str, Any]:
         file_name = record["file_name"]
         height, width = int(record["height"]), int(record["width"])
-        image = read_image(file_name, self.max_image_pixels or None, expected_hw=(height, width))
+        image, info = read_image_with_info(file_name, self.max_image_pixels or None, expected_hw=(height, width))
 
         boxes = np.zeros((0, 4), dtype=np.float64)
         labels = np.zeros((0,), dtype=np.int64)
@@ -166,6 +168,8 @@ class DatasetMapper:
                 "boxes": torch.from_numpy(out_boxes),
                 "labels": torch.from_numpy(out_labels),
             }
+            if info.exif_orientation != 1:  # counted and reported in the main process
+                result[EXIF_KEY] = (file_name, info.exif_orientation)
         return result
 
     def __repr__(self) -> str:

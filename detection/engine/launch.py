@@ -109,13 +109,14 @@ def setup_reporting_errors(
 ) -> Tuple[int, Optional[T]]:
     """A tool's start-up on every rank together: ``cfg = setup()`` then `default_setup`
     (logging, OUTPUT_DIR, config dump). Returns ``(0, cfg)``, or ``(exit code, None)`` after
-    one stderr line: a config error or one of the tool's ``input_errors`` (exit 2), an
+    one stderr line: a config error, a data error or one of the tool's ``input_errors`` (exit 2), an
     OUTPUT_DIR that cannot be written (exit 3), or another rank's failure there.
 
     What ``setup()`` logs (the config checks' notes and warnings) is held until logging is
     set up, then written to the console and OUTPUT_DIR/log.txt; after a failure only the
     one error line is printed."""
     from ..config import ConfigError
+    from ..data.errors import DATA_ERRORS
     from .defaults import default_setup, hold_log_records
 
     try:
@@ -123,6 +124,9 @@ def setup_reporting_errors(
             cfg = setup()
     except ConfigError as err:
         print(f"{prog}: config error: {err}", file=sys.stderr)
+        return EXIT_CONFIG, None
+    except DATA_ERRORS as err:  # a dataset the config checks read (its class list) is unusable
+        print(f"{prog}: data error: {err}", file=sys.stderr)
         return EXIT_CONFIG, None
     except tuple(input_errors) as err:
         print(f"{prog}: dataset error: {err}", file=sys.stderr)

@@ -259,6 +259,10 @@ class Trainer:
             if len(self.cfg.DATASETS.TEST):  # e.g. --resume of a finished run: evaluate it again
                 self._run_evaluation()
             return self.last_results
+        self.data_loader  # built (the training set loaded and checked, REGISTER_* registered) before training starts
+        if len(self.cfg.DATASETS.TEST):
+            with comm.fail_together():  # e.g. a test image missing on one node: every rank stops
+                self.check_test_datasets(self.cfg)
         logger.info("Starting training from iteration %d to %d", self.start_iter, self.max_iter)
         main = comm.is_main_process()
         out = self.cfg.OUTPUT_DIR
@@ -492,6 +496,23 @@ class Trainer:
         logger.info("  ".join(p for p in parts if p))
 
     # ------------------------------------------------------------------ evaluation
+    @classmethod
+    def check_test_datasets(cls, cfg) -> None:
+        """Before training: build the test loader (which reads the set with the loader's checks
+        and stats its image files) and the evaluator's ground truth of each registered
+        DATASETS.TEST dataset, so that a test set that cannot be evaluated stops the run now
+        instead of after training. Names not in the DatasetCatalog are left alone: typos are
+        the config check's to report, and other trainers' test sets are not catalog datasets."""
+        from detection.data import DatasetCatalog
+
+        for name in cfg.DATASETS.TEST:
+            if name not in DatasetCatalog:
+                continue
+            cls.build_test_loader(cfg, name)
+            prepare = getattr(cls.build_evaluator(cfg, name), "prepare", None)
+            if callable(prepare):
+                prepare()
+
     @classmethod
     def test(cls, cfg, model: nn.Module, evaluators: Optional[List[Any]] = None) -> Dict[str, Any]:
         """Evaluate ``model`` on every DATASETS.TEST set. Returns the evaluator's results

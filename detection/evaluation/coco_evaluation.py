@@ -1,11 +1,14 @@
 """COCO-style box AP (AP@[.5:.95], AP50, AP75, APs/m/l, per-class AP) for any detection dataset.
 
-Ground truth is the dataset's COCO json when there is one (so numbers match the official
-evaluation exactly, including crowd regions and the json's own ``area`` values), otherwise it
-is converted in memory from the dataset records, which lets VOC-style or custom datasets be
-reported with COCO metrics too. Two interchangeable backends: ``faster`` (the default:
-box AP computed with numpy from arrays, ``fast_coco.py``, ground truth indexed once per
-evaluator; faster-coco-eval's Python path for non-integer ids) and the reference
+Ground truth is always what the dataset's loader kept (`detection.data` records), converted
+in memory (`convert_to_coco_dict`): the same boxes training saw (clipped, degenerate ones
+dropped), the same ignore regions (crowd, ``ignore`` and ``difficult`` boxes become COCO crowd
+regions, `detection.data.conventions`), the json's own ``area`` where it has one. A COCO json
+given by path is read by the same loader (`detection.data.coco.parse_coco_json`), never by a
+second parser with other rules. Image, category and annotation ids are made what the COCO
+protocol needs (integers, unique, annotation ids from 1), so a dataset the loader accepts can
+always be scored. Two interchangeable backends: ``faster`` (the default: box AP computed with
+numpy from arrays, ``fast_coco.py``, ground truth indexed once per evaluator) and the reference
 ``pycocotools``; they give the same numbers.
 """
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .evaluator import DatasetEvaluator, gather_to_main, prediction_arrays
+from .evaluator import DatasetEvaluator, gather_to_main, is_main_process, prediction_arrays
 from .fast_coco import BoxGroundTruth, evaluate_boxes, fast_path_available
 from .metrics import create_small_table
 
@@ -44,13 +47,16 @@ def convert_to_coco_dict(
 ) -> dict:
     """Turn litedet dataset records into a COCO ground-truth dict (in memory).
 
-    Boxes go from absolute XYXY to COCO XYWH; ``area`` is the box area (there are no masks), and
-    ``iscrowd`` is kept so crowd regions still absorb detections instead of counting as misses.
-    ``difficult`` has no COCO meaning and is dropped (VOC-difficult objects become ordinary
-    ground truth here, as in detectron2's conversion). Category ids are the dataset ids when a
+    Boxes go from absolute XYXY to COCO XYWH; ``area`` is the record's (a COCO json's own
+    value) or the box area. Every ignore region (``iscrowd``, ``difficult`` or ``ignore`` set,
+    `detection.data.conventions`) becomes a COCO crowd region, which absorbs detections
+    instead of counting as a miss. Annotation ids are 1..N (pycocotools treats a matched id 0
+    as "unmatched" and collapses repeated ids). Category ids are the dataset ids when a
     contiguous->dataset mapping is given, else the contiguous ids. Image ids are taken from the
     records as they are (the caller remaps non-integer ids, see ``COCOEvaluator``).
     """
+    from detection.data.conventions import usable_annotation  # lazy: the data package imports heavy deps
+
     if contiguous_to_dataset_id is None:
         contiguous_to_dataset_id = {i: i for i in range(len(thing_classes))}
     categories = [
@@ -77,13 +83,12 @@ def convert_to_coco_dict(
                 )
             annotations.append(
                 {
-                    # ids start at 1: pycocotools treats a matched gt id of 0 as "unmatched".
                     "id": len(annotations) + 1,
                     "image_id": rec["image_id"],
                     "category_id": int(contiguous_to_dataset_id[cat]),
                     "bbox": [x1, y1, w, h],
-                    "area": max(w, 0.0) * max(h, 0.0),
-                    "iscrowd": int(ann.get("iscrowd", 0)),
+                    "area": float(ann["area"]) if "area" in ann else max(w, 0.0) * max(h, 0.0),
+                    "iscrowd": int(not usable_annotation(ann)),
                 }
             )
     return {
@@ -95,20 +100,27 @@ def convert_to_coco_dict(
 
 
 def _is_int_id(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+    """An id the COCO protocol's arrays can hold: an integer within int64."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and _INT64_MIN <= int(v) <= _INT64_MAX
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 class COCOEvaluator(DatasetEvaluator):
     """Box AP with the COCO protocol, reported in percent (0-100) like detectron2.
 
-    Ground-truth source, first match wins: ``json_file`` argument; ``dataset_dicts`` argument
-    (converted in memory); the dataset's ``MetadataCatalog`` ``json_file``; its
-    ``DatasetCatalog`` records (converted). Model labels (contiguous, 0-based) are mapped to
-    dataset category ids through ``thing_dataset_id_to_contiguous_id`` when known; for a json
-    without that mapping, contiguous i is the i-th smallest json category id (the convention
-    of detectron2's COCO loader). Evaluation covers every image of the ground truth, as the
-    official protocol does; images never processed count as images with no detections (a
-    warning says how many).
+    Ground-truth source, first match wins: ``dataset_dicts`` argument; ``json_file`` argument
+    (read by litedet's COCO loader); the dataset's ``DatasetCatalog`` records. Model labels
+    (contiguous, 0-based) are mapped to dataset category ids through
+    ``thing_dataset_id_to_contiguous_id`` when those are integers (the results file then holds
+    the dataset's ids), else to the contiguous ids. Evaluation covers every image of the
+    ground truth, as the official protocol does; images never processed count as images with
+    no detections (a warning says how many). A ground truth without any box that is not an
+    ignore region gives NaN metrics and a warning (there is nothing to score).
+
+    ``prepare()`` builds the ground truth up front, so that a problem with it is reported
+    before inference rather than after (`inference_on_dataset` and the trainer call it).
 
     After ``evaluate`` the raw 12-number ``COCOeval.stats`` vector (fractions, -1 = undefined)
     is kept in ``self.stats`` and the precision array in ``self.precision``.
@@ -136,20 +148,17 @@ class COCOEvaluator(DatasetEvaluator):
         self._json_file = json_file
         self._backend = backend
         self._distributed = distributed
-        self._id_map: Optional[Dict[int, int]] = None  # dataset category id -> contiguous
+        self._id_map: Optional[Mapping[Any, int]] = None  # dataset category id -> contiguous
         if dataset_name is not None:
             meta = self._metadata()
             if self._thing_classes is None:
                 self._thing_classes = list(getattr(meta, "thing_classes", []) or []) or None
-            mapping = getattr(meta, "thing_dataset_id_to_contiguous_id", None)
-            if mapping:
-                self._id_map = {int(k): int(v) for k, v in mapping.items()}
-            if self._json_file is None and self._dataset_dicts is None:
-                self._json_file = getattr(meta, "json_file", None) or None
+            self._id_map = getattr(meta, "thing_dataset_id_to_contiguous_id", None) or None
         self._gt_cache: Optional[dict] = None  # built lazily: loading a large json is not free
         self._box_gt: Optional[BoxGroundTruth] = None  # ground truth indexed for the fast path
         self._fast_path_ok: Optional[bool] = None
         self._image_id_remap: Optional[Dict[Any, int]] = None
+        self._contig_to_cat: Dict[int, int] = {}
         self.stats: Optional[np.ndarray] = None
         self.precision: Optional[np.ndarray] = None
         self._predictions: List[dict] = []
@@ -162,11 +171,26 @@ class COCOEvaluator(DatasetEvaluator):
         return MetadataCatalog.get(self._dataset_name)
 
     def _records(self) -> Sequence[Mapping[str, Any]]:
+        """The ground-truth records, and the class names / id mapping where they come with them."""
         if self._dataset_dicts is not None:
             return self._dataset_dicts
         from detection.data import DatasetCatalog
 
-        return DatasetCatalog.get(self._dataset_name)
+        if self._json_file is None:
+            records = DatasetCatalog.get(self._dataset_name)
+            meta = self._metadata()  # a COCO loader fills these in while loading
+            if self._thing_classes is None:
+                self._thing_classes = list(getattr(meta, "thing_classes", None) or []) or None
+            self._id_map = self._id_map or getattr(meta, "thing_dataset_id_to_contiguous_id", None)
+            return records
+        from detection.data.coco import parse_coco_json
+
+        # Only the annotations are needed: file names are not opened, wherever they point.
+        parsed = parse_coco_json(self._json_file, os.path.dirname(self._json_file), allow_outside_root=True)
+        if self._thing_classes is None:
+            self._thing_classes = parsed.thing_classes
+        self._id_map = parsed.dataset_id_to_contiguous_id
+        return parsed.records
 
     # ------------------------------------------------------------------ evaluator API
     def reset(self) -> None:
@@ -183,6 +207,12 @@ class COCOEvaluator(DatasetEvaluator):
             boxes, scores, labels = prediction_arrays(image_id, out)
             boxes[:, 2:] -= boxes[:, :2]
             self._predictions.append((image_id, boxes, scores, labels))
+
+    def prepare(self) -> None:
+        """Build the ground truth now (on the process that evaluates): `DatasetError` and
+        friends surface before inference instead of after it."""
+        if not self._distributed or is_main_process():
+            self._ground_truth()
 
     def evaluate(self, img_ids: Optional[Sequence[Any]] = None) -> dict:
         """Gather, convert, write ``coco_instances_results.json`` and compute box AP.
@@ -205,9 +235,8 @@ class COCOEvaluator(DatasetEvaluator):
             processed = list(itertools.chain.from_iterable(i for _, i in gathered))
 
         gt = self._ground_truth()
-        class_names = self._class_names(gt)
-        cat_to_contig = self._cat_to_contiguous(gt)
-        contig_to_cat = {v: k for k, v in cat_to_contig.items()}
+        class_names = self._class_names()
+        contig_to_cat = self._contig_to_cat
         remap = self._image_id_remap or {}
         gt_image_ids = {img["id"] for img in gt["images"]}
 
@@ -266,6 +295,18 @@ class COCOEvaluator(DatasetEvaluator):
                 json.dump(coco_results, f)
             logger.info("Saved %d detections to %s", len(dt_scores), path)
 
+        if not any(a["iscrowd"] == 0 for a in gt["annotations"]):
+            where = f"test set {self._dataset_name!r}" if self._dataset_name else "the ground truth"
+            logger.warning(
+                "%s has no ground-truth box (none at all, or only crowd/ignore/difficult regions): every COCO "
+                "metric is undefined (NaN)", where,
+            )
+            self.stats = np.full(len(COCO_STAT_NAMES), -1.0)
+            self.precision = None
+            res = OrderedDict((m, float("nan")) for m in COCO_METRIC_NAMES)
+            for name in class_names.values():
+                res[f"AP-{name}"] = float("nan")
+            return {"bbox": dict(res)}
         if not len(dt_scores):
             logger.warning("No predictions from the model! Reporting zeros.")
             self.stats = np.zeros(len(COCO_STAT_NAMES))
@@ -291,57 +332,46 @@ class COCOEvaluator(DatasetEvaluator):
 
     # ------------------------------------------------------------------ internals
     def _ground_truth(self) -> dict:
-        """The COCO ground-truth dict; loaded/converted once per evaluator."""
+        """The COCO ground-truth dict from the records; built once per evaluator. Image ids
+        are remapped to 1..N unless they are unique int64 integers (strings, e.g. VOC's
+        "2007_000027", or huge numbers are not); category ids are the dataset's when those
+        are int64 integers, else the contiguous ids."""
         if self._gt_cache is not None:
             return self._gt_cache
-        if self._json_file:
-            with open(self._json_file) as f:
-                gt = json.load(f)
-            gt.setdefault("info", {})
+        records = list(self._records())
+        if self._thing_classes is None:
+            raise ValueError("thing_classes are needed to convert dataset records to COCO ground truth")
+        ids = [r["image_id"] for r in records]
+        if all(_is_int_id(i) for i in ids) and len(set(ids)) == len(ids):
             self._image_id_remap = None
-            if self._thing_classes is None:
-                self._thing_classes = [c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"])]
         else:
-            if self._thing_classes is None:
-                raise ValueError("thing_classes are needed to convert dataset records to COCO ground truth")
-            records = list(self._records())
-            ids = [r["image_id"] for r in records]
-            if all(_is_int_id(i) for i in ids) and len(set(ids)) == len(ids):
-                self._image_id_remap = None
-            else:
-                # String ids (e.g. VOC "2007_000027") or duplicates: COCO APIs need unique ints.
-                self._image_id_remap = {}
-                for i in ids:
-                    self._image_id_remap.setdefault(i, len(self._image_id_remap) + 1)
-                records = [dict(r, image_id=self._image_id_remap[r["image_id"]]) for r in records]
-                seen: set = set()
-                records = [r for r in records if not (r["image_id"] in seen or seen.add(r["image_id"]))]
-            contig_to_dataset = {v: k for k, v in self._id_map.items()} if self._id_map else None
-            gt = convert_to_coco_dict(records, self._thing_classes, contiguous_to_dataset_id=contig_to_dataset)
+            self._image_id_remap = {}
+            for i in ids:
+                self._image_id_remap.setdefault(i, len(self._image_id_remap) + 1)
+            records = [dict(r, image_id=self._image_id_remap[r["image_id"]]) for r in records]
+            seen: set = set()
+            records = [r for r in records if not (r["image_id"] in seen or seen.add(r["image_id"]))]
+        contig = range(len(self._thing_classes))
+        id_map = self._id_map or {}
+        if id_map and all(_is_int_id(k) for k in id_map) and sorted(id_map.values()) == list(contig):
+            self._contig_to_cat = {int(v): int(k) for k, v in id_map.items()}
+        else:  # no mapping, or string ids: the contiguous ids stand in for them
+            self._contig_to_cat = {i: i for i in contig}
+        gt = convert_to_coco_dict(records, self._thing_classes, contiguous_to_dataset_id=self._contig_to_cat)
         self._gt_cache = gt
         return gt
 
     def _supports_fast_path(self, gt: dict) -> bool:
         if self._fast_path_ok is None:
             self._fast_path_ok = BoxGroundTruth.supports(gt)
-            if not self._fast_path_ok:
+            if not self._fast_path_ok:  # pragma: no cover - the ground truth built here has integer ids
                 logger.info("Ground truth has non-integer ids: using faster-coco-eval's Python path")
         return self._fast_path_ok
 
-    def _cat_to_contiguous(self, gt: dict) -> Dict[int, int]:
-        if self._id_map:
-            return dict(self._id_map)
-        cat_ids = sorted(int(c["id"]) for c in gt["categories"])
-        return {c: i for i, c in enumerate(cat_ids)}
-
-    def _class_names(self, gt: dict) -> Dict[int, str]:
-        """Dataset category id -> display name (thing_classes when known, else the json's name)."""
-        names = {int(c["id"]): str(c.get("name", c["id"])) for c in gt["categories"]}
-        if self._thing_classes:
-            for cat, contig in self._cat_to_contiguous(gt).items():
-                if cat in names and 0 <= contig < len(self._thing_classes):
-                    names[cat] = self._thing_classes[contig]
-        return dict(sorted(names.items()))
+    def _class_names(self) -> Dict[int, str]:
+        """Category id -> display name."""
+        names = self._thing_classes or []
+        return {cat: (names[c] if c < len(names) else str(cat)) for c, cat in sorted(self._contig_to_cat.items())}
 
     def _run_cocoeval(self, gt: dict, coco_results: List[dict], img_ids: Optional[List[Any]]) -> Any:
         """Run evaluate/accumulate/summarize with the chosen backend, its console output captured.

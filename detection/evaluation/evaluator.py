@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..utils.comm import gather_to_main, get_rank, get_world_size, is_main_process
+from ..utils.comm import fail_together, gather_to_main, get_rank, get_world_size, is_main_process
 
 __all__ = [
     "DatasetEvaluator",
@@ -64,6 +64,11 @@ class DatasetEvaluator:
     def reset(self) -> None:
         """Forget everything seen so far; called by ``inference_on_dataset`` before a pass."""
 
+    def prepare(self) -> None:
+        """Read what ``evaluate`` will need (the ground truth) now; called by
+        ``inference_on_dataset`` before inference, so that a problem with the test set stops
+        the run before the model has run over it rather than after."""
+
     def process(self, inputs: Sequence[Mapping[str, Any]], outputs: Sequence[Mapping[str, Any]]) -> None:
         """Record one batch: ``inputs[i]`` is the dataset dict the model saw, ``outputs[i]`` its prediction."""
 
@@ -86,6 +91,12 @@ class DatasetEvaluators(DatasetEvaluator):
     def reset(self) -> None:
         for evaluator in self._evaluators:
             evaluator.reset()
+
+    def prepare(self) -> None:
+        for evaluator in self._evaluators:
+            prepare = getattr(evaluator, "prepare", None)
+            if callable(prepare):
+                prepare()
 
     def process(self, inputs: Sequence[Mapping[str, Any]], outputs: Sequence[Mapping[str, Any]]) -> None:
         for evaluator in self._evaluators:
@@ -148,6 +159,10 @@ def inference_on_dataset(
     elif isinstance(evaluator, (list, tuple)):
         evaluator = DatasetEvaluators(evaluator)
     evaluator.reset()
+    prepare = getattr(evaluator, "prepare", None)  # evaluators not derived from DatasetEvaluator may lack it
+    if callable(prepare):
+        with fail_together():  # a bad ground truth on the evaluating rank stops every rank, before inference
+            prepare()
 
     try:
         total = len(data_loader)  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .evaluator import DatasetEvaluator, gather_to_main, prediction_arrays
+from .evaluator import DatasetEvaluator, gather_to_main, is_main_process, prediction_arrays
 from .metrics import VOCClassResult, per_class_table, voc_eval_class
 
 __all__ = ["PascalVOCDetectionEvaluator"]
@@ -98,6 +98,8 @@ class PascalVOCDetectionEvaluator(DatasetEvaluator):
             from detection.data import DatasetCatalog
 
             records = DatasetCatalog.get(self._dataset_name)
+        from detection.data.conventions import usable_annotation
+
         num_classes = len(self._thing_classes)
         per_class: List[Dict[Any, Tuple[list, list]]] = [dict() for _ in range(num_classes)]
         n_crowd = 0
@@ -109,21 +111,26 @@ class PascalVOCDetectionEvaluator(DatasetEvaluator):
                 c = int(ann["category_id"])
                 if not 0 <= c < num_classes:
                     raise ValueError(f"image {image_id!r}: category_id {c} is outside 0..{num_classes - 1}")
-                # VOC has no crowd notion; a crowd region is closest to "difficult": neither
-                # required nor penalised.
-                difficult = bool(ann.get("difficult", 0)) or bool(ann.get("iscrowd", 0))
-                n_crowd += int(bool(ann.get("iscrowd", 0)))
+                # Every ignore region is "difficult" here: neither required nor penalised. VOC has
+                # no crowd notion; crowd and COCO "ignore" boxes are closest to it.
+                difficult = not usable_annotation(ann)
+                n_crowd += int(difficult and not ann.get("difficult", 0))
                 boxes, diff = per_class[c].setdefault(image_id, ([], []))
                 boxes.append([float(v) for v in ann["bbox"]])
                 diff.append(difficult)
         if n_crowd:
-            logger.info("%d crowd annotations are treated as 'difficult' by the VOC protocol", n_crowd)
+            logger.info("%d crowd/ignore annotations are treated as 'difficult' by the VOC protocol", n_crowd)
         self._gt_images = images
         self._gt_cache = [
             {k: (np.asarray(b, dtype=np.float64).reshape(-1, 4), np.asarray(d, dtype=bool)) for k, (b, d) in m.items()}
             for m in per_class
         ]
         return self._gt_cache
+
+    def prepare(self) -> None:
+        """Build the ground truth now, so that a problem with it surfaces before inference."""
+        if not self._distributed or is_main_process():
+            self._ground_truth()
 
     def evaluate(self) -> dict:
         predictions: Mapping[int, List[Tuple[Any, float, List[float]]]] = self._predictions

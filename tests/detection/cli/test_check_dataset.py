@@ -182,7 +182,9 @@ def test_allow_paths_outside_root_with_config_file(corpus, tmp_path, capsys):
         (["--voc", "v", "--images", "d"], 2, "err", "--images applies to --coco"),
         (["--config-file", "c.yaml", "--classes", "a"], 2, "err", "--split and --classes apply to --voc"),
         (["--images", "x"], 2, "err", "one of the arguments --config-file --coco --voc is required"),
-        (["--voc", "v", "--classes", " , "], 2, "err", "--classes names no class"),
+        (["--voc", "v", "--classes", " , "], 2, "err", "--classes: the class list ' , ' names no class"),
+        (["--voc", "v", "--classes", "a,a,b"], 2, "err", "--classes: duplicate class names ['a'] in ['a', 'a', 'b']"),
+        (["--voc", "v", "--allow-paths-outside-root"], 2, "err", "--allow-paths-outside-root applies to COCO file names"),
         (["--help"], 0, "out", "Exit status: 0 no errors"),
     ],
 )
@@ -198,3 +200,108 @@ def test_worker_processes_give_the_same_report(messy_coco, tmp_path):
     serial = check_dataset.check_sources(source, progress=False, workers=0)
     parallel = check_dataset.check_sources(source, progress=False, workers=2)
     assert parallel == serial and serial["errors"] == 4
+
+
+def _coco_with(corpus, tmp_path, mutate):
+    path = corpus.valid_coco(tmp_path, n=3)
+    data = json.loads(path.read_text())
+    mutate(data)
+    path.write_text(json.dumps(data))
+    return ["--coco", str(path), "--images", str(tmp_path / "img"), "--quiet", "--workers", "0"]
+
+
+def _all(key, value):
+    def mutate(d):
+        for a in d["annotations"]:
+            a[key] = value
+    return mutate
+
+
+@pytest.mark.parametrize("case, kind, example", [
+    ("no_categories", "no_categories", "ann.json: 'categories' is empty: a detection dataset needs at least one class"),
+    ("no_annotations", "no_usable_boxes", "3 images and 0 boxes, none usable"),
+    ("crowd_only", "no_usable_boxes", "3 images and 6 boxes, none usable (every box missing, dropped, or a crowd"),
+    ("ignore_only", "no_usable_boxes", "3 images and 6 boxes, none usable"),
+    ("all_degenerate", "no_usable_boxes", "3 images and 0 boxes, none usable"),
+])
+def test_nothing_to_learn_is_an_error(case, kind, example, corpus, tmp_path, capsys):
+    mutate = {
+        "no_categories": lambda d: d.update(categories=[], annotations=[]),
+        "no_annotations": lambda d: d.update(annotations=[]),
+        "crowd_only": _all("iscrowd", 1),
+        "ignore_only": _all("ignore", 1),
+        "all_degenerate": _all("bbox", [1, 1, 0, 0]),
+    }[case]
+    assert check_dataset.main(_coco_with(corpus, tmp_path, mutate)) == 1
+    out = capsys.readouterr().out
+    assert f"ERROR   {kind} x1" in out and example in out and "FAILED" in out
+
+
+def test_ignore_regions_counted_and_classes_without_boxes_warned(corpus, tmp_path, capsys):
+    def mutate(d):
+        for a in d["annotations"]:
+            if a["category_id"] == 2:
+                a["ignore"] = 1
+    assert check_dataset.main(_coco_with(corpus, tmp_path, mutate) + ["--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["datasets"][0]["boxes_per_class"]["b"] == {"boxes": 3, "usable": 0, "crowd": 0, "difficult": 0, "ignore": 3}
+    warnings = {p["kind"]: p for p in report["problems"]}
+    assert warnings["class_without_boxes"]["examples"][0]["message"].startswith("class 'b' has no usable box")
+    assert check_dataset.main(_coco_with(corpus, tmp_path, mutate)) == 0
+    assert "  b        3  (3 ignore)" in capsys.readouterr().out
+
+
+def test_fifo_image_is_refused_not_waited_for(corpus, tmp_path, capsys):
+    import signal
+
+    args = _coco_with(corpus, tmp_path, lambda d: None)
+    (tmp_path / "img" / "1.png").unlink()
+    os.mkfifo(tmp_path / "img" / "1.png")
+
+    def hung(*_):
+        raise TimeoutError("check_dataset blocked on a FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        assert check_dataset.main(args) == 1
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    out = capsys.readouterr().out
+    assert "ERROR   not_a_regular_file x1" in out and "1.png: is a FIFO (named pipe), not a regular image file" in out
+
+
+def test_image_modes_show_the_real_bit_depth_and_refusals(corpus, tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    args = _coco_with(corpus, tmp_path, lambda d: None)
+    cv2.imwrite(str(tmp_path / "img" / "1.png"), np.full((24, 32, 3), 40000, np.uint16))
+    cv2.imwrite(str(tmp_path / "img" / "2.png"), np.full((24, 32), 4000, np.uint16))  # 12-bit data
+    assert check_dataset.main(args) == 1
+    out = capsys.readouterr().out
+    assert "image modes (all converted to 8-bit RGB): RGB: 1, RGB 16-bit: 1" in out
+    assert "ERROR   unsupported_pixel_values x1" in out and "2.png: 16-bit image whose brightest value is 4000" in out
+
+
+def test_voc_without_classes_says_once_which_classes_the_files_use(corpus, tmp_path, capsys):
+    root = corpus.valid_voc(tmp_path / "VOC", n=40)
+    for xml in (root / "Annotations").glob("*.xml"):
+        xml.write_text(xml.read_text().replace(">cat<", ">widget<").replace(">dog<", ">gizmo<"))
+    assert check_dataset.main(["--voc", str(root), "--split", "train", "--quiet", "--no-images"]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR   unknown_class x1" in out and out.count("unknown_class") == 1
+    assert "80 object(s) in 40 file(s)" in out and "not in the class list (VOC's 20 classes): 'gizmo' (40), 'widget' (40)" in out
+    assert "pass --classes gizmo,widget" in out
+    assert check_dataset.main(["--voc", str(root), "--split", "train", "--quiet", "--no-images",
+                               "--classes", "gizmo,widget"]) == 0
+
+
+def test_voc_namespaced_files_are_read(corpus, tmp_path, capsys):
+    root = corpus.valid_voc(tmp_path / "VOC", n=3)
+    for xml in (root / "Annotations").glob("*.xml"):
+        xml.write_text(xml.read_text().replace("<annotation>", '<annotation xmlns="http://example.org/voc">'))
+    (root / "ImageSets" / "Main" / "train.txt").write_text("\ufeffim0\nim1\nim2\n", encoding="utf-8")
+    assert check_dataset.main(["--voc", str(root), "--split", "train", "--classes", "cat,dog", "--quiet"]) == 0
+    assert "3 images (0 without boxes), 6 boxes" in capsys.readouterr().out

@@ -169,3 +169,76 @@ def test_workers_fork_with_opencv_threads_stopped(tiny_coco, monkeypatch):
     assert len(batch) == 2
     assert seen == [1]
     assert cv2.getNumThreads() == 2
+
+
+def _rewrite(cfg_name_root, mutate):
+    """Edit the fixture's json and re-register (the catalog caches nothing, the loader re-reads)."""
+    cfg, name, root = cfg_name_root
+    data = json.loads((root / "ann.json").read_text())
+    mutate(data)
+    (root / "ann.json").write_text(json.dumps(data))
+    return cfg, name, root
+
+
+@pytest.mark.parametrize("case", ["crowd_only", "no_annotations", "all_degenerate"])
+def test_nothing_to_learn_is_refused_before_training(case, tiny_coco):
+    from detection.data.errors import DatasetError
+
+    def mutate(d):
+        if case == "crowd_only":
+            for a in d["annotations"]:
+                a["iscrowd"] = 1
+        elif case == "no_annotations":
+            d["annotations"] = []
+        else:
+            for a in d["annotations"]:
+                a["bbox"] = [2, 3, 0, 12]
+    cfg, name, _ = _rewrite(tiny_coco, mutate)
+    with pytest.raises(DatasetError, match=rf"DATASETS.TRAIN \['{name}'\]: nothing to learn: 8 images and "
+                                           rf"\d boxes, none of them usable") as info:
+        build_detection_train_loader(cfg)
+    assert info.value.kind == "no_usable_boxes"
+
+
+def test_exif_orientation_counted_once_per_image_in_training(tiny_coco, caplog):
+    """Training applies EXIF as check_dataset and the evaluators do, and says so: one warning
+    with the rule at the first rotated image, the count at 10, 100, ..."""
+    import logging
+
+    from PIL import Image
+
+    cfg, name, root = tiny_coco
+    for i in (0, 2):
+        im = Image.fromarray(np.full((40, 60, 3), 10 * i, np.uint8))
+        exif = im.getexif()
+        exif[0x0112] = 3  # 180 degrees: the size does not reveal it
+        im.save(root / f"{i}.png", exif=exif)
+    loader = build_detection_train_loader(cfg)
+    with caplog.at_level(logging.WARNING, logger="detection.data.bad_samples"):
+        batches = list(itertools.islice(loader, 16))
+    assert all("exif_orientation" not in item for batch in batches for item in batch)  # marks taken off
+    assert loader.exif_orientations.count == 2
+    lines = [r.getMessage() for r in caplog.records if "EXIF" in r.getMessage()]
+    assert len(lines) == 1 and "carries EXIF orientation 3: litedet trains on the displayed (rotated) image" in lines[0]
+    assert lines[0].startswith(str(root))
+
+
+def test_test_set_images_are_checked_before_training(tiny_coco, caplog):
+    import logging
+
+    from detection.data import get_detection_dataset_dicts, register_from_cfg
+    from detection.data.build import check_image_files
+
+    cfg, name, root = tiny_coco
+    register_from_cfg(cfg)
+    (root / "3.png").unlink()
+    (root / "5.png").unlink()
+    records = get_detection_dataset_dicts(name)
+    with pytest.raises(BadSampleError, match=rf"3\.png: image file not found \(test set '{name}'\)") as info:
+        check_image_files(records, name)
+    assert info.value.kind == "missing_image"
+    with pytest.raises(BadSampleError, match=r"3\.png: image file not found"):  # before any inference
+        build_detection_test_loader(cfg, name)
+    with caplog.at_level(logging.WARNING, logger="detection.data.build"):
+        assert check_image_files(records, name, skip_bad_samples=True) == 2
+    assert f"dataset '{name}': 2 image file(s) missing or unreadable, e.g. {root / '3.png'}" in caplog.text

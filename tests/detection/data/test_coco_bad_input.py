@@ -42,7 +42,22 @@ ERRORS = {
     "iscrowd_two": (lambda d: _set(d["annotations"][1], "iscrowd", 2), r"'iscrowd' must be 0 or 1, got 2"),
     "path_escapes_root": (lambda d: _set(d["images"][0], "file_name", "../../etc/passwd"), r"image id 1: path '\.\./\.\./etc/passwd' points outside the image root .*ALLOW_PATHS_OUTSIDE_ROOT"),
     "absolute_path": (lambda d: _set(d["images"][0], "file_name", "/etc/passwd"), r"path '/etc/passwd' points outside the image root"),
+    # what would make training, checking and evaluation disagree, or evaluation fail after training
+    "ignore_text": (lambda d: _set(d["annotations"][1], "ignore", "1"), r"annotation 2: 'ignore' must be 0 or 1, got '1'"),
+    "ignore_two": (lambda d: _set(d["annotations"][1], "ignore", 2), r"annotation 2: 'ignore' must be 0 or 1, got 2"),
+    "difficult_text": (lambda d: _set(d["annotations"][0], "difficult", "1"), r"annotation 1: 'difficult' must be 0 or 1, got '1'"),
+    "area_negative": (lambda d: _set(d["annotations"][0], "area", -1), r"annotation 1: 'area' must be a finite number >= 0, got -1"),
+    "area_text": (lambda d: _set(d["annotations"][0], "area", "80"), r"annotation 1: 'area' must be a finite number >= 0, got '80'"),
+    "area_null": (lambda d: _set(d["annotations"][0], "area", None), r"'area' must be a finite number >= 0, got None"),
+    "annotation_id_list": (lambda d: _set(d["annotations"][0], "id", []), r"annotation #0: 'id' must be an integer or a string, got \[\]"),
+    "no_categories": (lambda d: _set(d, "categories", []), r"ann\.json: 'categories' is empty: a detection dataset needs at least one class"),
+    "category_without_name": (lambda d: _set(d["categories"][0], "name", " "), r"categories\[0\]: needs an integer or string 'id' and a non-empty 'name'"),
 }
+
+#: the problem kind of each case where it is not the generic one of its field (docs/check_dataset.md)
+KINDS = {"ignore_text": "bad_ignore", "ignore_two": "bad_ignore", "difficult_text": "bad_difficult",
+         "area_negative": "bad_area", "area_text": "bad_area", "area_null": "bad_area",
+         "annotation_id_list": "bad_annotation", "no_categories": "no_categories", "category_without_name": "bad_category"}
 
 
 @pytest.mark.parametrize("case", sorted(ERRORS))
@@ -52,6 +67,8 @@ def test_error_names_file_and_entry(case, corpus, tmp_path):
     with pytest.raises(DatasetError, match=pattern) as info:
         load_coco_json(path, tmp_path / "img")
     assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+    if case in KINDS:
+        assert info.value.kind == KINDS[case]
     # check mode: entry-level problems are collected (file-level ones still raise)
     problems = ProblemLog(strict=False)
     if case in ("missing_images", "categories_not_list"):
@@ -92,7 +109,8 @@ def test_bad_boxes_dropped_or_clipped_and_counted(corpus, tmp_path, caplog):
         a[1]["bbox"] = [1, 1, 5, 0]  # zero height
         a[2]["bbox"] = [1, 1, math.nan, 5]  # NaN (json.dumps writes NaN, json.load reads it)
         a[3]["bbox"] = [100, 100, 5, 5]  # entirely outside the 32x24 image
-        d["annotations"].append({"id": 9, "image_id": 1, "category_id": 1, "bbox": [-5, 20, 10, 10], "iscrowd": 0})  # clipped
+        d["annotations"].append(  # clipped
+            {"id": 9, "image_id": 1, "category_id": 1, "bbox": [-5, 20, 10, 10], "iscrowd": 0, "area": 100})
     path = _load(corpus, tmp_path, mutate)
     problems = ProblemLog(strict=True)
     with caplog.at_level(logging.INFO, logger="detection.data.coco"):
@@ -163,3 +181,115 @@ def test_config_key_reaches_the_loader(corpus, tmp_path):
         finally:
             DatasetCatalog.remove(name)
             MetadataCatalog.remove(name)
+
+
+def test_ignore_and_difficult_are_ignore_regions_like_crowd(corpus, tmp_path):
+    """One rule (detection.data.conventions): COCO "ignore": 1 and "difficult": 1 boxes are kept
+    with their flag, are not training targets, and are not counted as ground truth boxes."""
+    from detection.data.conventions import usable_annotation
+
+    def mutate(d):
+        d["annotations"][0]["ignore"] = 1
+        d["annotations"][1]["difficult"] = True  # JSON true is 1
+        d["annotations"][2]["iscrowd"] = 1
+    records = load_coco_json(_load(corpus, tmp_path, mutate), tmp_path / "img")
+    flags = [(a.get("ignore", 0), a["difficult"], a["iscrowd"]) for r in records for a in r["annotations"]]
+    assert flags == [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 0, 0)]
+    assert [usable_annotation(a) for r in records for a in r["annotations"]] == [False, False, False, True]
+    mapper = DatasetMapper(is_train=True, min_size=(24,), max_size=100, random_flip="none")
+    assert [mapper(r)["instances"]["labels"].tolist() for r in records] == [[], [1]]
+
+
+def test_area_kept_where_it_differs_and_counted_where_missing(corpus, tmp_path):
+    def mutate(d):
+        d["annotations"][0]["area"] = 50.5  # e.g. a mask's area: the evaluator's size ranges use it
+        d["annotations"][1].pop("area")
+        d["annotations"][2]["area"] = 0
+    problems = ProblemLog()
+    records = load_coco_json(_load(corpus, tmp_path, mutate), tmp_path / "img", problems=problems)
+    anns = [a for r in records for a in r["annotations"]]
+    assert anns[0]["area"] == 50.5 and all("area" not in a for a in anns[1:])  # 36 / 80: the box's own area
+    assert problems.counts == {("warning", "area_missing"): 2}
+    assert [p.where.rsplit(": ", 1)[1] for p in problems.examples[("warning", "area_missing")]] == [
+        "annotation 2", "annotation 3"]
+
+
+def test_annotation_ids_optional_and_repeats_warned(corpus, tmp_path):
+    def mutate(d):
+        d["annotations"][0].pop("id")
+        d["annotations"][2]["id"] = d["annotations"][1]["id"]
+    problems = ProblemLog()
+    records = load_coco_json(_load(corpus, tmp_path, mutate), tmp_path / "img", problems=problems)
+    assert sum(len(r["annotations"]) for r in records) == 4
+    assert problems.counts == {("warning", "duplicate_annotation_id"): 1}
+
+
+def test_utf8_bom_is_accepted(corpus, tmp_path):
+    path = corpus.valid_coco(tmp_path, n=2)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())  # what Windows editors write
+    assert sum(len(r["annotations"]) for r in load_coco_json(path, tmp_path / "img")) == 4
+
+
+def test_non_regular_and_binary_annotation_files(corpus, tmp_path):
+    import os
+
+    fifo = tmp_path / "ann_fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(DatasetError, match=r"ann_fifo\.json: is a FIFO \(named pipe\), not a regular annotation file") as info:
+        load_coco_json(fifo, tmp_path)  # refused without opening it for reading (that would block)
+    assert info.value.kind == "not_a_regular_file"
+    sparse = tmp_path / "zeros.json"
+    with open(sparse, "wb") as f:
+        f.truncate(64 << 20)  # 64 MiB of zero bytes, sparse on disk
+    with pytest.raises(DatasetError, match=r"zeros\.json: not a JSON file \(binary data: starts with byte 0x00\)"):
+        load_coco_json(sparse, tmp_path)
+    with pytest.raises(DatasetError, match=r"ann\.json: is a directory, not a regular annotation file"):
+        (tmp_path / "d" / "ann.json").mkdir(parents=True)
+        load_coco_json(tmp_path / "d" / "ann.json", tmp_path)
+
+
+def test_numbers_too_large_for_a_float(corpus, tmp_path):
+    """JSON integers have no size limit: 10**400 is dropped as a non-finite box or refused as a
+    size, never an OverflowError."""
+    def mutate(d):
+        d["annotations"][0]["bbox"] = [1, 1, 10 ** 400, 5]
+        d["annotations"][1]["area"] = 10 ** 400
+    path = _load(corpus, tmp_path, mutate)
+    problems = ProblemLog(strict=False)
+    records = load_coco_json(path, tmp_path / "img", problems=problems)
+    assert sum(len(r["annotations"]) for r in records) == 2
+    assert problems.counts == {("warning", "box_not_finite"): 1, ("error", "bad_area"): 1}
+    path = _load(corpus, tmp_path, lambda d: _set(d["images"][0], "height", 10 ** 400))
+    with pytest.raises(DatasetError, match=r"image id 1: 'height'/'width' must be positive integers"):
+        load_coco_json(path, tmp_path / "img")
+
+
+def _boxes_as(kind, d):
+    """Every box rewritten in another convention, on 480x640 images (the loader reads no image)."""
+    for img in d["images"]:
+        img["height"], img["width"] = 480, 640
+    boxes = [(50, 60, 250, 300), (300, 200, 600, 420)]  # x1, y1, x2, y2
+    for i, a in enumerate(d["annotations"]):
+        x1, y1, x2, y2 = boxes[i % 2]
+        a.pop("area")
+        a["bbox"] = {"normalised": [x1 / 640, y1 / 480, (x2 - x1) / 640, (y2 - y1) / 480],
+                     "xyxy": [x1, y1, x2, y2], "right": [x1, y1, x2 - x1, y2 - y1]}[kind]
+
+
+@pytest.mark.parametrize("kind, warning", [
+    ("normalised", r"all 4 boxes have coordinates in \[0, 1\] on images of at least 480 pixels a side: normalised"),
+    ("xyxy", r"2 of 4 boxes reach past the image when read as COCO \[x, y, w, h\], and every box has w > x and h > y"),
+    ("right", None),
+])
+def test_boxes_in_another_convention_are_warned_at_load(kind, warning, corpus, tmp_path, caplog):
+    path = _load(corpus, tmp_path, lambda d: _boxes_as(kind, d))
+    problems = ProblemLog()
+    with caplog.at_level(logging.WARNING, logger="detection.data.coco"):
+        load_coco_json(path, tmp_path / "img", problems=problems)
+    kinds = {k for (_, k) in problems.counts} - {"area_missing", "box_clipped"}
+    if warning is None:
+        assert not kinds and "normalised" not in caplog.text
+        return
+    expected = {"normalised": "normalised_boxes", "xyxy": "xyxy_boxes"}[kind]
+    assert kinds == {expected} and problems.counts[("warning", expected)] == 1
+    assert re.search(str(path) + ": " + warning, caplog.text)  # in the training log too

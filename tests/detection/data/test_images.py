@@ -2,6 +2,8 @@
 problem, or is converted to the uint8 RGB [H, W, 3] the pipeline expects."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -161,3 +163,201 @@ def test_non_ascii_file_name(tmp_path, corpus):
     path = tmp_path / "café_日本.png"
     corpus.save_rgb(path, corpus.noise(6, 7))
     assert read_image(str(path)).shape == (6, 7, 3)
+
+
+# ------------------------------------------------------------------ pixel values wider than 8 bits
+
+RAMP = np.tile(np.arange(256, dtype=np.float64), (4, 1))  # every 8-bit level once per row
+
+
+def _png_with_sbit(path, arr, bits):
+    """A 16-bit PNG whose sBIT chunk declares ``bits`` significant bits (OpenCV writes none)."""
+    import struct
+    import zlib
+
+    import cv2
+
+    data = cv2.imencode(".png", arr)[1].tobytes()
+    channels = 1 if arr.ndim == 2 else 3
+    body = b"sBIT" + bytes([bits] * channels)
+    chunk = struct.pack(">I", channels) + body + struct.pack(">I", zlib.crc32(body))
+    end_of_ihdr = 8 + 8 + 13 + 4
+    path.write_bytes(data[:end_of_ihdr] + chunk + data[end_of_ihdr:])
+
+
+def _write_pixels(kind, path):
+    import cv2
+
+    if kind == "gray16_full":
+        cv2.imwrite(str(path), (RAMP * 257).astype(np.uint16))
+    elif kind == "rgb16_full":
+        cv2.imwrite(str(path), np.dstack([(RAMP * 257).astype(np.uint16)] * 3))
+    elif kind == "rgb16_tiff":
+        cv2.imwrite(str(path), np.dstack([(RAMP * 257).astype(np.uint16)] * 3))
+    elif kind == "gray16_12bit_declared":
+        _png_with_sbit(path, (RAMP * 16).astype(np.uint16), 12)
+    elif kind == "rgb16_12bit_declared":
+        _png_with_sbit(path, np.dstack([(RAMP * 16).astype(np.uint16)] * 3), 12)
+    elif kind == "int32_16bit_range":
+        Image.fromarray((RAMP * 257).astype(np.int32)).save(path)
+    elif kind == "float_0_1":
+        Image.fromarray((RAMP / 255).astype(np.float32)).save(path)
+    elif kind == "float_0_255":
+        Image.fromarray(RAMP.astype(np.float32)).save(path)
+    elif kind == "gray16_12bit":
+        cv2.imwrite(str(path), (RAMP * 16).astype(np.uint16))
+    elif kind == "gray16_8bit_values":
+        cv2.imwrite(str(path), RAMP.astype(np.uint16))
+    elif kind == "rgb16_12bit":
+        cv2.imwrite(str(path), np.dstack([(RAMP * 16).astype(np.uint16)] * 3))
+    elif kind == "int32_8bit_values":
+        Image.fromarray(RAMP.astype(np.int32)).save(path)
+    elif kind == "int32_negative":
+        Image.fromarray((RAMP - 100).astype(np.int32)).save(path)
+    elif kind == "float_negative":
+        Image.fromarray((RAMP - 100).astype(np.float32)).save(path)
+    elif kind == "float_nan":
+        Image.fromarray(np.where(RAMP > 200, np.nan, RAMP).astype(np.float32)).save(path)
+    elif kind == "float_rgb_tiff":
+        cv2.imwrite(str(path), np.dstack([RAMP] * 3).astype(np.float32) / 255)
+    else:
+        raise AssertionError(kind)
+
+
+SCALED = {  # file -> the pixel type check_dataset lists; the ramp comes out as 0..255 again
+    "gray16_full": ("png", "I;16"),
+    "rgb16_full": ("png", "RGB 16-bit"),  # Pillow alone would drop the low byte: decoded at 16 bits
+    "rgb16_tiff": ("tif", "RGB 16-bit"),
+    "gray16_12bit_declared": ("png", "I;16"),  # sBIT 12: value >> 4
+    "rgb16_12bit_declared": ("png", "RGB 16-bit"),
+    "int32_16bit_range": ("tif", "I 32-bit"),
+    "float_0_1": ("tif", "F 32-bit"),
+    "float_0_255": ("tif", "F 32-bit"),
+}
+REFUSED = {  # file -> the reason (after the file name); kind unsupported_pixel_values
+    "gray16_12bit": r"16-bit image whose brightest value is 4080 \(12-bit data\?\): litedet keeps the top 8 of 16 bits "
+                    r"\(value >> 8\), which would leave it nearly black; convert it to 8-bit first",
+    "gray16_8bit_values": r"16-bit image whose brightest value is 255 \(8-bit values stored as 16-bit\?\)",
+    "rgb16_12bit": r"16-bit image whose brightest value is 4080 \(12-bit data\?\)",
+    "int32_8bit_values": r"32-bit image whose brightest value is 255 \(8-bit values stored as 32-bit\?\)",
+    "int32_negative": r"32-bit integer image with values in -100\.\.155, outside 0\.\.65535",
+    "float_negative": r"float image with values in -100\.\.155, outside 0\.\.255",
+    "float_nan": r"float image with NaN/inf pixels",
+    "float_rgb_tiff": r"TIFF that Pillow cannot decode \(multi-channel float or 32-bit integer samples\?\)",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SCALED))
+def test_wide_pixel_values_are_scaled_by_the_documented_rule(kind, tmp_path):
+    ext, pixel_type = SCALED[kind]
+    path = tmp_path / f"{kind}.{ext}"
+    _write_pixels(kind, path)
+    img, info = read_image_with_info(str(path))
+    assert img.dtype == np.uint8 and img.shape == (4, 256, 3) and info.pixel_type == pixel_type
+    np.testing.assert_array_equal(img[0, :, 0], np.arange(256))
+    assert (img == img[:, :, :1]).all()  # gray -> equal channels; the RGB ramps are equal too
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSED))
+def test_degenerate_pixel_values_are_refused_naming_the_file(kind, tmp_path, corpus):
+    ext = "png" if kind.startswith(("gray16", "rgb16")) else "tif"
+    path = tmp_path / f"{kind}.{ext}"
+    _write_pixels(kind, path)
+    with pytest.raises(BadSampleError, match=rf"{kind}\.{ext}: {REFUSED[kind]}") as info:
+        read_image(str(path))
+    assert info.value.kind == "unsupported_pixel_values" and "\n" not in str(info.value)
+    mapper = DatasetMapper(is_train=True, min_size=(8,), max_size=300)  # training: the same error
+    with pytest.raises(BadSampleError, match=rf"{kind}\.{ext}: "):
+        mapper(_record(path, 4, 256))
+
+
+def test_exif_orientation_on_16_bit_images(tmp_path):
+    import cv2
+
+    stored = np.zeros((10, 20), np.uint16)
+    stored[2:5, 14:18] = 65535
+    cv2.imwrite(str(tmp_path / "plain.png"), stored)
+    im = Image.open(tmp_path / "plain.png")
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "rot.png", exif=exif)
+    img, info = read_image_with_info(str(tmp_path / "rot.png"))
+    assert info.exif_orientation == 6 and img.shape == (20, 10, 3)
+    np.testing.assert_array_equal(img[:, :, 0], np.rot90(stored >> 8, k=-1))
+
+
+# ------------------------------------------------------------------ files that are not regular
+
+
+def _special_file(kind, tmp_path):
+    import os
+    import socket
+
+    path = tmp_path / f"{kind}.png"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "socket":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.close()
+    elif kind == "dev_zero_link":
+        os.symlink("/dev/zero", path)
+    elif kind == "symlink_loop":
+        os.symlink(path, path)
+    elif kind == "huge_sparse":
+        with open(path, "wb") as f:
+            f.truncate(3 << 30)  # 3 GiB, nothing on disk
+    return path
+
+
+SPECIAL = {
+    "fifo": ("not_a_regular_file", r"is a FIFO \(named pipe\), not a regular image file"),
+    "socket": ("not_a_regular_file", r"is a socket, not a regular image file"),
+    "dev_zero_link": ("not_a_regular_file", r"is a character device, not a regular image file"),
+    "symlink_loop": ("unreadable_image", r"cannot read image file \(Too many levels of symbolic links\)"),
+    "huge_sparse": ("image_too_large", r"image file of 3\.0 GiB is larger than the 256\.0 MiB litedet reads"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SPECIAL))
+def test_non_regular_and_huge_files_are_refused_without_reading(kind, tmp_path):
+    """Stat first, never block (a FIFO with no writer would hang a plain open)."""
+    import signal
+
+    path = _special_file(kind, tmp_path)
+    expected_kind, pattern = SPECIAL[kind]
+
+    def hung(*_):
+        raise TimeoutError(f"reading {kind} did not return")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    try:
+        with pytest.raises(BadSampleError, match=rf"{kind}\.png: {pattern}") as info:
+            read_image(str(path), max_pixels=1_000_000)
+        error, image_info, _ = inspect_image(str(path), max_pixels=1_000_000)  # check_dataset's call
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert info.value.kind == expected_kind and image_info is None and error.kind == expected_kind
+
+
+def test_backslash_paths_get_a_hint(tmp_path):
+    with pytest.raises(BadSampleError, match=r"sub\\0\.png: image file not found \(a backslash in the path: a Windows path\? use '/'\)"):
+        read_image(str(tmp_path / "sub\\0.png"))
+
+
+def test_demo_and_export_decode_like_training(tmp_path, caplog):
+    """One decoder: the demo's frames are read_image's pixels in BGR order, and a refused file
+    is skipped with training's message."""
+    import cv2
+
+    from detection.cli.demo import iter_frames
+
+    _write_pixels("rgb16_full", tmp_path / "ok.png")
+    _write_pixels("gray16_12bit", tmp_path / "dark.png")
+    with caplog.at_level(logging.WARNING, logger="detection.cli.demo"):
+        frames = list(iter_frames([str(tmp_path / "ok.png"), str(tmp_path / "dark.png")]))
+    assert [p for p, _ in frames] == [str(tmp_path / "ok.png")]
+    np.testing.assert_array_equal(frames[0][1], cv2.cvtColor(read_image(str(tmp_path / "ok.png")), cv2.COLOR_RGB2BGR))
+    assert "dark.png: 16-bit image whose brightest value is 4080" in caplog.text and "skipped" in caplog.text

@@ -29,7 +29,8 @@ ERRORS = {
     "missing_xmax": (None, r"im1\.xml: <object> #1: missing <xmax>"),
     "non_numeric": (None, r"im1\.xml: <object> #1: <ymin> is not a number: 'abc'"),
     "nan_coordinate": (None, r"<xmin> is not a finite number: 'nan'"),
-    "unknown_class": (None, r"im1\.xml: <object> #1: class 'horse' is not in the dataset's class list \['cat', 'dog'\]"),
+    "unknown_class": (None, r"VOC \(train\): 1 object\(s\) in 1 file\(s\) \(e\.g\. \S+/im1\.xml\) have classes not in the class "
+                            r"list \(\['cat', 'dog'\]\): 'horse' \(1\)\. The files use the classes \['cat', 'dog', 'horse'\]"),
     "bad_difficult": (None, r"im1\.xml: <object> #1: <difficult> must be 0 or 1, got 'yes'"),
     "entity": ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "xx">]><annotation>&x;</annotation>', r"im1\.xml: XML entity declarations are not allowed"),
 }
@@ -116,3 +117,151 @@ def test_split_ids_cannot_escape_the_root(corpus, tmp_path):
     (root / "ImageSets" / "Main" / "train.txt").write_text("im0\n../../../etc/passwd\n")
     with pytest.raises(DatasetError, match=r"path '\.\./\.\./\.\./etc/passwd\.xml' points outside"):
         load_voc_instances(root, "train", CLASSES)
+
+
+# ------------------------------------------------------------------ element names, layouts
+
+
+def _retag(xml, fn):
+    """Apply ``fn`` to every element name of ``xml`` (start and end tags)."""
+    import re
+
+    return re.sub(r"<(/?)([A-Za-z_][\w.-]*)", lambda m: f"<{m.group(1)}{fn(m.group(2))}", xml)
+
+
+SPELLINGS = {
+    "default_namespace": lambda x: x.replace("<annotation>", '<annotation xmlns="http://example.org/voc">'),
+    "prefixed_namespace": lambda x: _retag(x, lambda t: f"v:{t}").replace(
+        "<v:annotation>", '<v:annotation xmlns:v="http://example.org/voc">'),
+    "Object": lambda x: x.replace("<object>", "<Object>").replace("</object>", "</Object>"),
+    "all_caps": lambda x: _retag(x, str.upper),
+    "Name_BndBox_Size_Difficult": lambda x: _retag(
+        x, lambda t: {"name": "Name", "bndbox": "BndBox", "size": "Size", "difficult": "Difficult"}.get(t, t)),
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(SPELLINGS))
+def test_element_names_are_read_without_namespace_and_case(spelling, corpus, tmp_path):
+    """Namespaced or differently cased files give exactly the plain file's records (the
+    difficult dog included), never "0 boxes"."""
+    plain = load_voc_instances(corpus.valid_voc(tmp_path / "plain", n=2), "train", CLASSES)
+    root = corpus.valid_voc(tmp_path / "VOC", n=2)
+    for xml in (root / "Annotations").glob("*.xml"):
+        xml.write_text(SPELLINGS[spelling](xml.read_text()))
+    problems = ProblemLog()
+    records = load_voc_instances(root, "train", CLASSES, problems=problems)
+    assert [r["annotations"] for r in records] == [r["annotations"] for r in plain]
+    assert [a["difficult"] for a in records[0]["annotations"]] == [0, 1]
+    assert [(r["height"], r["width"]) for r in records] == [(24, 32)] * 2 and not problems.counts
+
+
+LAYOUTS = {
+    "wrapped_objects": (lambda x: x.replace("  <object>", "  <objects><object>", 1).replace("</object>\n", "</object></objects>\n", 1),
+                        "bad_xml", r"im1\.xml: <object> at annotation/objects/object is not directly under <annotation>"),
+    "two_bndbox": (lambda x: x.replace("</bndbox>", "</bndbox><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>3</xmax><ymax>3</ymax></bndbox>", 1),
+                   "bad_object", r"im1\.xml: <object> #1: 2 <bndbox> elements where one is expected"),
+    "two_names": (lambda x: x.replace("<name>cat</name>", "<name>cat</name><name>dog</name>"),
+                  "bad_object", r"<object> #1: 2 <name> elements where one is expected"),
+    "root_not_annotation": (lambda x: x.replace("<annotation>", "<annotations>").replace("</annotation>", "</annotations>"),
+                            "bad_xml", r"im1\.xml: the root element is <annotations>, not <annotation>"),
+    "bndbox_outside_object": (lambda x: x.replace("</annotation>", "<bndbox><xmin>1</xmin></bndbox></annotation>"),
+                              "bad_xml", r"im1\.xml: <bndbox> at annotation/bndbox is outside every <object>"),
+    "two_sizes": (lambda x: x.replace("<size>", "<size><width>1</width></size><size>", 1),
+                  "bad_xml", r"im1\.xml: 2 <size> elements where one is expected"),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_layouts_that_would_be_read_partly_are_refused(layout, corpus, tmp_path):
+    mutate, kind, pattern = LAYOUTS[layout]
+    root = _voc(corpus, tmp_path, mutate(corpus.voc_xml("im1", [OBJ, dict(OBJ, name="dog")])))
+    with pytest.raises(DatasetError, match=pattern) as info:
+        load_voc_instances(root, "train", CLASSES)
+    assert info.value.kind == kind and "\n" not in str(info.value)
+    problems = ProblemLog(strict=False)
+    load_voc_instances(root, "train", CLASSES, problems=problems)
+    assert problems.counts == {("error", kind): 1}
+
+
+def test_object_parts_are_not_objects(corpus, tmp_path):
+    """VOC person layout: <part> elements with their own <bndbox> inside an object are legal."""
+    part = "<part><name>head</name><bndbox><xmin>3</xmin><ymin>4</ymin><xmax>6</xmax><ymax>7</ymax></bndbox></part>"
+    root = _voc(corpus, tmp_path, corpus.voc_xml("im1", [OBJ]).replace("</bndbox></object>", f"</bndbox>{part}</object>"))
+    records = load_voc_instances(root, "train", CLASSES)
+    assert [a["bbox"] for a in records[1]["annotations"]] == [[1.0, 2.0, 12.0, 10.0]]
+
+
+def test_size_fallback_is_counted_and_uses_the_displayed_frame(corpus, tmp_path, caplog):
+    from PIL import Image
+
+    xml = corpus.voc_xml("im1", [OBJ]).replace("<size><width>32</width><height>24</height><depth>3</depth></size>", "")
+    root = _voc(corpus, tmp_path, xml)
+    im = Image.fromarray(corpus.noise(24, 32))  # stored 32 wide, 24 high; EXIF 6 displays it 24 x 32
+    exif = im.getexif()
+    exif[corpus.EXIF_ORIENTATION] = 6
+    im.save(root / "JPEGImages" / "im1.jpg", exif=exif)
+    problems = ProblemLog()
+    with caplog.at_level(logging.WARNING, logger="detection.data.voc"):
+        records = load_voc_instances(root, "train", CLASSES, problems=problems)
+    assert (records[1]["height"], records[1]["width"]) == (32, 24)  # what the mapper decodes
+    assert problems.counts == {("warning", "size_from_image"): 1}
+    assert "1 annotation file(s) without a valid <size>: took the size from the image" in caplog.text
+    DatasetMapper(is_train=False, min_size=24, max_size=100)(records[1])  # no size mismatch
+
+
+def test_split_file_with_bom_and_invisible_characters(corpus, tmp_path):
+    root = corpus.valid_voc(tmp_path / "VOC", n=3)
+    split = root / "ImageSets" / "Main" / "train.txt"
+    split.write_text("\ufeffim0\r\nim1\r\nim2\r\n", encoding="utf-8")  # Windows: BOM + CRLF
+    assert [r["image_id"] for r in load_voc_instances(root, "train", CLASSES)] == ["im0", "im1", "im2"]
+    split.write_text("im0\nim1\u200b\n", encoding="utf-8")  # a zero-width space after an id
+    with pytest.raises(FileNotFoundError, match=r"'\S+/Annotations/im1\\u200b\.xml': VOC annotation not found"):
+        load_voc_instances(root, "train", CLASSES)
+
+
+def test_missing_file_hints(corpus, tmp_path):
+    root = corpus.valid_voc(tmp_path / "VOC", n=2)
+    (root / "ImageSets" / "Main" / "train.txt").write_text("im0.jpg\n")
+    with pytest.raises(FileNotFoundError, match=r"im0\.jpg\.xml: VOC annotation not found .*\(ImageSets lists ids without extension"):
+        load_voc_instances(root, "train", CLASSES)
+    (root / "ImageSets" / "Main" / "train.txt").write_text("im0\n")
+    corpus.save_rgb(root / "JPEGImages" / "im0.png", corpus.noise(24, 32))
+    (root / "JPEGImages" / "im0.jpg").unlink()
+    record = load_voc_instances(root, "train", CLASSES)[0]
+    with pytest.raises(BadSampleError, match=r"im0\.jpg: image file not found \(but im0\.png exists: another extension; "
+                                             r"the VOC layout names images JPEGImages/<id>\.jpg\)"):
+        DatasetMapper(is_train=False, min_size=24, max_size=100)(record)
+
+
+def test_ids_outside_the_root_get_no_coco_setting_hint(corpus, tmp_path):
+    root = corpus.valid_voc(tmp_path / "VOC", n=1)
+    (root / "ImageSets" / "Main" / "train.txt").write_text("../../x\n")
+    with pytest.raises(DatasetError, match=r"points outside the image root .*\(VOC ids name files under Annotations/") as info:
+        load_voc_instances(root, "train", CLASSES)
+    assert "ALLOW_PATHS_OUTSIDE_ROOT" not in str(info.value)
+
+
+def test_unknown_classes_reported_once_with_the_classes_the_files_use(corpus, tmp_path):
+    """A non-VOC dataset checked against VOC's classes: one error naming the classes the files
+    use (and the near miss in case), not one per object."""
+    root = corpus.valid_voc(tmp_path / "VOC", n=30)  # cat and dog objects, 30 files
+    for xml in (root / "Annotations").glob("*.xml"):
+        xml.write_text(xml.read_text().replace("<name>cat</name>", "<name>widget</name>").replace("<name>dog</name>", "<name>Dog</name>"))
+    problems = ProblemLog(strict=False)
+    records = load_voc_instances(root, "train", problems=problems, class_option="pass --classes")
+    assert len(records) == 30 and problems.counts == {("error", "unknown_class"): 1}
+    message = problems.examples[("error", "unknown_class")][0].message
+    assert message.startswith("60 object(s) in 30 file(s) (e.g. ")
+    assert "have classes not in the class list (VOC's 20 classes): 'Dog' (30), 'widget' (30); " in message
+    assert "differing only in case: 'Dog' ~ 'dog'" in message
+    assert message.endswith("The files use the classes ['Dog', 'widget']: if these are the dataset's classes, pass --classes Dog,widget")
+
+
+def test_normalised_voc_coordinates_are_warned(corpus, tmp_path):
+    root = corpus.valid_voc(tmp_path / "VOC", n=2)
+    for xml in (root / "Annotations").glob("*.xml"):
+        xml.write_text(corpus.voc_xml(xml.stem, [{"name": "cat", "x1": 0.1, "y1": 0.2, "x2": 0.5, "y2": 0.6}], h=480, w=640))
+    problems = ProblemLog()
+    load_voc_instances(root, "train", CLASSES, problems=problems)
+    assert problems.counts[("warning", "normalised_boxes")] == 1
+    assert "all 2 boxes have coordinates in [0, 1] on images of at least 480 pixels" in problems.examples[("warning", "normalised_boxes")][0].message
