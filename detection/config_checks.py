@@ -469,14 +469,21 @@ def _warn_about_training_setup(cfg: Any) -> None:
         logger.info("MODEL.BACKBONE.NORM %r: %s (%s)", bb.NORM, norm, why)
 
 
-def _check_datasets(cfg: Any, *, train: bool, test: bool) -> None:
-    """DATASETS.REGISTER_* entries (registered here), dataset names, class counts."""
-    from detection.data import DatasetCatalog, register_from_cfg
+def _register_datasets(cfg: Any) -> None:
+    """DATASETS.REGISTER_* entries, registered (again: registering is idempotent)."""
+    from detection.data import register_from_cfg
 
     try:
         register_from_cfg(cfg)
     except (ValueError, TypeError) as err:
         raise ConfigError(str(err)) from None
+
+
+def _check_datasets(cfg: Any, *, train: bool, test: bool) -> None:
+    """DATASETS.REGISTER_* entries (registered here), dataset names, class counts."""
+    from detection.data import DatasetCatalog
+
+    _register_datasets(cfg)
     if train:
         require(len(cfg.DATASETS.TRAIN) > 0, "DATASETS.TRAIN is empty")
     wanted = ([("DATASETS.TRAIN", n) for n in cfg.DATASETS.TRAIN] if train else []) + (
@@ -514,8 +521,8 @@ def check_config(cfg: Any, *, train: bool = True, test: bool = True) -> Any:
         check_output_dir(cfg)
         _check_solver(cfg, device)
         _warn_about_training_setup(cfg)
+    check_trained_classes(cfg, train=train, test=test)  # first: a class mismatch names both lists
     _check_datasets(cfg, train=train, test=test)
-    check_trained_classes(cfg, train=train, test=test)
     return cfg
 
 
@@ -731,22 +738,25 @@ def check_output_dir(cfg: Any) -> None:
 
 # ============================================================================ trained classes
 def check_trained_classes(cfg: Any, *, train: bool, test: bool) -> Optional[List[str]]:
-    """The class names of the model's labels, checked against DATASETS.TEST by name
-    (`detection.model_info.match_classes`: another order is mapped at evaluation, other
-    classes are a `ClassMismatchError`). Returns the names (None when unknown).
+    """The class names of the model's labels, checked against the registered DATASETS.TEST
+    datasets by name (`detection.model_info.match_classes`: another order is mapped at
+    evaluation, other classes are a `ClassMismatchError`). Returns the names (None when
+    unknown). Registers DATASETS.REGISTER_*; unregistered names are `check_config`'s to report.
 
     Training: the model's classes are the first DATASETS.TRAIN dataset's. Otherwise
     (evaluation, demo, export) they are the ones MODEL.WEIGHTS records, and
     MODEL.ROI_HEADS.NUM_CLASSES not set by the config takes their count; a checkpoint that
     records no names is warned about once."""
     from detection.checkpoint import CheckpointError, read_model_info
+    from detection.data import DatasetCatalog
     from detection.model_info import match_classes
 
+    _register_datasets(cfg)
     if train:
-        if not len(cfg.DATASETS.TRAIN):
+        if not len(cfg.DATASETS.TRAIN) or cfg.DATASETS.TRAIN[0] not in DatasetCatalog:
             return None
         model_classes = _dataset_classes(cfg.DATASETS.TRAIN[0])
-        model = f"DATASETS.TRAIN dataset {cfg.DATASETS.TRAIN[0]!r}"
+        model = f"the model's training set, DATASETS.TRAIN dataset {cfg.DATASETS.TRAIN[0]!r},"
     else:
         weights = str(cfg.MODEL.WEIGHTS)
         if not weights or not os.path.isfile(weights):  # none given / the caller reports the missing file
@@ -761,10 +771,10 @@ def check_trained_classes(cfg: Any, *, train: bool, test: bool) -> Optional[List
                 "whether DATASETS.TEST has the classes it was trained on cannot be checked", weights,
             )
             return None
-        model_classes, model = list(info.thing_classes), f"MODEL.WEIGHTS {weights}"
+        model_classes, model = list(info.thing_classes), f"the model in MODEL.WEIGHTS {weights}"
     if model_classes is not None and test:
         for name in cfg.DATASETS.TEST:
-            classes = _dataset_classes(name)
+            classes = _dataset_classes(name) if name in DatasetCatalog else None
             if classes is not None:
                 match_classes(model_classes, classes, model=model, dataset=f"DATASETS.TEST dataset {name!r}")
     if not train and model_classes is not None:

@@ -103,7 +103,8 @@ def match_classes(
 
     Returns None when both lists are equal; for the same names in another order, the list
     ``m`` with ``m[model label] = dataset label``; otherwise raises `ClassMismatchError`
-    naming ``model`` and ``dataset`` (what each list belongs to) and both lists.
+    naming ``model`` and ``dataset`` (what each list belongs to, e.g. "MODEL.WEIGHTS
+    w.pth") and both lists.
     """
     model_classes, dataset_classes = list(model_classes), list(dataset_classes)
     if model_classes == dataset_classes:
@@ -123,7 +124,7 @@ def match_classes(
             parts.append(f"only the dataset has {describe_classes(only_data, 6)}")
         problem = f" ({'; '.join(parts)})" if parts else ""
     raise ClassMismatchError(
-        f"{model} was trained on {len(model_classes)} classes {describe_classes(model_classes)} but {dataset} has "
+        f"{model} has {len(model_classes)} classes {describe_classes(model_classes)} but {dataset} has "
         f"{len(dataset_classes)} classes {describe_classes(dataset_classes)}{problem}; a model's scores are only "
         "meaningful on the classes it was trained on"
     )

@@ -99,11 +99,24 @@ class OutputPathError(ValueError):
     """An output path a tool cannot write (one line naming the flag and the path; exit 2)."""
 
 
+def _blocking_file(folder: str) -> str:
+    """The existing non-folder that ``folder`` or one of its ancestors is ("" for none)."""
+    path = os.path.abspath(folder)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return ""
+        path = parent
+    return "" if os.path.isdir(path) else path
+
+
 def check_output_folder(folder: str, flag: str) -> None:
     """Before any work: ``folder`` is (or can be created as) a writable folder, else
     `OutputPathError` naming ``flag`` and the path."""
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise OutputPathError(f"{flag} {folder}: is a file, not a folder")
+    blocking = _blocking_file(folder)
+    if blocking:
+        where = "is a file" if blocking == os.path.abspath(folder) else f"cannot be created: {blocking} is a file"
+        raise OutputPathError(f"{flag} {folder}: {where}, not a folder")
     try:
         make_writable_dir(folder)
     except OSError as err:
@@ -124,8 +137,9 @@ def check_output_file(path: str, flag: str, extensions: Sequence[str] = ()) -> N
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise OutputPathError(f"{flag} {path}: the file is not writable")
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise OutputPathError(f"{flag} {path}: {folder} is a file, not a folder")
+    blocking = _blocking_file(folder)
+    if blocking:
+        raise OutputPathError(f"{flag} {path}: its folder cannot be created, {blocking} is a file")
     try:
         make_writable_dir(folder)
     except OSError as err:

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: Columns every benchmark row has: how a result file is recognised as a benchmark log.
-RESULT_KEYS = ("timestamp", "median_ms")
+RESULT_KEYS = ("median_ms",)
 
 
 class ResultsFileError(ValueError):

@@ -83,7 +83,8 @@ def class_names_for(cfg, recorded: Optional[Sequence[str]]) -> Optional[List[str
     listed = MetadataCatalog.get(dataset).get("thing_classes") if dataset in MetadataCatalog else None
     if recorded is not None:
         if listed is not None and match_classes(
-            recorded, listed, model=f"MODEL.WEIGHTS {cfg.MODEL.WEIGHTS}", dataset=f"DATASETS.TEST dataset {dataset!r}"
+            recorded, listed, model=f"the model in MODEL.WEIGHTS {cfg.MODEL.WEIGHTS}",
+            dataset=f"DATASETS.TEST dataset {dataset!r}",
         ):
             logger.info(
                 "DATASETS.TEST dataset %r lists the model's classes in another order: using the order MODEL.WEIGHTS "

@@ -70,7 +70,6 @@ def test_presets_and_classifier_form(tmp_path):
     (["--preset", "gpu-detector"], "no CUDA device"),
     (["--backend", "ncnn"], "ncnn runs convolutional graphs"),
     (["--backbone-only", "--input", "70x96"], "divisible by 32"),
-    (["--iters", "0"], "--iters must be >= 1"),
     # the detector's backbone comes from the config: --backbone would be silently ignored
     (["--backbone-only", "--backbone", "shufflenet_v2_1.0x"], "MODEL.BACKBONE.NAME shufflenet_v2_1.0x"),
     (["--backbone", "shufflenet_v2_1.0x"], "--backbone shufflenet_v2_1.0x times a classifier"),
@@ -107,7 +106,7 @@ def test_export_tool_torchscript_backbone_and_errors(tmp_path, capsys):
     assert "--backbone-only or --dense" in capsys.readouterr().err
     (tmp_path / "f").write_text("x")
     assert export.main(["--config-file", CONFIG, "--format", "onnx", "--output", str(tmp_path / "f" / "o"), *SMALL]) == 2
-    assert "cannot write to --output" in capsys.readouterr().err
+    assert f"--output {tmp_path / 'f' / 'o'}: cannot be created: {tmp_path / 'f'} is a file" in capsys.readouterr().err
 
 
 def test_fuse_option_times_the_fused_model(tmp_path):

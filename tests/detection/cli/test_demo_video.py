@@ -98,7 +98,7 @@ def test_demo_errors_are_one_line(tmp_path, capsys, case):
         cv2.imwrite(str(tmp_path / "a.png"), np.zeros((20, 20, 3), np.uint8))
         (tmp_path / "file").write_text("x")
         out = tmp_path / "file" / "sub"  # a folder below a regular file cannot exist (even for root)
-        args, expect = ["--input", str(tmp_path / "a.png")], "cannot write to output folder"
+        args, expect = ["--input", str(tmp_path / "a.png")], f"--output {out}: cannot be created: {tmp_path / 'file'} is a file"
     else:
         args, expect = ["--webcam", "57"], "no camera could be opened"
     rc, cap = run(demo, capsys, *args, "--output", str(out))
