@@ -15,6 +15,10 @@ defaults and reads YAML; unknown keys are refused (with close matches) while mer
 - `resolve_device`, `resolve_amp` and `resolve_norm` turn a key into what the run uses.
 - `check_weights_input_format` warns when backbone weights expect another input
   convention than the config feeds (the authors' ShuffleNet-Series weights want BGR 0-255).
+- `check_value_domains` gives every numeric key its `Domain` (tables `MODEL_DOMAINS`, read
+  by every tool, and `SOLVER_DOMAINS`, read by training); `check_output_dir` refuses an
+  empty OUTPUT_DIR for training; `check_trained_classes` compares the model's class names
+  (the training set's, or those MODEL.WEIGHTS records) with DATASETS.TEST by name.
 """
 from __future__ import annotations
 

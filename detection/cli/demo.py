@@ -14,9 +14,7 @@ OUT/<name>.json with one entry per frame (index, time in seconds, boxes in pixel
 labels, class names; detections at or above the threshold). With exactly one input image
 ``--output`` may be a file name. ``--webcam N`` reads camera N until Ctrl-C or
 ``--max-frames`` (OUT/webcam<N>.mp4 + .json). Prints the achieved frames per second at
-the end. Images are decoded as training decodes them (`detection.data.images.read_image`:
-EXIF orientation applied, same pixel-type rules); an unreadable one is skipped with a
-warning naming it.
+the end.
 
 Class names come from MODEL.WEIGHTS (training records them in every checkpoint), else
 from the first DATASETS.TEST dataset (any registered one: built-in, REGISTER_COCO,
@@ -134,19 +132,14 @@ def collect_images(inputs: Sequence[str]) -> List[str]:
     return collect_inputs(inputs)[0]
 
 
-def iter_frames(paths: Sequence[str], max_pixels: int = 0) -> Iterator[Tuple[str, np.ndarray]]:
-    """(path, BGR image) for every readable image, decoded as training decodes images;
-    unreadable files are reported (the reason named) and skipped."""
-    from detection.data.errors import BadSampleError
-    from detection.data.images import read_image
-
+def iter_frames(paths: Sequence[str]) -> Iterator[Tuple[str, np.ndarray]]:
+    """(path, BGR image) for every readable image; unreadable files are reported and skipped."""
     for path in paths:
-        try:
-            rgb = read_image(path, max_pixels=max_pixels or None)
-        except BadSampleError as err:
-            logger.warning("cannot read %s as an image (%s); skipped", path, err.reason)
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            logger.warning("cannot read %s as an image; skipped", path)
             continue
-        yield path, np.ascontiguousarray(rgb[:, :, ::-1])
+        yield path, img
 
 
 def open_video(source, name: str) -> Tuple[cv2.VideoCapture, np.ndarray]:
@@ -376,8 +369,8 @@ def main(argv=None) -> int:
         outputs = dict(zip(images, image_outputs))
         times: List[float] = []
         start = time.perf_counter()
-        for path, img in tqdm(iter_frames(images, int(cfg.INPUT.MAX_IMAGE_PIXELS)), total=len(images), desc="demo",
-                              unit="img", disable=not sys.stderr.isatty()):
+        for path, img in tqdm(iter_frames(images), total=len(images), desc="demo", unit="img",
+                              disable=not sys.stderr.isatty()):
             predictions, vis, seconds = demo.run_on_image(img)
             times.append(seconds)
             n = demo.visualizer.count(predictions)

@@ -90,6 +90,7 @@ def main(argv=None) -> int:
     except OutputPathError as err:
         return fail(str(err))
 
+    import cv2
     import torch
 
     from detection.deploy import (
@@ -115,13 +116,9 @@ def main(argv=None) -> int:
     except ValueError as err:
         return fail(f"--input: {err}")
     if args.sample_image:
-        from detection.data.errors import BadSampleError
-        from detection.data.images import read_image
-
-        try:  # decoded as training decodes images
-            image = read_image(args.sample_image)[:, :, ::-1].copy()
-        except BadSampleError as err:
-            return fail(f"--sample-image {args.sample_image} cannot be read as an image: {err.reason}")
+        image = cv2.imread(args.sample_image, cv2.IMREAD_COLOR)
+        if image is None:
+            return fail(f"--sample-image {args.sample_image} cannot be read as an image")
     else:
         image = sample_image(height, width)
     example = example_tensor(image, height, width, cfg.INPUT.FORMAT)

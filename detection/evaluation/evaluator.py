@@ -117,6 +117,11 @@ class LabelMappingEvaluator(DatasetEvaluator):
     def reset(self) -> None:
         self.evaluator.reset()
 
+    def prepare(self) -> None:
+        prepare = getattr(self.evaluator, "prepare", None)  # evaluators that read their ground truth up front
+        if callable(prepare):
+            prepare()
+
     def process(self, inputs: Sequence[Mapping[str, Any]], outputs: Sequence[Mapping[str, Any]]) -> None:
         mapped = []
         for output in outputs:
