@@ -135,6 +135,14 @@ def trained(data, tmp_path_factory):
     return out
 
 
+def _without_names(checkpoint_file, path):
+    """A copy of a checkpoint as litedet wrote them before they recorded the model's classes."""
+    checkpoint = torch.load(checkpoint_file, weights_only=True)
+    del checkpoint["model_info"]
+    torch.save(checkpoint, path)
+    return path
+
+
 def _per_class(results, dataset):
     bbox = results[dataset]["bbox"]
     return {k: v for k, v in bbox.items() if k.startswith(("AP-", "AP50-"))}
@@ -211,10 +219,7 @@ def test_checkpoint_without_names_warns_once_and_evaluates(trained, data, tool, 
     from detection.cli import train_net
 
     names, register, _ = data
-    old = tmp_path / "old.pth"
-    checkpoint = torch.load(trained / "model_final.pth", weights_only=True)
-    del checkpoint["model_info"]
-    torch.save(checkpoint, old)
+    old = _without_names(trained / "model_final.pth", tmp_path / "old.pth")
     out = tmp_path / "eval"
     assert tool(train_net, ["--config-file", CONFIG, "--eval-only", *TINY, *register, "DATASETS.TRAIN", "()",
                             "DATASETS.TEST", _test_sets(names, "ab"), "MODEL.WEIGHTS", str(old),
@@ -255,10 +260,7 @@ def test_demo_names_a_registered_coco_test_set_for_a_checkpoint_without_names(tr
     from detection.cli import demo
 
     names, register, root = data
-    old = tmp_path / "old.pth"
-    checkpoint = torch.load(trained / "model_final.pth", weights_only=True)
-    del checkpoint["model_info"]
-    torch.save(checkpoint, old)
+    old = _without_names(trained / "model_final.pth", tmp_path / "old.pth")
     video = _video(tmp_path / "clip.avi", root / "ab")
     assert tool(demo, ["--config-file", CONFIG, "--input", str(video), "--output", str(tmp_path / "out"),
                        "--confidence-threshold", "0.0", *TINY, *register, "DATASETS.TEST", _test_sets(names, "ab"),
