@@ -166,7 +166,6 @@ def build_target(args, settings, config_file: str, opts: List[str]) -> Tuple[Any
         parse_size(size)
     except ValueError as err:
         raise UsageError(f"--input: {err}") from err
-    torch.set_grad_enabled(False)
     return cfg, model, module, size, desc
 
 
@@ -256,7 +255,8 @@ def benchmark_one(args, settings, config_file: str, opts: List[str], name: str =
 
     with tempfile.TemporaryDirectory(prefix="litedet_bench_") as work:
         try:
-            run, sync = make_runner(settings, part, model, module, size, work)
+            with torch.no_grad():
+                run, sync = make_runner(settings, part, model, module, size, work)
         except ExportError as err:
             raise UsageError(str(err)) from err
         bar = tqdm(total=settings["iters"], desc=f"{desc['name']} {settings['backend']}", unit="it",

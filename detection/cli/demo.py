@@ -49,6 +49,7 @@ import numpy as np
 from backbones.checkpoint_io import atomic_write
 from detection.checkpoint import CheckpointError
 from detection.config import ConfigError, load_config
+from detection.data.errors import DATA_ERRORS
 from detection.engine import check_config, setup_logger
 
 from .common import OutputPathError, check_output_file, check_output_folder, non_negative_int, probability
@@ -334,6 +335,9 @@ def main(argv=None) -> int:
         cfg = setup_cfg(args)
     except ConfigError as err:
         print(f"{prog}: config error: {err}", file=sys.stderr)
+        return 2
+    except DATA_ERRORS as err:  # a DATASETS.TEST annotation file read for its class names
+        print(f"{prog}: data error: {err}", file=sys.stderr)
         return 2
     try:
         if not args.input and args.webcam is None:

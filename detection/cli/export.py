@@ -29,6 +29,7 @@ import time
 from backbones.checkpoint_io import atomic_write
 from detection.checkpoint import CheckpointError
 from detection.config import ConfigError, load_config
+from detection.data.errors import DATA_ERRORS
 
 from .common import OutputPathError, check_output_folder
 
@@ -78,6 +79,8 @@ def main(argv=None) -> int:
         check_config(cfg, train=False, test=True)
     except ConfigError as err:
         return fail(f"config error: {err}")
+    except DATA_ERRORS as err:  # a DATASETS.TEST annotation file read for its class names
+        return fail(f"data error: {err}")
     part = "backbone" if args.backbone_only else "dense" if args.dense else "detector"
     if args.format == "ncnn" and part == "detector":
         return fail("ncnn takes convolutional graphs: add --backbone-only or --dense (NMS and RoIAlign stay on the host)")
@@ -124,22 +127,22 @@ def main(argv=None) -> int:
     example = example_tensor(image, height, width, cfg.INPUT.FORMAT)
     module, output_names = deployable(model, part)
 
-    torch.set_grad_enabled(False)
-    start = time.perf_counter()
-    try:
-        paths = export_module(module, example, args.format, args.output, part, output_names, fp16=args.fp16)
-    except ExportError as err:
-        # stderr keeps the one-line error; the cause's full traceback goes to the log for a bug report
-        logger.error("%s export of the %s failed", args.format, part, exc_info=err)
-        return fail(str(err), 1)
-    print(f"Exported {part} ({cfg.MODEL.META_ARCHITECTURE}, {cfg.MODEL.BACKBONE.NAME}, input 1x3x{height}x{width}) "
-          f"to {args.format} in {time.perf_counter() - start:.1f} s: {', '.join(paths)}")
-    check = None
-    if not args.no_check:
-        runner = load_runtime(args.format, paths, threads=1)
-        tol = 1e-2 if args.fp16 else 1e-3
-        check = check_export(part, module, example, runner, rtol=tol, atol=tol)
-        print(f"Check {args.format} vs PyTorch on the same 1x3x{height}x{width} input: {check.message}")
+    with torch.no_grad():  # the in-process caller keeps its own autograd state
+        start = time.perf_counter()
+        try:
+            paths = export_module(module, example, args.format, args.output, part, output_names, fp16=args.fp16)
+        except ExportError as err:
+            # stderr keeps the one-line error; the cause's full traceback goes to the log for a bug report
+            logger.error("%s export of the %s failed", args.format, part, exc_info=err)
+            return fail(str(err), 1)
+        print(f"Exported {part} ({cfg.MODEL.META_ARCHITECTURE}, {cfg.MODEL.BACKBONE.NAME}, input 1x3x{height}x{width}) "
+              f"to {args.format} in {time.perf_counter() - start:.1f} s: {', '.join(paths)}")
+        check = None
+        if not args.no_check:
+            runner = load_runtime(args.format, paths, threads=1)
+            tol = 1e-2 if args.fp16 else 1e-3
+            check = check_export(part, module, example, runner, rtol=tol, atol=tol)
+            print(f"Check {args.format} vs PyTorch on the same 1x3x{height}x{width} input: {check.message}")
 
     meta = {
         "part": part, "format": args.format, "fused": bool(args.fuse), "files": [os.path.basename(p) for p in paths],

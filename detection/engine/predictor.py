@@ -31,8 +31,8 @@ class DefaultPredictor:
     def __init__(self, cfg) -> None:
         from detection.checkpoint import DetectionCheckpointer
         from detection.data import DatasetMapper
-        from detection.modeling import build_model
         from detection.model_info import model_info_from_cfg
+        from detection.modeling import build_model
 
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)

@@ -245,3 +245,14 @@ def test_numeric_flags_are_refused_by_the_parser(capsys, args, expect):
     with pytest.raises(SystemExit) as stop:
         benchmark.main(["--config-file", CONFIG, *args])
     assert stop.value.code == 2 and expect in capsys.readouterr().err
+
+
+def test_tools_called_in_process_leave_autograd_on(tmp_path):
+    import torch
+
+    assert export.main(["--config-file", CONFIG, "--format", "torchscript", "--backbone-only", "--no-check",
+                        "--input", "64x64", "--output", str(tmp_path / "e"), *SMALL]) == 0
+    assert torch.is_grad_enabled()
+    assert benchmark.main(["--config-file", CONFIG, "--backbone-only", "--backend", "torchscript", "--input", "64x64",
+                           "--iters", "1", "--warmup", "0", "--threads", "1", *SMALL]) == 0
+    assert torch.is_grad_enabled()
