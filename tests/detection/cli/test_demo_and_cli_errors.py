@@ -152,3 +152,12 @@ def test_default_predictor_refuses_weights_of_another_architecture(weights):
     with pytest.raises(CheckpointError, match=rf"^{weights} does not fit this model \(its architecture is not recorded; "
                                               r"this config builds LightHeadRCNN \+ mobilenet_v2_0.5x\): only \d+ of"):
         DefaultPredictor(cfg)
+
+
+@pytest.mark.parametrize("flag", ["--max-image-pixels", "--max-examples", "--workers"])
+def test_check_dataset_counts_are_refused_below_zero_by_the_parser(tmp_path, capsys, flag):
+    from detection.cli import check_dataset
+
+    with pytest.raises(SystemExit) as stop:
+        check_dataset.main(["--coco", str(tmp_path / "a.json"), "--images", str(tmp_path), flag, "-1"])
+    assert stop.value.code == 2 and f"argument {flag}: must be >= 0, got '-1'" in capsys.readouterr().err
