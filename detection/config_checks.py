@@ -716,9 +716,9 @@ def check_value_domains(cfg: Any, domains: Sequence[Tuple[str, Domain]]) -> None
             continue
         bad = [v for v in _numbers(value) if not domain.contains(v)]
         if bad:
-            shown = list(value) if isinstance(value, (list, tuple)) else value
-            element = "every value " if isinstance(value, (list, tuple)) else ""
-            raise ConfigError(f"{key} must have {element}{domain.describe()}, got {shown!r}")
+            if isinstance(value, (list, tuple)):
+                raise ConfigError(f"{key} must have every value {domain.describe()}, got {list(value)!r}")
+            raise ConfigError(f"{key} must be {domain.describe()}, got {value!r}")
 
 
 def _warn_about_schedule(cfg: Any) -> None:

@@ -315,17 +315,17 @@ def test_every_numeric_key_has_its_domain(key, domain):
     with pytest.raises(ConfigError) as info:
         check_value_domains(cfg, [(key, domain)])
     msg = str(info.value)
-    assert msg.startswith(f"{key} must have ") and domain.describe() in msg and "\n" not in msg
+    assert msg.startswith(f"{key} must ") and domain.describe() in msg and "\n" not in msg
 
 
 @pytest.mark.parametrize("key, value, expected", [
-    ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", 2.0, "MODEL.ROI_HEADS.SCORE_THRESH_TEST must have in [0, 1], got 2.0"),
-    ("MODEL.ROI_HEADS.NMS_THRESH_TEST", 1.5, "MODEL.ROI_HEADS.NMS_THRESH_TEST must have in (0, 1], got 1.5"),
-    ("MODEL.ROI_HEADS.NMS_THRESH_TEST", 0.0, "MODEL.ROI_HEADS.NMS_THRESH_TEST must have in (0, 1], got 0.0"),
-    ("TEST.DETECTIONS_PER_IMAGE", 0, "TEST.DETECTIONS_PER_IMAGE must have >= 1, got 0"),
-    ("MODEL.RPN.POSITIVE_FRACTION", 2.0, "MODEL.RPN.POSITIVE_FRACTION must have in (0, 1], got 2.0"),
+    ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", 2.0, "MODEL.ROI_HEADS.SCORE_THRESH_TEST must be in [0, 1], got 2.0"),
+    ("MODEL.ROI_HEADS.NMS_THRESH_TEST", 1.5, "MODEL.ROI_HEADS.NMS_THRESH_TEST must be in (0, 1], got 1.5"),
+    ("MODEL.ROI_HEADS.NMS_THRESH_TEST", 0.0, "MODEL.ROI_HEADS.NMS_THRESH_TEST must be in (0, 1], got 0.0"),
+    ("TEST.DETECTIONS_PER_IMAGE", 0, "TEST.DETECTIONS_PER_IMAGE must be >= 1, got 0"),
+    ("MODEL.RPN.POSITIVE_FRACTION", 2.0, "MODEL.RPN.POSITIVE_FRACTION must be in (0, 1], got 2.0"),
     ("MODEL.ANCHOR_GENERATOR.SIZES", [[0, 32]], "MODEL.ANCHOR_GENERATOR.SIZES must have every value > 0, got [[0, 32]]"),
-    ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", float("nan"), "MODEL.ROI_HEADS.SCORE_THRESH_TEST must have in [0, 1], got nan"),
+    ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", float("nan"), "MODEL.ROI_HEADS.SCORE_THRESH_TEST must be in [0, 1], got nan"),
 ])
 def test_model_values_outside_their_domain_stop_every_tool(key, value, expected):
     cfg = _small()
@@ -336,12 +336,12 @@ def test_model_values_outside_their_domain_stop_every_tool(key, value, expected)
 
 
 @pytest.mark.parametrize("key, value, expected", [
-    ("SOLVER.BASE_LR", -0.01, "SOLVER.BASE_LR must have > 0, got -0.01"),  # was torch's ValueError traceback
-    ("SOLVER.BASE_LR", float("inf"), "SOLVER.BASE_LR must have > 0, got inf"),
+    ("SOLVER.BASE_LR", -0.01, "SOLVER.BASE_LR must be > 0, got -0.01"),  # not torch's ValueError from inside the check
+    ("SOLVER.BASE_LR", float("inf"), "SOLVER.BASE_LR must be > 0, got inf"),
     ("SOLVER.STEPS", (0, 5), "SOLVER.STEPS must have every value > 0, got [0, 5]"),
-    ("SOLVER.WARMUP_FACTOR", 2.0, "SOLVER.WARMUP_FACTOR must have in [0, 1], got 2.0"),
-    ("SOLVER.MOMENTUM", 1.0, "SOLVER.MOMENTUM must have in [0, 1), got 1.0"),
-    ("SOLVER.GAMMA", 0.0, "SOLVER.GAMMA must have > 0, got 0.0"),
+    ("SOLVER.WARMUP_FACTOR", 2.0, "SOLVER.WARMUP_FACTOR must be in [0, 1], got 2.0"),
+    ("SOLVER.MOMENTUM", 1.0, "SOLVER.MOMENTUM must be in [0, 1), got 1.0"),
+    ("SOLVER.GAMMA", 0.0, "SOLVER.GAMMA must be > 0, got 0.0"),
 ])
 def test_solver_values_outside_their_domain_are_config_errors(key, value, expected):
     cfg = _small(SOLVER__IMS_PER_BATCH=2, DATASETS__TRAIN=("litedet_shapes_train",), DATASETS__TEST=(),

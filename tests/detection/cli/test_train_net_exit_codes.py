@@ -87,7 +87,7 @@ def test_freezing_random_layers_is_warned(train_net, monkeypatch, tmp_path, free
 
 
 def test_empty_output_dir_is_refused_for_training(train_net, monkeypatch, tmp_path, capsys):
-    # "" would save no weights anywhere while the summary named cwd/model_final.pth
+    # "" would mean "no checkpoints" to the checkpointer but "the cwd" to the results file
     monkeypatch.setattr(train_net, "Trainer", _stub(signal.SIGTERM))
     monkeypatch.chdir(tmp_path)
     argv = ["--config-file", CONFIG, "OUTPUT_DIR", ""]
