@@ -3,7 +3,21 @@
 A litedet checkpoint is a ``torch.save``'d dict::
 
     {"model": state_dict, "optimizer": ..., "scheduler": ..., <other checkpointables>,
-     "iteration": int, "__litedet__": 1}
+     "iteration": int, "model_info": {...}, "__litedet__": 1}
+
+``model_info`` (`detection.model_info.ModelInfo`, written when the checkpointer is given
+one) records the meta-architecture, the backbone, the class count and the training
+set's class names in label order.
+
+Weights that do not fit the model are refused (`CheckpointError`, naming both
+architectures and the share of the model's tensors the file fills) instead of leaving
+the model at its random initialisation: a checkpoint that records another
+meta-architecture or backbone than the model's, or one that fills fewer than half of
+the model's tensors. Tensors whose shape differs (a head trained for another class
+count) are skipped with a warning, so fine-tuning from a detector of other classes
+works; a checkpointer built with ``require_complete`` (evaluation, demo, export) also
+refuses any tensor of the model the file does not fill, since a randomly initialised
+part never gives a valid prediction.
 
 Files are written and read by `backbones.checkpoint_io`: writes are atomic, so a crash
 mid-save never leaves a half-written ``model_XXXXXXX.pth`` or ``last_checkpoint``, and
@@ -38,6 +52,7 @@ from backbones.checkpoint_io import (
     load_torch_file,
 )
 
+from .model_info import MODEL_INFO_KEY, ModelInfo
 from .utils.comm import is_main_process
 
 __all__ = [
@@ -46,6 +61,7 @@ __all__ = [
     "CheckpointWriteError",
     "DetectionCheckpointer",
     "atomic_torch_save",
+    "read_model_info",
 ]
 
 logger = logging.getLogger(__name__)
@@ -59,6 +75,9 @@ class CheckpointWriteError(OSError):
 
 
 _PERIODIC = re.compile(r"^model_(\d+)\.pth$")
+
+#: A file that fills fewer than this share of the model's tensors is not its checkpoint.
+MIN_LOADED_SHARE = 0.5
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -77,7 +96,11 @@ class DetectionCheckpointer:
     ``DetectionCheckpointer(model, save_dir, optimizer=opt, scheduler=sched, scaler=...)``.
     Only the main process writes (``save_to_disk`` defaults to ``comm.is_main_process()``).
     ``max_keep`` > 0 deletes all but the newest ``max_keep`` periodic checkpoints after
-    each successful save.
+    each successful save. ``model_info``: what the model is (written into every checkpoint
+    saved, and the architecture a loaded checkpoint must record when it records one);
+    ``require_complete``: every tensor of the model must come from the loaded file (see
+    the module docstring). After a load, ``loaded_info`` is the file's `ModelInfo` (None
+    when it records none).
     """
 
     def __init__(
@@ -87,6 +110,8 @@ class DetectionCheckpointer:
         *,
         save_to_disk: Optional[bool] = None,
         max_keep: int = 0,
+        model_info: Optional[ModelInfo] = None,
+        require_complete: bool = False,
         **checkpointables: Any,
     ) -> None:
         if save_to_disk is None:
@@ -95,7 +120,10 @@ class DetectionCheckpointer:
         self.save_dir = save_dir
         self.save_to_disk = save_to_disk
         self.max_keep = int(max_keep)
+        self.model_info = model_info
+        self.require_complete = bool(require_complete)
         self.resumed_from: Optional[str] = None  # the file resume_or_load actually used
+        self.loaded_info: Optional[ModelInfo] = None
         self.checkpointables = {k: v for k, v in checkpointables.items() if v is not None}
 
     # ------------------------------------------------------------------ saving
@@ -106,6 +134,8 @@ class DetectionCheckpointer:
         data: Dict[str, Any] = {"model": self.model.state_dict(), "__litedet__": 1}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
+        if self.model_info is not None:
+            data[MODEL_INFO_KEY] = self.model_info.to_dict()
         data.update(extra)
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
@@ -209,6 +239,7 @@ class DetectionCheckpointer:
         return self._load_checkpoint(load_torch_file(path), path, checkpointables)
 
     def _load_checkpoint(self, checkpoint: Any, path: str, checkpointables: Optional[Iterable[str]]) -> Dict[str, Any]:
+        self.loaded_info = None
         if not isinstance(checkpoint, dict):
             raise CheckpointError(f"{path}: expected a dict of tensors, found {type(checkpoint).__name__}")
 
@@ -225,6 +256,7 @@ class DetectionCheckpointer:
                 return {}
             checkpoint["model"] = state
 
+        self.loaded_info = ModelInfo.from_dict(checkpoint.pop(MODEL_INFO_KEY, None))
         self._load_model(checkpoint.pop("model"), path)
         checkpoint.pop("__litedet__", None)
         names = list(self.checkpointables) if checkpointables is None else list(checkpointables)
@@ -256,6 +288,7 @@ class DetectionCheckpointer:
             if key in own and isinstance(state[key], torch.Tensor) and state[key].shape != own[key].shape:
                 skipped.append(f"{key}: {tuple(state[key].shape)} in file, {tuple(own[key].shape)} in model")
                 del state[key]
+        self._check_fit(state, path, skipped)
         if skipped:
             logger.warning("%s: skipping parameters with a different shape:\n  %s", path, "\n  ".join(skipped))
         result = self.model.load_state_dict(state, strict=False)
@@ -269,6 +302,44 @@ class DetectionCheckpointer:
             logger.warning(
                 "%d entries of %s not used by the model: %s",
                 len(result.unexpected_keys), path, _summarize(result.unexpected_keys),
+            )
+
+    def _check_fit(self, state: Dict[str, Any], path: str, skipped: List[str]) -> None:
+        """`CheckpointError` when ``state`` (shape mismatches already removed and listed in
+        ``skipped``) is not this model's checkpoint: another recorded architecture, too few
+        tensors filled, or (``require_complete``) any tensor left unfilled."""
+        # BatchNorm's batch counter changes nothing a trained model computes
+        tensors = [k for k in self.model.state_dict() if not k.endswith("num_batches_tracked")]
+        unfilled = [k for k in tensors if k not in state]
+        filled = len(tensors) - len(unfilled)
+        share = f"{filled} of the model's {len(tensors)} tensors ({filled / max(len(tensors), 1):.0%}) would load"
+        loaded, expected = self.loaded_info, self.model_info
+        this = f"this config builds {expected.architecture}" if expected else f"the model is a {type(self.model).__name__}"
+        if loaded is not None and expected is not None and not loaded.same_architecture(expected):
+            raise CheckpointError(
+                f"{path} holds a {loaded.architecture} detector but {this}: {share}. Use weights of this "
+                "architecture (MODEL.BACKBONE.WEIGHTS takes ImageNet weights of the backbone alone)"
+            )
+        trained_as = f"trained as {loaded.architecture}" if loaded else "its architecture is not recorded"
+        if filled < MIN_LOADED_SHARE * len(tensors):
+            raise CheckpointError(
+                f"{path} does not fit this model ({trained_as}; {this}): only {share}, the rest would stay "
+                "randomly initialised. Use weights of this architecture (MODEL.BACKBONE.WEIGHTS takes ImageNet "
+                "weights of the backbone alone)"
+            )
+        if self.require_complete and unfilled:
+            shapes = {s.split(":", 1)[0]: s for s in skipped}
+            detail = [shapes.get(k, f"{k}: not in file") for k in unfilled]
+            hint = ""
+            if loaded is not None and expected is not None and loaded.num_classes != expected.num_classes:
+                hint = (
+                    f"; it was trained for {loaded.num_classes} classes and the model has {expected.num_classes} "
+                    f"(MODEL.ROI_HEADS.NUM_CLASSES {loaded.num_classes})"
+                )
+            raise CheckpointError(
+                f"{path} does not fill {len(unfilled)} of the model's {len(tensors)} tensors ({trained_as}; "
+                f"{this}): {_summarize(detail, 3)}{hint}. A prediction with randomly initialised parts is "
+                "meaningless; use the checkpoint of this model"
             )
 
     def _load_backbone_checkpoint(self, path: str) -> None:
@@ -290,6 +361,13 @@ class DetectionCheckpointer:
                 "(Detector checkpoints go in MODEL.WEIGHTS, ImageNet backbone weights in MODEL.BACKBONE.WEIGHTS.)"
             ) from None
         logger.info("%s", report)
+
+
+def read_model_info(path: str) -> Optional[ModelInfo]:
+    """The `ModelInfo` checkpoint ``path`` records (None for a checkpoint that records none:
+    written by an older litedet, or not by litedet). `CheckpointError` for an unreadable file."""
+    checkpoint = load_torch_file(path)
+    return ModelInfo.from_dict(checkpoint.get(MODEL_INFO_KEY)) if isinstance(checkpoint, dict) else None
 
 
 def _iteration_of(path: str) -> int:

@@ -15,13 +15,20 @@ defaults and reads YAML; unknown keys are refused (with close matches) while mer
 - `resolve_device`, `resolve_amp` and `resolve_norm` turn a key into what the run uses.
 - `check_weights_input_format` warns when backbone weights expect another input
   convention than the config feeds (the authors' ShuffleNet-Series weights want BGR 0-255).
+- `check_value_domains` gives every numeric key its `Domain` (tables `MODEL_DOMAINS`, read
+  by every tool, and `SOLVER_DOMAINS`, read by training); `check_output_dir` refuses an
+  empty OUTPUT_DIR for training; `check_trained_classes` compares the model's class names
+  (the training set's, or those MODEL.WEIGHTS records) with DATASETS.TEST by name.
 """
 from __future__ import annotations
 
 import difflib
 import logging
+import math
+import os
 import warnings
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .config import ConfigError
 
@@ -33,13 +40,19 @@ __all__ = [
     "CLIP_TYPES",
     "INPUT_FORMATS",
     "NORMS",
+    "Domain",
+    "MODEL_DOMAINS",
+    "SOLVER_DOMAINS",
     "check_backbone_name",
     "check_choice",
     "check_class_ids",
     "check_classification_config",
     "check_config",
     "check_lr_multipliers",
+    "check_output_dir",
     "check_protocol_keys",
+    "check_trained_classes",
+    "check_value_domains",
     "check_weights_input_format",
     "left_at_default",
     "norm_policy",
@@ -411,6 +424,7 @@ def validate_config(cfg: Any, build: bool = True) -> Any:
     if cfg.MODEL.META_ARCHITECTURE not in archs:
         raise unknown_name_error("MODEL.META_ARCHITECTURE", cfg.MODEL.META_ARCHITECTURE, archs)
     _check_values(cfg)
+    check_value_domains(cfg, MODEL_DOMAINS)
     _check_features(cfg)
     check_protocol_keys(cfg)
     return _build_on_meta(cfg) if build else None
@@ -434,6 +448,8 @@ def _check_solver(cfg: Any, device: "torch.device", model: Optional["torch.nn.Mo
         f"the number of processes ({world}); e.g. SOLVER.IMS_PER_BATCH {max(1, s.IMS_PER_BATCH // world) * world}",
     )
     require(s.CHECKPOINT_MAX_KEEP >= 0, f"SOLVER.CHECKPOINT_MAX_KEEP must be >= 0 (0 = keep all), got {s.CHECKPOINT_MAX_KEEP}")
+    check_value_domains(cfg, SOLVER_DOMAINS)
+    _warn_about_schedule(cfg)
     resolve_amp(cfg, device)
     optimizer = build_optimizer(cfg, model if model is not None else torch.nn.Linear(1, 1))
     build_lr_scheduler(cfg, optimizer)
@@ -461,14 +477,21 @@ def _warn_about_training_setup(cfg: Any) -> None:
         logger.info("MODEL.BACKBONE.NORM %r: %s (%s)", bb.NORM, norm, why)
 
 
-def _check_datasets(cfg: Any, *, train: bool, test: bool) -> None:
-    """DATASETS.REGISTER_* entries (registered here), dataset names, class counts."""
-    from detection.data import DatasetCatalog, register_from_cfg
+def _register_datasets(cfg: Any) -> None:
+    """DATASETS.REGISTER_* entries, registered (again: registering is idempotent)."""
+    from detection.data import register_from_cfg
 
     try:
         register_from_cfg(cfg)
     except (ValueError, TypeError) as err:
         raise ConfigError(str(err)) from None
+
+
+def _check_datasets(cfg: Any, *, train: bool, test: bool) -> None:
+    """DATASETS.REGISTER_* entries (registered here), dataset names, class counts."""
+    from detection.data import DatasetCatalog
+
+    _register_datasets(cfg)
     if train:
         require(len(cfg.DATASETS.TRAIN) > 0, "DATASETS.TRAIN is empty")
     wanted = ([("DATASETS.TRAIN", n) for n in cfg.DATASETS.TRAIN] if train else []) + (
@@ -485,10 +508,13 @@ def _check_datasets(cfg: Any, *, train: bool, test: bool) -> None:
 def check_config(cfg: Any, *, train: bool = True, test: bool = True) -> Any:
     """Every check of a detector config, before anything is trained or read at length.
 
-    Model (`validate_config`), device, solver and AMP (``train``), the backbone weights'
-    input format, ``DATASETS.REGISTER_*`` (registered here), dataset names and class counts
-    of DATASETS.TRAIN (``train``) and DATASETS.TEST (``test``). Raises `ConfigError` for
-    the first problem; logs the warnings once.
+    Model (`validate_config`, with the value domains of `MODEL_DOMAINS`), device, OUTPUT_DIR,
+    solver and AMP (``train``, `SOLVER_DOMAINS`), the backbone weights' input format,
+    ``DATASETS.REGISTER_*`` (registered here), dataset names and class counts of
+    DATASETS.TRAIN (``train``) and DATASETS.TEST (``test``), and the class names of the
+    model (the training set's, or those MODEL.WEIGHTS records) against DATASETS.TEST
+    (`check_trained_classes`). Raises `ConfigError` for the first problem; logs the
+    warnings once.
 
     MODEL.ROI_HEADS.NUM_CLASSES left at its default takes the training set's class count
     (the test set's without ``train``); this is written into ``cfg`` itself (which keeps its
@@ -500,8 +526,10 @@ def check_config(cfg: Any, *, train: bool = True, test: bool = True) -> Any:
     if cfg.MODEL.BACKBONE.WEIGHTS and weights_format is not None:
         check_weights_input_format(cfg, weights_format, cfg.MODEL.BACKBONE.WEIGHTS)
     if train:
+        check_output_dir(cfg)
         _check_solver(cfg, device, model)
         _warn_about_training_setup(cfg)
+    check_trained_classes(cfg, train=train, test=test)  # first: a class mismatch names both lists
     _check_datasets(cfg, train=train, test=test)
     return cfg
 
@@ -577,6 +605,8 @@ def check_classification_config(cfg: Any, *, train: bool = True) -> Any:
     cfg.defrost()
     check_backbone_name(cfg.MODEL.BACKBONE.NAME)
     resolve_device(cfg)
+    if train:
+        check_output_dir(cfg)
     s = cfg.SOLVER
     require(s.IMS_PER_BATCH > 0, f"SOLVER.IMS_PER_BATCH must be positive, got {s.IMS_PER_BATCH}")
     require(
@@ -631,3 +661,181 @@ def check_classification_config(cfg: Any, *, train: bool = True) -> Any:
         build_classification_lr_scheduler(cfg, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=float(s.BASE_LR)))
     cfg.freeze()
     return cfg
+
+
+# ============================================================================ value domains
+# Every numeric key of the detector schema with the values it may take (the keys checked
+# in `_check_values` above and the sampling sizes are not repeated here). A value outside
+# its domain is a `ConfigError` naming the key, the value and the domain.
+@dataclass(frozen=True)
+class Domain:
+    """A range of numbers: ``low``/``high`` bounds (open or closed), finite unless ``finite``
+    is False; a list value must hold only numbers in the range."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    finite: bool = True
+
+    def contains(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        v = float(value)
+        if math.isnan(v) or (self.finite and math.isinf(v)):
+            return False
+        above = v > self.low if self.low_open else v >= self.low
+        below = v < self.high if self.high_open else v <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+POSITIVE = Domain(0, low_open=True)
+NON_NEGATIVE = Domain(0)
+AT_LEAST_ONE = Domain(1)
+FRACTION = Domain(0, 1)  # [0, 1]
+OPEN_FRACTION = Domain(0, 1, low_open=True)  # (0, 1]
+
+#: Keys read for every use of a detector config (model and test time).
+MODEL_DOMAINS: Tuple[Tuple[str, Domain], ...] = (
+    ("MODEL.PIXEL_MEAN", Domain()),
+    ("MODEL.BACKBONE.FREEZE_AT", NON_NEGATIVE),
+    ("MODEL.FPN.OUT_CHANNELS", AT_LEAST_ONE),
+    ("MODEL.ANCHOR_GENERATOR.SIZES", POSITIVE),
+    ("MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS", POSITIVE),
+    ("MODEL.RPN.HEAD_CONV_DIM", AT_LEAST_ONE),
+    ("MODEL.RPN.POSITIVE_FRACTION", OPEN_FRACTION),
+    ("MODEL.RPN.NMS_THRESH", OPEN_FRACTION),
+    ("MODEL.RPN.PRE_NMS_TOPK_TRAIN", AT_LEAST_ONE),
+    ("MODEL.RPN.POST_NMS_TOPK_TRAIN", AT_LEAST_ONE),
+    ("MODEL.RPN.PRE_NMS_TOPK_TEST", AT_LEAST_ONE),
+    ("MODEL.RPN.POST_NMS_TOPK_TEST", AT_LEAST_ONE),
+    ("MODEL.ROI_HEADS.POSITIVE_FRACTION", OPEN_FRACTION),
+    ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", FRACTION),
+    ("MODEL.ROI_HEADS.NMS_THRESH_TEST", OPEN_FRACTION),
+    ("MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", NON_NEGATIVE),
+    ("MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS", POSITIVE),
+    ("MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT", NON_NEGATIVE),
+    ("MODEL.ROI_BOX_HEAD.FC_DIM", AT_LEAST_ONE),
+    ("MODEL.LIGHT_HEAD.OHEM_TOPK", AT_LEAST_ONE),
+    ("INPUT.MAX_SIZE_TRAIN", NON_NEGATIVE),  # 0 = no cap
+    ("INPUT.MAX_SIZE_TEST", NON_NEGATIVE),
+    ("INPUT.AUG.COLOR_JITTER", NON_NEGATIVE),
+    ("INPUT.AUG.HUE", Domain(0, 0.5)),
+    ("INPUT.AUG.MIN_VISIBILITY", FRACTION),
+    ("TEST.EVAL_PERIOD", NON_NEGATIVE),
+    ("TEST.DETECTIONS_PER_IMAGE", AT_LEAST_ONE),
+)
+
+#: Keys read only by training.
+SOLVER_DOMAINS: Tuple[Tuple[str, Domain], ...] = (
+    ("SOLVER.BASE_LR", POSITIVE),
+    ("SOLVER.BASE_LR_END", NON_NEGATIVE),
+    ("SOLVER.MOMENTUM", Domain(0, 1, high_open=True)),
+    ("SOLVER.WEIGHT_DECAY", NON_NEGATIVE),
+    ("SOLVER.WEIGHT_DECAY_NORM", NON_NEGATIVE),
+    ("SOLVER.STEPS", POSITIVE),
+    ("SOLVER.GAMMA", POSITIVE),
+    ("SOLVER.WARMUP_FACTOR", FRACTION),
+    ("SOLVER.WARMUP_ITERS", NON_NEGATIVE),
+    ("SOLVER.CHECKPOINT_PERIOD", NON_NEGATIVE),
+    ("SOLVER.CLIP_GRADIENTS.CLIP_VALUE", POSITIVE),
+    ("SOLVER.CLIP_GRADIENTS.NORM_TYPE", Domain(0, low_open=True, finite=False)),  # inf: the max norm
+)
+
+
+def _numbers(value: Any) -> Iterator[Any]:
+    """The numbers of a value, nested lists (anchor sizes per level) flattened."""
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _numbers(v)
+    else:
+        yield value
+
+
+def check_value_domains(cfg: Any, domains: Sequence[Tuple[str, Domain]]) -> None:
+    """`ConfigError` for the first key of ``domains`` (absent keys skipped) holding a value
+    outside its `Domain`."""
+    for key, domain in domains:
+        value = _get(cfg, key, None)
+        if value is None:
+            continue
+        bad = [v for v in _numbers(value) if not domain.contains(v)]
+        if bad:
+            if isinstance(value, (list, tuple)):
+                raise ConfigError(f"{key} must have every value {domain.describe()}, got {list(value)!r}")
+            raise ConfigError(f"{key} must be {domain.describe()}, got {value!r}")
+
+
+def _warn_about_schedule(cfg: Any) -> None:
+    """A warm-up longer than the run (e.g. a short test run of a long config) runs, but
+    never reaches BASE_LR. (STEPS past MAX_ITER are warned about by the scheduler's builder.)"""
+    s = cfg.SOLVER
+    if s.WARMUP_ITERS > s.MAX_ITER:
+        logger.warning(
+            "SOLVER.WARMUP_ITERS %d > SOLVER.MAX_ITER %d: the run ends during warm-up, below SOLVER.BASE_LR",
+            s.WARMUP_ITERS, s.MAX_ITER,
+        )
+
+
+def check_output_dir(cfg: Any) -> None:
+    """Training writes its checkpoints, metrics and log to OUTPUT_DIR: it must be named."""
+    require(
+        str(cfg.OUTPUT_DIR).strip() != "",
+        'OUTPUT_DIR is empty: training writes checkpoints, metrics and its log there; give a folder (e.g. OUTPUT_DIR ./output/run1)',
+    )
+
+
+# ============================================================================ trained classes
+def check_trained_classes(cfg: Any, *, train: bool, test: bool) -> Optional[List[str]]:
+    """The class names of the model's labels, checked against the registered DATASETS.TEST
+    datasets by name (`detection.model_info.match_classes`: another order is mapped at
+    evaluation, other classes are a `ClassMismatchError`). Returns the names (None when
+    unknown). Registers DATASETS.REGISTER_*; unregistered names are `check_config`'s to report.
+
+    Training: the model's classes are the first DATASETS.TRAIN dataset's. Otherwise
+    (evaluation, demo, export) they are the ones MODEL.WEIGHTS records, and
+    MODEL.ROI_HEADS.NUM_CLASSES not set by the config takes their count; a checkpoint that
+    records no names is warned about once."""
+    from detection.checkpoint import CheckpointError, read_model_info
+    from detection.data import DatasetCatalog
+    from detection.model_info import match_classes
+
+    _register_datasets(cfg)
+    if train:
+        if not len(cfg.DATASETS.TRAIN) or cfg.DATASETS.TRAIN[0] not in DatasetCatalog:
+            return None
+        model_classes = _dataset_classes(cfg.DATASETS.TRAIN[0])
+        model = f"the model's training set, DATASETS.TRAIN dataset {cfg.DATASETS.TRAIN[0]!r},"
+    else:
+        weights = str(cfg.MODEL.WEIGHTS)
+        if not weights or not os.path.isfile(weights):  # none given / the caller reports the missing file
+            return None
+        try:
+            info = read_model_info(weights)
+        except CheckpointError as err:
+            raise ConfigError(f"MODEL.WEIGHTS: {err}") from None
+        if info is None or info.thing_classes is None:
+            logger.warning(
+                "MODEL.WEIGHTS %s records no class names (written by an older litedet, or not by litedet): "
+                "whether DATASETS.TEST has the classes it was trained on cannot be checked", weights,
+            )
+            return None
+        model_classes, model = list(info.thing_classes), f"the model in MODEL.WEIGHTS {weights}"
+    if model_classes is not None and test:
+        for name in cfg.DATASETS.TEST:
+            classes = _dataset_classes(name) if name in DatasetCatalog else None
+            if classes is not None:
+                match_classes(model_classes, classes, model=model, dataset=f"DATASETS.TEST dataset {name!r}")
+    if not train and model_classes is not None:
+        key = "MODEL.ROI_HEADS.NUM_CLASSES"
+        is_set = getattr(cfg, "is_set", None)
+        resolve_class_count(
+            cfg, key, len(model_classes), f"{model} ({_describe_classes(model_classes)})",
+            from_data=not (callable(is_set) and is_set(key)),
+        )
+    return model_classes

@@ -15,8 +15,9 @@ from torch import nn
 
 from backbones.weights import save_backbone_checkpoint
 from detection.engine import Trainer
+from detection.model_info import ModelInfo
 
-from .data import build_classification_test_loader, build_classification_train_loader
+from .data import build_classification_test_loader, build_classification_train_loader, train_classes
 from .evaluator import ClassificationEvaluator
 from .model import build_classification_model
 from .precise_bn import recalibrate_bn_stats
@@ -33,6 +34,15 @@ class ClassificationTrainer(Trainer):
     @classmethod
     def build_model(cls, cfg) -> nn.Module:
         return build_classification_model(cfg)
+
+    @classmethod
+    def build_model_info(cls, cfg) -> Optional[ModelInfo]:
+        """Checkpoints record the backbone and the training split's class folders."""
+        classes = train_classes(cfg)
+        return ModelInfo(
+            "ClassificationModel", str(cfg.MODEL.BACKBONE.NAME), int(cfg.MODEL.NUM_CLASSES),
+            None if classes is None else tuple(classes),
+        )
 
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer: torch.optim.Optimizer):

@@ -20,6 +20,11 @@ convolutional parts only, batch 1). Presets: {presets}.
 A sweep file is YAML: a list of {{config, name, opts, metrics, accuracy}} entries
 (``metrics``: a train_net output folder or metrics_final.json; default the config's
 OUTPUT_DIR; ``accuracy``: a number that overrides it).
+
+Output files are checked before anything is timed (exit 2, one line): ``--json`` /
+``--csv`` must be new, empty, or a benchmark log this tool wrote (a JSON list of rows, a
+CSV with its columns): any other file is left untouched; ``--chart`` must name a
+.png/.svg/.pdf/.jpg file in a writable folder.
 """
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ import tempfile
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from detection.deploy.benchmark import PRESETS
+
+from .common import CHART_EXTENSIONS, OutputPathError, check_output_file, non_negative_int, positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="classification form (global pool + FC) of --backbone or the config's backbone")
     parser.add_argument("--backbone", default="", metavar="NAME", help="registered backbone variant (classifier form)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default cpu")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
-    parser.add_argument("--batch", type=int, default=None, help="images per call (default 1)")
+    parser.add_argument("--threads", type=non_negative_int, default=None, help="CPU threads (default 0: torch's default)")
+    parser.add_argument("--batch", type=positive_int, default=None, help="images per call (default 1)")
     parser.add_argument("--input", default=None, metavar="HxW", help="input size (default: from the config, 224 for classifiers)")
     parser.add_argument("--backend", choices=BACKENDS, default=None, help="default torch")
     parser.add_argument("--fp16", action="store_true", help="half precision (torch on CUDA, ncnn fp16 storage/arithmetic)")
     parser.add_argument("--fuse", action="store_true", help="call model.fuse() first when the model has one (BN folding)")
-    parser.add_argument("--iters", type=int, default=None, help="timed iterations (default 20)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed warm-up iterations (default 5)")
+    parser.add_argument("--iters", type=positive_int, default=None, help="timed iterations (default 20)")
+    parser.add_argument("--warmup", type=non_negative_int, default=None, help="untimed warm-up iterations (default 5)")
     parser.add_argument("--json", default="", metavar="PATH", help="append result rows to this JSON list")
     parser.add_argument("--csv", default="", metavar="PATH", help="append result rows to this CSV")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None, help="a paper's protocol (options override it)")
@@ -159,7 +166,6 @@ def build_target(args, settings, config_file: str, opts: List[str]) -> Tuple[Any
         parse_size(size)
     except ValueError as err:
         raise UsageError(f"--input: {err}") from err
-    torch.set_grad_enabled(False)
     return cfg, model, module, size, desc
 
 
@@ -249,7 +255,8 @@ def benchmark_one(args, settings, config_file: str, opts: List[str], name: str =
 
     with tempfile.TemporaryDirectory(prefix="litedet_bench_") as work:
         try:
-            run, sync = make_runner(settings, part, model, module, size, work)
+            with torch.no_grad():
+                run, sync = make_runner(settings, part, model, module, size, work)
         except ExportError as err:
             raise UsageError(str(err)) from err
         bar = tqdm(total=settings["iters"], desc=f"{desc['name']} {settings['backend']}", unit="it",
@@ -281,13 +288,37 @@ def print_row(row: Dict[str, Any]) -> None:
           f"onnxruntime {row['onnxruntime_version']}, ncnn {row['ncnn_version']}")
 
 
+def chart_path(args) -> str:
+    """Where a sweep draws its chart: ``--chart``, else sweep.png beside ``--json`` (or in ./)."""
+    return args.chart or os.path.join(os.path.dirname(os.path.abspath(args.json)) if args.json else ".", "sweep.png")
+
+
+def check_outputs(args) -> None:
+    """Every file the run will write, checked before anything is timed (UsageError)."""
+    from detection.deploy.benchmark import ResultsFileError, check_results_file
+
+    if args.chart and not args.sweep:
+        raise UsageError("--chart draws the speed-vs-accuracy chart of a --sweep; add --sweep or drop --chart")
+    try:
+        for flag, path in (("--json", args.json), ("--csv", args.csv)):
+            if path:
+                check_output_file(path, flag)
+                check_results_file(path, flag[2:])
+        if args.sweep:
+            check_output_file(chart_path(args), "--chart", CHART_EXTENSIONS)
+    except (OutputPathError, ResultsFileError) as err:
+        raise UsageError(str(err)) from None
+
+
 def sweep_entries(specs: List[str]) -> List[Dict[str, Any]]:
     """Config files, or one YAML file holding a list of entries (or {models: [...]})."""
-    import yaml
+    from detection.config import ConfigError, load_yaml_file
 
     if len(specs) == 1 and os.path.isfile(specs[0]):
-        with open(specs[0]) as f:
-            data = yaml.safe_load(f)
+        try:
+            data = load_yaml_file(specs[0])
+        except ConfigError as err:
+            raise UsageError(str(err)) from None
         if isinstance(data, dict) and "models" in data:
             data = data["models"]
         if isinstance(data, list):
@@ -335,7 +366,7 @@ def run_sweep(args, settings) -> int:
         print("No model in the sweep has an accuracy figure: no chart drawn "
               "(give 'accuracy' or 'metrics' per entry, or train first)")
         return 0
-    chart = args.chart or os.path.join(os.path.dirname(os.path.abspath(args.json)) if args.json else ".", "sweep.png")
+    chart = chart_path(args)
     first = points[0]
     title = f"{first['part']} {first['backend']} batch {first['batch']} {first['input']} on " \
             f"{first['gpu'] or first['cpu_model']} ({first['threads']} thr)"
@@ -355,6 +386,7 @@ def main(argv=None) -> int:
     try:
         settings = resolve_settings(settings_args)
         settings["fp16"] = args.fp16
+        check_outputs(args)
         if args.sweep:
             return run_sweep(args, settings)
         from detection.deploy.benchmark import append_results
@@ -367,7 +399,7 @@ def main(argv=None) -> int:
     append_results(row, args.json, args.csv)
     for path in (args.json, args.csv):
         if path:
-            print(f"Appended to {path}")
+            print(f"Appended to {os.path.abspath(path)}")
     return 0
 
 

@@ -295,11 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-paths-outside-root", action="store_true",
                    help="allow COCO file_name entries outside the image root "
                    "(with --config-file: DATASETS.ALLOW_PATHS_OUTSIDE_ROOT True)")
-    p.add_argument("--max-image-pixels", type=int, default=None,
+    from .common import non_negative_int  # the tools' shared argparse types
+
+    p.add_argument("--max-image-pixels", type=non_negative_int, default=None,
                    help=f"refuse images above this many pixels (default: INPUT.MAX_IMAGE_PIXELS, {DEFAULT_MAX_IMAGE_PIXELS})")
     p.add_argument("--no-images", action="store_true", help="check the annotations only, do not open the images")
-    p.add_argument("--max-examples", type=int, default=5, help="example files shown per problem kind (default 5)")
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+    p.add_argument("--max-examples", type=non_negative_int, default=5, help="example files shown per problem kind (default 5)")
+    p.add_argument("--workers", type=non_negative_int, default=min(4, os.cpu_count() or 1),
                    help="processes decoding images (default: min(4, CPU count); 0 = in this process)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -13,10 +13,24 @@ video with the input's fps and frame size (OUT/<name>.avi for .avi input, else .
 OUT/<name>.json with one entry per frame (index, time in seconds, boxes in pixels, scores,
 labels, class names; detections at or above the threshold). With exactly one input image
 ``--output`` may be a file name. ``--webcam N`` reads camera N until Ctrl-C or
-``--max-frames`` (OUT/webcam<N>.mp4 + .json). Class names come from the first
-DATASETS.TEST dataset's metadata. Prints the achieved frames per second at the end.
-Errors (one line, exit 2): unreadable video, folder or glob without images, no camera,
-output folder not writable, an output that would overwrite an input.
+``--max-frames`` (OUT/webcam<N>.mp4 + .json). Prints the achieved frames per second at
+the end.
+
+Class names come from MODEL.WEIGHTS (training records them in every checkpoint), else
+from the first DATASETS.TEST dataset (any registered one: built-in, REGISTER_COCO,
+REGISTER_VOC). A DATASETS.TEST dataset with other classes than the checkpoint's is
+refused; with ``DATASETS.TEST "()"`` no dataset is needed (e.g. a folder of photos on a
+machine without the training data).
+
+A video whose header announces more frames than can be decoded (truncated or corrupt) is
+processed up to the last readable frame, with a warning giving both counts (exit 0: the
+frames written are valid); a header without a frame rate gets 30 fps, said in a warning.
+The JSON records ``header_frame_count``, ``complete`` and ``fps_assumed``.
+
+Errors (one line, exit 2): bad flag values (``--confidence-threshold`` outside [0, 1],
+negative ``--max-frames``), unreadable video, folder or glob without images, no camera,
+output folder not writable (or a file), an output that would overwrite an input,
+MODEL.WEIGHTS of another architecture or other classes than DATASETS.TEST.
 """
 from __future__ import annotations
 
@@ -32,16 +46,20 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 import cv2
 import numpy as np
 
+from backbones.checkpoint_io import atomic_write
 from detection.checkpoint import CheckpointError
 from detection.config import ConfigError, load_config
+from detection.data.errors import DATA_ERRORS
 from detection.engine import check_config, setup_logger
 
-from .common import make_writable_dir
+from .common import OutputPathError, check_output_file, check_output_folder, non_negative_int, probability
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
+#: Frame rate assumed for a video (or camera) whose header gives none.
+DEFAULT_FPS = 30.0
 
 
 class DemoError(Exception):
@@ -56,11 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config-file", required=True, metavar="FILE", help="path to the config YAML")
     parser.add_argument("--input", nargs="+", default=[], help="image files, folders, glob patterns or video files")
-    parser.add_argument("--webcam", type=int, default=None, metavar="N", help="read camera N (0 = the first)")
+    parser.add_argument("--webcam", type=non_negative_int, default=None, metavar="N", help="read camera N (0 = the first)")
     parser.add_argument("--output", required=True, help="output folder (or file, for a single input image)")
-    parser.add_argument("--confidence-threshold", type=float, default=0.5, help="minimum score to draw (default 0.5)")
-    parser.add_argument("--max-frames", type=int, default=0, metavar="N",
-                        help="stop each video / the webcam after N frames (default: all)")
+    parser.add_argument("--confidence-threshold", type=probability, default=0.5,
+                        help="minimum score to draw, in [0, 1] (default 0.5)")
+    parser.add_argument("--max-frames", type=non_negative_int, default=0, metavar="N",
+                        help="stop each video / the webcam after N frames (default 0: all)")
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
         help="config overrides, e.g. MODEL.WEIGHTS model_final.pth MODEL.DEVICE cuda",
@@ -220,11 +239,28 @@ def check_not_overwriting(inputs: Sequence[str], outputs: Sequence[str]) -> None
                             "choose another --output folder")
 
 
-def check_writable(folder: str) -> None:
+def check_output(output: str, single_file: bool) -> None:
+    """DemoError unless ``--output`` can be written: a folder (created), or with
+    ``single_file`` an image file name."""
     try:
-        make_writable_dir(folder)
-    except OSError as err:
-        raise DemoError(f"cannot write to output folder {folder}: {err.strerror or err}") from err
+        if single_file:
+            check_output_file(output, "--output", IMAGE_EXTENSIONS)
+        else:
+            check_output_folder(output, "--output")
+    except OutputPathError as err:
+        raise DemoError(str(err)) from None
+
+
+def video_fps(cap: cv2.VideoCapture, name: str) -> Tuple[float, bool]:
+    """The frame rate of an opened video (or camera) and whether it was assumed: a header
+    without one (0 or NaN, e.g. cameras and some containers) gets `DEFAULT_FPS`, said in a
+    warning since the output video's speed and the frame times depend on it."""
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    if fps and fps == fps and 0 < fps < float("inf"):
+        return float(fps), False
+    logger.warning("%s: the header gives no frame rate (%s); assuming %g fps for the output video and frame times",
+                   name, fps, DEFAULT_FPS)
+    return DEFAULT_FPS, True
 
 
 def run_video(demo: VisualizationDemo, source, name: str, out_path: str, fourcc: int, max_frames: int) -> Tuple[int, float, List[float]]:
@@ -233,11 +269,11 @@ def run_video(demo: VisualizationDemo, source, name: str, out_path: str, fourcc:
     from tqdm import tqdm
 
     cap, frame = open_video(source, name)
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    if not fps or fps != fps or fps <= 0:  # cameras and some containers report 0 / NaN
-        fps = 30.0
+    fps, fps_assumed = video_fps(cap, str(name))
     height, width = frame.shape[:2]
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not isinstance(source, int) else 0
+    header_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not isinstance(source, int) else 0
+    header_count = max(header_count, 0)
+    total = header_count
     if max_frames > 0:
         total = min(total, max_frames) if total > 0 else max_frames
     writer = cv2.VideoWriter(out_path, fourcc, fps, (width, height))
@@ -249,6 +285,7 @@ def run_video(demo: VisualizationDemo, source, name: str, out_path: str, fourcc:
     bar = tqdm(total=total or None, desc=os.path.basename(str(name)), unit="frame", disable=not sys.stderr.isatty())
     start = time.perf_counter()
     index = 0
+    stopped_early = False
     try:
         while frame is not None:
             predictions, vis, seconds = demo.run_on_image(frame)
@@ -258,23 +295,31 @@ def run_video(demo: VisualizationDemo, source, name: str, out_path: str, fourcc:
             index += 1
             bar.update(1)
             if max_frames > 0 and index >= max_frames:
+                stopped_early = True
                 break
             ok, frame = cap.read()
             frame = frame if ok else None
     except KeyboardInterrupt:  # webcam: Ctrl-C ends the stream, files are still finalised
+        stopped_early = True
         logger.info("interrupted after %d frames", index)
     finally:
         wall = time.perf_counter() - start
         bar.close()
         writer.release()
         cap.release()
+    complete = stopped_early or header_count <= 0 or index >= header_count
+    if not complete:
+        logger.warning(
+            "%s: read %d of the %d frames its header announces (truncated or corrupt video?); "
+            "the output holds the %d frames read", name, index, header_count, index,
+        )
     record = {
-        "source": str(name), "output": os.path.abspath(out_path), "fps": fps, "width": width, "height": height,
-        "num_frames": index, "score_threshold": demo.visualizer.score_threshold,
+        "source": str(name), "output": os.path.abspath(out_path), "fps": fps, "fps_assumed": fps_assumed,
+        "width": width, "height": height, "num_frames": index, "header_frame_count": header_count or None,
+        "complete": complete, "score_threshold": demo.visualizer.score_threshold,
         "class_names": demo.visualizer.class_names, "frames": frames,
     }
-    with open(os.path.splitext(out_path)[0] + ".json", "w") as f:
-        json.dump(record, f)
+    atomic_write(os.path.splitext(out_path)[0] + ".json", json.dumps(record))
     return index, wall, model_times
 
 
@@ -296,15 +341,16 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(f"{prog}: config error: {err}", file=sys.stderr)
         return 2
+    except DATA_ERRORS as err:  # a DATASETS.TEST annotation file read for its class names
+        print(f"{prog}: data error: {err}", file=sys.stderr)
+        return 2
     try:
         if not args.input and args.webcam is None:
             raise DemoError("give --input (images, folders, globs, videos) or --webcam N")
-        if args.max_frames < 0:
-            raise DemoError(f"--max-frames must be >= 0, got {args.max_frames}")
         images, videos = collect_inputs(args.input)
         single_file = len(images) == 1 and not videos and args.webcam is None and \
             os.path.splitext(args.output)[1].lower() in IMAGE_EXTENSIONS and not os.path.isdir(args.output)
-        check_writable(os.path.dirname(os.path.abspath(args.output)) if single_file else args.output)
+        check_output(args.output, single_file)
         image_outputs = _output_paths(images, args.output) if images else []
         sources: List[Tuple[object, str]] = [(v, v) for v in videos]
         if args.webcam is not None:
@@ -321,7 +367,7 @@ def main(argv=None) -> int:
         return 2
     try:
         demo = VisualizationDemo(cfg, args.confidence_threshold)
-    except CheckpointError as err:
+    except (CheckpointError, ConfigError) as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
 
@@ -338,8 +384,14 @@ def main(argv=None) -> int:
             times.append(seconds)
             n = demo.visualizer.count(predictions)
             logger.info("%s: %d detection(s) >= %.2f in %.3f s", path, n, args.confidence_threshold, seconds)
-            if not cv2.imwrite(outputs[path], vis):
-                print(f"{prog}: error: cannot write {outputs[path]}", file=sys.stderr)
+            ok, encoded = cv2.imencode(os.path.splitext(outputs[path])[1], vis)
+            if not ok:
+                print(f"{prog}: error: cannot encode {outputs[path]}", file=sys.stderr)
+                return 1
+            try:
+                atomic_write(outputs[path], encoded.tobytes())
+            except OSError as err:
+                print(f"{prog}: error: cannot write {outputs[path]}: {err.strerror or err}", file=sys.stderr)
                 return 1
         total = time.perf_counter() - start
         if not times:

@@ -10,7 +10,12 @@ convolutions). ncnn (via pnnx, for ARM boards) takes the backbone or the dense p
 The exported graph has a fixed input size (``--input HxW``, default from
 INPUT.MIN_SIZE_TEST): resize images to it, channels in INPUT.FORMAT order, values 0-255.
 Writes DIR/<part>.<ext> and DIR/<part>.json (input size and format, outputs, class
-names, check result). Exit status: 0 exported and checked, 1 export or check failed, 2 bad input.
+names, check result). The class names are those MODEL.WEIGHTS records (training writes
+them into every checkpoint), else the first DATASETS.TEST dataset's (any registered one:
+the config's DATASETS.REGISTER_* are registered); a DATASETS.TEST dataset with other
+classes than the checkpoint's is refused. MODEL.WEIGHTS must fill every tensor of the model
+(an export of partly random weights is refused). Exit status: 0 exported and checked, 1
+export or check failed, 2 bad input (config, weights, output folder, sample image).
 """
 from __future__ import annotations
 
@@ -21,10 +26,12 @@ import os
 import sys
 import time
 
+from backbones.checkpoint_io import atomic_write
 from detection.checkpoint import CheckpointError
 from detection.config import ConfigError, load_config
+from detection.data.errors import DATA_ERRORS
 
-from .common import make_writable_dir
+from .common import OutputPathError, check_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -61,35 +68,43 @@ def main(argv=None) -> int:
         print(f"{prog}: error: {message}", file=sys.stderr)
         return code
 
-    from detection.engine import setup_logger
+    from detection.engine import check_config, setup_logger
 
     setup_logger()  # project console format on stdout; errors stay one line on stderr
     if not os.path.isfile(args.config_file):
         return fail(f"--config-file {args.config_file} does not exist")
     try:
         cfg = load_config(args.config_file, args.opts or [])
+        # registers DATASETS.REGISTER_*, and checks the classes MODEL.WEIGHTS records against DATASETS.TEST
+        check_config(cfg, train=False, test=True)
     except ConfigError as err:
         return fail(f"config error: {err}")
+    except DATA_ERRORS as err:  # a DATASETS.TEST annotation file read for its class names
+        return fail(f"data error: {err}")
     part = "backbone" if args.backbone_only else "dense" if args.dense else "detector"
     if args.format == "ncnn" and part == "detector":
         return fail("ncnn takes convolutional graphs: add --backbone-only or --dense (NMS and RoIAlign stay on the host)")
     if args.fp16 and args.format != "ncnn":
         return fail(f"--fp16 (fp16 weights) applies to --format ncnn; {args.format} exports are written in fp32")
+    if cfg.MODEL.WEIGHTS and not os.path.isfile(cfg.MODEL.WEIGHTS):
+        return fail(f"MODEL.WEIGHTS: checkpoint file not found: {cfg.MODEL.WEIGHTS}")
     try:
-        make_writable_dir(args.output)
-    except OSError as err:
-        return fail(f"cannot write to --output {args.output}: {err.strerror or err}")
+        check_output_folder(args.output, "--output")
+    except OutputPathError as err:
+        return fail(str(err))
 
     import torch
 
     from detection.deploy import (
         ExportError, check_export, deployable, example_tensor, export_module, fuse_for_deploy, input_size,
-        load_detector, load_runtime, sample_image,
+        load_runtime, load_trained_detector, sample_image,
     )
+    from detection.engine.predictor import class_names_for
 
     try:
-        model = load_detector(cfg)
-    except (CheckpointError, ValueError) as err:
+        model, info = load_trained_detector(cfg)
+        class_names = class_names_for(cfg, info.thing_classes if info else None)
+    except (CheckpointError, ConfigError, ValueError) as err:
         return fail(str(err))
     if any(p.device.type != "cpu" for p in model.parameters()):
         # the example input, the tracer and the runtimes of the check are on the CPU; the
@@ -115,31 +130,23 @@ def main(argv=None) -> int:
     example = example_tensor(image, height, width, cfg.INPUT.FORMAT)
     module, output_names = deployable(model, part)
 
-    torch.set_grad_enabled(False)
-    start = time.perf_counter()
-    try:
-        paths = export_module(module, example, args.format, args.output, part, output_names, fp16=args.fp16)
-    except ExportError as err:
-        # stderr keeps the one-line error; the cause's full traceback goes to the log for a bug report
-        logger.error("%s export of the %s failed", args.format, part, exc_info=err)
-        return fail(str(err), 1)
-    print(f"Exported {part} ({cfg.MODEL.META_ARCHITECTURE}, {cfg.MODEL.BACKBONE.NAME}, input 1x3x{height}x{width}) "
-          f"to {args.format} in {time.perf_counter() - start:.1f} s: {', '.join(paths)}")
-    check = None
-    if not args.no_check:
-        runner = load_runtime(args.format, paths, threads=1)
-        tol = 1e-2 if args.fp16 else 1e-3
-        check = check_export(part, module, example, runner, rtol=tol, atol=tol)
-        print(f"Check {args.format} vs PyTorch on the same 1x3x{height}x{width} input: {check.message}")
-
-    class_names = None
-    if len(cfg.DATASETS.TEST):
+    with torch.no_grad():  # the in-process caller keeps its own autograd state
+        start = time.perf_counter()
         try:
-            from detection.data import MetadataCatalog
+            paths = export_module(module, example, args.format, args.output, part, output_names, fp16=args.fp16)
+        except ExportError as err:
+            # stderr keeps the one-line error; the cause's full traceback goes to the log for a bug report
+            logger.error("%s export of the %s failed", args.format, part, exc_info=err)
+            return fail(str(err), 1)
+        print(f"Exported {part} ({cfg.MODEL.META_ARCHITECTURE}, {cfg.MODEL.BACKBONE.NAME}, input 1x3x{height}x{width}) "
+              f"to {args.format} in {time.perf_counter() - start:.1f} s: {', '.join(paths)}")
+        check = None
+        if not args.no_check:
+            runner = load_runtime(args.format, paths, threads=1)
+            tol = 1e-2 if args.fp16 else 1e-3
+            check = check_export(part, module, example, runner, rtol=tol, atol=tol)
+            print(f"Check {args.format} vs PyTorch on the same 1x3x{height}x{width} input: {check.message}")
 
-            class_names = list(MetadataCatalog.get(cfg.DATASETS.TEST[0]).thing_classes)
-        except (AttributeError, KeyError):
-            class_names = None
     meta = {
         "part": part, "format": args.format, "fused": bool(args.fuse), "files": [os.path.basename(p) for p in paths],
         "config_file": os.path.abspath(args.config_file), "weights": cfg.MODEL.WEIGHTS,
@@ -147,8 +154,7 @@ def main(argv=None) -> int:
         "outputs": output_names, "class_names": class_names,
         "check": None if check is None else {"ok": check.ok, "message": check.message},
     }
-    with open(os.path.join(args.output, f"{part}.json"), "w") as f:
-        json.dump(meta, f, indent=2)
+    atomic_write(os.path.join(args.output, f"{part}.json"), json.dumps(meta, indent=2))
     if check is not None and not check.ok:
         return 1
     return 0

@@ -6,16 +6,23 @@ Writes one PNG (default OUTPUT_DIR/curves.png) with three panels: every ``loss*`
 and ``total_loss`` against the iteration, the learning rate, and every evaluation metric
 in the file (keys ending in ``/AP``, ``/AP50``, ``/AP50_07`` ... as written by train_net).
 Lines that are not valid JSON (a run killed mid-write) are skipped with a warning naming
-the file and line. Exit status 2 for a missing/empty file.
+the file and line. ``--output`` must name a .png/.svg/.pdf/.jpg file in a writable
+folder (checked before reading the metrics). Exit status 2 for a missing/empty metrics
+file or an output that cannot be written.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
 from collections import defaultdict
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from backbones.checkpoint_io import atomic_write
+
+from .common import CHART_EXTENSIONS, OutputPathError, check_output_file
 
 Series = Dict[str, List[Tuple[int, float]]]
 
@@ -84,14 +91,17 @@ def plot(records: Sequence[dict], output: str, title: str) -> None:
     axes[0].set_xlim(min(iterations) - 1, max(iterations) + 1)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(output, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=100, format=os.path.splitext(output)[1].lstrip(".").lower())
     plt.close(fig)
+    atomic_write(output, buffer.getvalue())
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output_dir", help="a training OUTPUT_DIR (or a metrics.json file)")
-    parser.add_argument("--output", default="", help="PNG path (default: <output_dir>/curves.png)")
+    parser.add_argument("--output", default="",
+                        help=f"image path, {'/'.join(CHART_EXTENSIONS)} (default: <output_dir>/curves.png)")
     return parser
 
 
@@ -103,11 +113,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not os.path.isfile(path):
         print(f"error: no metrics file at {path}", file=sys.stderr)
         return 2
-    records = read_metrics(path)
+    output = args.output or os.path.join(os.path.dirname(os.path.abspath(path)), "curves.png")
+    try:
+        check_output_file(output, "--output", CHART_EXTENSIONS)
+    except OutputPathError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        records = read_metrics(path)
+    except UnicodeDecodeError as err:
+        print(f"error: {path}: not UTF-8 text (byte {err.start}); not a metrics.json", file=sys.stderr)
+        return 2
     if not records:
         print(f"error: {path} holds no metrics records", file=sys.stderr)
         return 2
-    output = args.output or os.path.join(os.path.dirname(os.path.abspath(path)), "curves.png")
     plot(records, output, title=os.path.basename(os.path.dirname(os.path.abspath(path))))
     print(f"wrote {output} ({len(records)} records)")
     return 0

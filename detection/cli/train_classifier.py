@@ -43,7 +43,7 @@ from detection.engine.launch import (
     setup_reporting_errors,
 )
 
-from .common import load_evaluation_weights, write_results_file
+from .common import OutputPathError, check_output_file, load_evaluation_weights, write_results_file
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,11 @@ def setup(args):
         if args.eval_only:
             raise ConfigError("--precise-bn recalibrates after training; it does nothing with --eval-only")
         opts += ["TEST.PRECISE_BN.ENABLED", "True"]
+    if args.export_backbone:
+        try:
+            check_output_file(args.export_backbone, "--export-backbone")
+        except OutputPathError as err:
+            raise ConfigError(str(err)) from None
     cfg = load_classification_config(args.config_file, opts)
     cfg = resolve_config(cfg, train=not args.eval_only)
     weights = cfg.MODEL.WEIGHTS
@@ -128,7 +133,7 @@ def _print_results(results) -> None:
 def evaluate(cfg, args):
     model = ClassificationTrainer.build_model(cfg)
     model.to(cfg.MODEL.DEVICE)
-    weights, extra = load_evaluation_weights(model, cfg, args.resume)
+    weights, extra, _ = load_evaluation_weights(model, cfg, args.resume, ClassificationTrainer.build_model_info(cfg))
     check_weights_input_format(cfg, model.backbone.input_format, cfg.MODEL.WEIGHTS)
     results = ClassificationTrainer.test(cfg, model) if len(cfg.DATASETS.TEST) else {}
     _print_results(results)

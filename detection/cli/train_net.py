@@ -89,8 +89,8 @@ def _print_results(results) -> None:
 
 def evaluate(cfg, args) -> str:
     model = Trainer.build_model(cfg)
-    weights, extra = load_evaluation_weights(model, cfg, args.resume)
-    results = Trainer.test(cfg, model)
+    weights, extra, info = load_evaluation_weights(model, cfg, args.resume, Trainer.build_model_info(cfg))
+    results = Trainer.test(cfg, model, model_classes=info.thing_classes if info else None)
     _print_results(results)
     return write_results(cfg, results, weights=weights, iteration=extra.get("iteration"), eval_only=True)
 

@@ -3,9 +3,10 @@
 fvcore's `CfgNode` provides the key schema and the merge logic; this module adds error
 messages that name the offending key and its closest valid spelling, and replaces the
 YAML reading: always ``yaml.safe_load`` (``!!python/...`` tags are refused whatever the
-caller asks), ``_BASE_`` only names local files (fvcore would also fetch ``http(s)://``
-URLs), inheritance cycles and non-mapping files are reported instead of recursing or
-failing deep inside fvcore.
+caller asks), a key written twice in one mapping is an error naming the file, line and
+key (YAML would silently keep the last value, or drop a whole first section), ``_BASE_``
+only names local files (fvcore would also fetch ``http(s)://`` URLs), inheritance cycles
+and non-mapping files are reported instead of recursing or failing deep inside fvcore.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from fvcore.common.config import CfgNode as _FvCfgNode
 
 from .defaults import _C
 
-__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config"]
+__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config", "load_yaml_file"]
 
 
 class ConfigError(ValueError):
@@ -56,12 +57,47 @@ def _merge_dicts(src: Dict[str, Any], dst: Dict[str, Any], where: str) -> None:
             dst[key] = value
 
 
-def _read_yaml_mapping(filename: str) -> Dict[str, Any]:
+def _check_unique_keys(node: yaml.Node, filename: str, path: Tuple[str, ...] = (), seen_nodes: Optional[set] = None) -> None:
+    """`ConfigError` for a key written twice in one mapping, at any depth of ``node``."""
+    seen_nodes = set() if seen_nodes is None else seen_nodes
+    if id(node) in seen_nodes:  # an alias of a node already walked
+        return
+    seen_nodes.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: Dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = key_node.value
+            if key in first:
+                mark = key_node.start_mark
+                raise ConfigError(
+                    f"{filename}:{mark.line + 1}:{mark.column + 1}: duplicate key {'.'.join(path + (key,))!r} "
+                    f"(first at line {first[key].start_mark.line + 1}); YAML would silently keep only the last one"
+                )
+            first[key] = key_node
+            _check_unique_keys(value_node, filename, path + (key,), seen_nodes)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique_keys(item, filename, path + (f"[{i}]",), seen_nodes)
+
+
+def load_yaml_file(filename: str) -> Any:
+    """The data of YAML file ``filename``, read safely (plain data only) with every key
+    unique; a `ConfigError` naming the file (and line) otherwise."""
     if not os.path.isfile(filename):
         raise ConfigError(f"config file not found: {filename}")
     try:
         with open(filename, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            loader = yaml.SafeLoader(f)
+            try:
+                node = loader.get_single_node()
+                if node is None:
+                    return None
+                _check_unique_keys(node, filename)
+                return loader.construct_document(node)
+            finally:
+                loader.dispose()
     except yaml.constructor.ConstructorError as err:
         mark = err.problem_mark
         pos = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
@@ -76,6 +112,10 @@ def _read_yaml_mapping(filename: str) -> Dict[str, Any]:
         raise ConfigError(f"{filename}{pos}: invalid YAML: {problem}") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{filename}: not UTF-8 text (byte {err.start})") from None
+
+
+def _read_yaml_mapping(filename: str) -> Dict[str, Any]:
+    data = load_yaml_file(filename)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -10,7 +10,10 @@ Same flags as detectron2's (``--config-file``, ``--resume``, ``--eval-only``,
 ``--num-gpus``, ``--num-machines``, ``--machine-rank``, ``--dist-url``, trailing ``KEY
 VALUE`` overrides), plus ``--register-coco NAME JSON IMAGE_ROOT`` (repeatable) for a
 dataset in COCO-json form that is not one of detectron2's built-in names. Evaluation uses
-the dataset's ``evaluator_type``: COCO (``coco``) or Pascal VOC (``pascal_voc``).
+the dataset's ``evaluator_type``: COCO (``coco``) or Pascal VOC (``pascal_voc``). Before
+training, every DATASETS.TEST dataset must list the classes of DATASETS.TRAIN in the same
+order (`detection.model_info.match_classes`; detectron2's evaluators cannot remap labels;
+detectron2's checkpoints record no class names, so ``--eval-only`` cannot check them).
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, PascalVOCDetectionEvaluator, verify_results
+
+from detection.model_info import ClassMismatchError, describe_classes, match_classes
 
 from .config import add_litedet_config
 
@@ -58,6 +63,34 @@ def register_datasets(registrations: Sequence[Sequence[str]]) -> None:
         register_coco_instances(name, {}, json_file, image_root)
 
 
+def _classes(name: str) -> Optional[List[str]]:
+    classes = MetadataCatalog.get(name).get("thing_classes", None)
+    if classes is None:
+        DatasetCatalog.get(name)  # detectron2's COCO loader records them while reading the json
+        classes = MetadataCatalog.get(name).get("thing_classes", None)
+    return None if classes is None else list(classes)
+
+
+def check_test_classes(cfg: CfgNode) -> None:
+    """Every DATASETS.TEST dataset lists the classes of DATASETS.TRAIN[0] in the same order
+    (`ClassMismatchError` otherwise): its labels are the model's."""
+    if not len(cfg.DATASETS.TRAIN):
+        return
+    trained = _classes(cfg.DATASETS.TRAIN[0])
+    for name in cfg.DATASETS.TEST if trained is not None else ():
+        classes = _classes(name)
+        if classes is None:
+            continue
+        model = f"the model's training set, DATASETS.TRAIN dataset {cfg.DATASETS.TRAIN[0]!r},"
+        if match_classes(trained, classes, model=model, dataset=f"DATASETS.TEST dataset {name!r}") is not None:
+            raise ClassMismatchError(
+                f"DATASETS.TEST dataset {name!r} lists the classes of DATASETS.TRAIN dataset "
+                f"{cfg.DATASETS.TRAIN[0]!r} in another order "
+                f"({describe_classes(classes)} vs {describe_classes(trained)}); detectron2's evaluators score labels "
+                "by the test set's order: register it with the training order"
+            )
+
+
 def setup(args: argparse.Namespace) -> CfgNode:
     cfg = get_cfg()
     add_litedet_config(cfg)
@@ -78,6 +111,7 @@ def main(args: argparse.Namespace):
         if cfg.TEST.EXPECTED_RESULTS:
             verify_results(cfg, results)
         return results
+    check_test_classes(cfg)
     trainer = D2Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()

@@ -16,6 +16,7 @@ from .builders import (
     fuse_for_deploy,
     input_size,
     load_detector,
+    load_trained_detector,
     parse_size,
     sample_image,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "fuse_for_deploy",
     "input_size",
     "load_detector",
+    "load_trained_detector",
     "parse_size",
     "sample_image",
     "ExportError",

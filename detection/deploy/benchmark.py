@@ -5,26 +5,41 @@ the scripts in benchmarks/ (`report_header`, `ratio_line`).
     times = time_callable(lambda: model(x), warmup=10, iters=50, synchronize=torch.cuda.synchronize)
     row = {**summarize(times, batch=4), **machine_info("cuda", threads=16)}
     append_results(row, json_path="bench.json", csv_path="bench.csv")
+
+Result files are benchmark logs: a JSON list of row objects, or a CSV with a header row.
+`append_results` only extends a file that is already one (`check_results_file`, which a
+tool calls before timing anything): a file of any other content is never rewritten.
+Writes are atomic (the file holds the old or the new rows, never half of them).
 """
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import platform
 import shlex
 import sys
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+from backbones.checkpoint_io import atomic_write
 
 from .runtime import runtime_versions
 
 __all__ = [
-    "PRESETS", "time_callable", "summarize", "machine_info", "cpu_model", "append_results", "read_accuracy",
-    "plot_speed_accuracy", "report_header", "ratio_line",
+    "PRESETS", "RESULT_KEYS", "ResultsFileError", "time_callable", "summarize", "machine_info", "cpu_model",
+    "append_results", "check_results_file", "read_accuracy", "plot_speed_accuracy", "report_header", "ratio_line",
 ]
+
+#: Columns every benchmark row has: how a result file is recognised as a benchmark log.
+RESULT_KEYS = ("median_ms",)
+
+
+class ResultsFileError(ValueError):
+    """A result file that is not a benchmark log (or cannot be read as one): never rewritten."""
 
 # The papers' timing protocols. Keys are tools/benchmark.py option names; explicit
 # command-line options override them.
@@ -113,38 +128,77 @@ def machine_info(device: str = "cpu", threads: int = 0) -> Dict[str, Any]:
     return info
 
 
+def _read_json_rows(path: str) -> List[Dict[str, Any]]:
+    """The rows of an existing JSON benchmark log (``[]`` for an empty file)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise ResultsFileError(f"{path}: not UTF-8 text (byte {err.start}); not a benchmark log") from None
+    if not text.strip():
+        return []
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ResultsFileError(f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg}); not a benchmark log") from None
+    if not isinstance(loaded, list) or not all(isinstance(r, dict) and all(k in r for k in RESULT_KEYS) for r in loaded):
+        what = f"a JSON {type(loaded).__name__}" if not isinstance(loaded, list) else "a JSON list of other records"
+        raise ResultsFileError(
+            f"{path} is {what}, not a benchmark log (a list of rows with {', '.join(RESULT_KEYS)}); "
+            "it is left as it is: choose another file"
+        )
+    return loaded
+
+
+def _read_csv_rows(path: str) -> Tuple[List[str], List[Dict[str, str]]]:
+    """Header and rows of an existing CSV benchmark log (``([], [])`` for an empty file)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise ResultsFileError(f"{path}: not UTF-8 text (byte {err.start}); not a benchmark log") from None
+    if not text.strip():
+        return [], []
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        fields = list(reader.fieldnames or [])
+        rows = list(reader)
+    except csv.Error as err:
+        raise ResultsFileError(f"{path}: not a readable CSV ({err}); not a benchmark log") from None
+    if not all(k in fields for k in RESULT_KEYS):
+        raise ResultsFileError(
+            f"{path} is a CSV with columns {fields[:6]}{' ...' if len(fields) > 6 else ''}, not a benchmark log "
+            f"(columns {', '.join(RESULT_KEYS)}, ...); it is left as it is: choose another file"
+        )
+    return fields, rows
+
+
+def check_results_file(path: str, kind: str) -> None:
+    """`ResultsFileError` unless ``path`` is absent, empty, or a benchmark log of ``kind``
+    (``"json"`` or ``"csv"``) that `append_results` may extend."""
+    if not os.path.exists(path):
+        return
+    if not os.path.isfile(path):
+        raise ResultsFileError(f"{path} is not a regular file; not a benchmark log")
+    (_read_json_rows if kind == "json" else _read_csv_rows)(path)
+
+
 def append_results(row: Mapping[str, Any], json_path: str = "", csv_path: str = "") -> None:
     """Append ``row`` to a JSON list file and/or a CSV file (header written once; a row
-    with new columns rewrites the file with the union of columns)."""
+    with new columns rewrites the file with the union of columns). An existing file must
+    be a benchmark log (`check_results_file`); each file is replaced atomically."""
     if json_path:
-        rows: List[Any] = []
-        if os.path.isfile(json_path) and os.path.getsize(json_path):
-            with open(json_path) as f:
-                loaded = json.load(f)
-            rows = loaded if isinstance(loaded, list) else [loaded]
+        rows: List[Any] = _read_json_rows(json_path) if os.path.isfile(json_path) else []
         rows.append(dict(row))
-        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-        with open(json_path, "w") as f:
-            json.dump(rows, f, indent=2)
+        atomic_write(json_path, json.dumps(rows, indent=2))
     if csv_path:
-        old: List[Dict[str, str]] = []
-        fields: List[str] = []
-        if os.path.isfile(csv_path) and os.path.getsize(csv_path):
-            with open(csv_path, newline="") as f:
-                reader = csv.DictReader(f)
-                fields = list(reader.fieldnames or [])
-                old = list(reader)
-        new_fields = [k for k in row if k not in fields]
-        os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
-        if new_fields or not fields:
-            with open(csv_path, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=fields + new_fields)
-                writer.writeheader()
-                writer.writerows(old)
-                writer.writerow(dict(row))
-        else:
-            with open(csv_path, "a", newline="") as f:
-                csv.DictWriter(f, fieldnames=fields).writerow(dict(row))
+        fields, old = _read_csv_rows(csv_path) if os.path.isfile(csv_path) else ([], [])
+        out = io.StringIO(newline="")
+        writer = csv.DictWriter(out, fieldnames=fields + [k for k in row if k not in fields])
+        writer.writeheader()
+        writer.writerows(old)
+        writer.writerow(dict(row))
+        atomic_write(csv_path, out.getvalue())
 
 
 def read_accuracy(metrics_path: str, key: str = "bbox/AP") -> float:
@@ -187,9 +241,10 @@ def plot_speed_accuracy(
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=os.path.splitext(path)[1].lstrip(".").lower() or "png")
     plt.close(fig)
+    atomic_write(path, buffer.getvalue())
     return path
 
 

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import List, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import numpy as np
 from torch import Tensor, nn
 
 from .wrappers import BackboneFeatures, TracingDetector
 
+if TYPE_CHECKING:
+    from detection.model_info import ModelInfo
+
 __all__ = [
-    "PARTS", "DenseDetector", "load_detector", "fuse_for_deploy", "deployable", "default_input_size", "input_size",
+    "PARTS", "DenseDetector", "load_detector", "load_trained_detector", "fuse_for_deploy", "deployable", "default_input_size", "input_size",
     "parse_size", "sample_image", "example_tensor",
 ]
 
@@ -52,17 +55,27 @@ class DenseDetector(nn.Module):
         return (*[features[n] for n in self.feature_names], *logits, *deltas)
 
 
-def load_detector(cfg) -> nn.Module:
-    """``build_model(cfg)`` with MODEL.WEIGHTS loaded, in eval mode."""
+def load_trained_detector(cfg) -> Tuple[nn.Module, Optional["ModelInfo"]]:
+    """``build_model(cfg)`` with MODEL.WEIGHTS loaded, in eval mode, and the `ModelInfo` the
+    checkpoint records (None when none). The file must fill every tensor of the model and
+    record the config's architecture (`detection.checkpoint.CheckpointError` otherwise):
+    an export or a timing of partly random weights is not the trained model's."""
     from detection.checkpoint import DetectionCheckpointer
+    from detection.model_info import model_info_from_cfg
     from detection.modeling import build_model
 
     model = build_model(cfg)
+    checkpointer = DetectionCheckpointer(model, model_info=model_info_from_cfg(cfg), require_complete=True)
     if cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        checkpointer.load(cfg.MODEL.WEIGHTS)
     else:
         logger.warning("MODEL.WEIGHTS is empty: using an untrained model")
-    return model.eval()
+    return model.eval(), checkpointer.loaded_info
+
+
+def load_detector(cfg) -> nn.Module:
+    """``build_model(cfg)`` with MODEL.WEIGHTS loaded, in eval mode (`load_trained_detector`)."""
+    return load_trained_detector(cfg)[0]
 
 
 def fuse_for_deploy(model: nn.Module, channels_last: bool = False) -> nn.Module:

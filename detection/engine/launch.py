@@ -172,15 +172,21 @@ def run_reporting_errors(
 
 
 def print_output_locations(output_dir: str, results_file: str, trained: bool, extra: Iterable[str] = ()) -> None:
-    """Main process: tell the user where the results, weights, metrics and log are."""
+    """Main process: tell the user where the results, weights, metrics and log are (only
+    files that exist: a line never names a file that was not written)."""
     if not comm.is_main_process():
         return
     out = os.path.abspath(output_dir)
-    lines = [f"Results written to {os.path.abspath(results_file)}", *extra]
+    files = [("Results written to", os.path.abspath(results_file), "")]
+    files_after = []
     if trained:
-        lines += [
-            f"Final weights: {os.path.join(out, 'model_final.pth')}",
-            f"Training metrics: {os.path.join(out, 'metrics.json')} (TensorBoard: tensorboard --logdir {out})",
+        files_after += [
+            ("Final weights:", os.path.join(out, "model_final.pth"), ""),
+            ("Training metrics:", os.path.join(out, "metrics.json"), f" (TensorBoard: tensorboard --logdir {out})"),
         ]
-    lines.append(f"Log: {os.path.join(out, 'log.txt')}")
-    print("\n".join(lines), flush=True)
+    files_after.append(("Log:", os.path.join(out, "log.txt"), ""))
+
+    def existing(entries):
+        return [f"{label} {path}{note}" for label, path, note in entries if os.path.isfile(path)]
+
+    print("\n".join([*existing(files), *extra, *existing(files_after)]), flush=True)

@@ -24,6 +24,12 @@ and shows the bar.
 Exact resume: every checkpoint also holds the train loader's position and the RNG
 states of every rank (`detection.engine.resume_state`).
 
+Every checkpoint records what the model is (`detection.model_info.ModelInfo`: meta-
+architecture, backbone, class count and the training set's class names). Evaluation
+compares the model's class names with each test set's (`detection.model_info.match_classes`):
+the same names in another order are mapped by name (logged), other classes are refused.
+`resume_or_load` refuses to resume from a checkpoint of other classes or architecture.
+
 Faults (`detection.engine.faults`): SIGTERM / SIGINT during `train` finish the current
 iteration, save a checkpoint and return (``trainer.interrupted`` holds the signal); a
 non-finite loss saves the last good state (when not already saved) and raises
@@ -39,13 +45,14 @@ import signal
 import sys
 import time
 from collections import OrderedDict, deque
-from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional
+from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
 from detection.checkpoint import CheckpointError, DetectionCheckpointer
 from detection.config_checks import resolve_amp
+from detection.model_info import ClassMismatchError, ModelInfo, describe_classes, match_classes, model_info_from_cfg
 
 from ..utils import comm
 from .events import JSONWriter, MetricsHistory, TensorboardWriter, flatten_results
@@ -120,8 +127,11 @@ class Trainer:
         extra: Dict[str, Any] = {"optimizer": self.optimizer, "scheduler": self.scheduler}
         if self.scaler.is_enabled():
             extra["scaler"] = self.scaler
+        #: What the checkpoints record about the model (None: the config does not say).
+        self.model_info: Optional[ModelInfo] = self.build_model_info(cfg)
         self.checkpointer = DetectionCheckpointer(
-            model, cfg.OUTPUT_DIR, max_keep=int(_cfg_get(cfg, "SOLVER.CHECKPOINT_MAX_KEEP", 0)), **extra
+            model, cfg.OUTPUT_DIR, max_keep=int(_cfg_get(cfg, "SOLVER.CHECKPOINT_MAX_KEEP", 0)),
+            model_info=self.model_info, **extra
         )
 
         self.start_iter = 0
@@ -147,6 +157,24 @@ class Trainer:
         n = sum(p.numel() for p in model.parameters())
         logger.info("Model: %s, %.2fM parameters", type(model).__name__, n / 1e6)
         return model
+
+    @classmethod
+    def build_model_info(cls, cfg) -> Optional[ModelInfo]:
+        """The detector's `ModelInfo`: architecture, class count and the class names of the
+        first DATASETS.TRAIN dataset (known once the start-up checks have read it)."""
+        if _cfg_get(cfg, "MODEL.META_ARCHITECTURE", None) is None:
+            return None
+        return model_info_from_cfg(cfg, cls.dataset_classes(cfg.DATASETS.TRAIN[0]) if len(cfg.DATASETS.TRAIN) else None)
+
+    @classmethod
+    def dataset_classes(cls, dataset_name: str) -> Optional[List[str]]:
+        """The class names of a registered dataset, in label order (None when not known)."""
+        from detection.data import MetadataCatalog
+
+        if dataset_name not in MetadataCatalog:
+            return None
+        classes = MetadataCatalog.get(dataset_name).get("thing_classes")
+        return None if classes is None else list(classes)
 
     @classmethod
     def build_optimizer(cls, cfg, model: nn.Module) -> torch.optim.Optimizer:
@@ -226,10 +254,31 @@ class Trainer:
                 f"{self.cfg.OUTPUT_DIR!r} must be the same (shared) folder for every process to --resume"
             )
         self.start_iter = start
+        self._check_loaded_classes(resuming)
         if resuming:
             restore_resume_state(ckpt, self.device, lambda: self.data_loader)
             self._last_saved_iter = self.start_iter - 1
             logger.info("Resumed; training continues at iteration %d", self.start_iter)
+
+    def _check_loaded_classes(self, resuming: bool) -> None:
+        """Resuming continues the run that wrote the checkpoint: the same classes in the same
+        order, or a `ClassMismatchError`. Fine-tuning from MODEL.WEIGHTS of other classes is
+        legitimate (the head is retrained) and only logged."""
+        loaded, own = self.checkpointer.loaded_info, self.model_info
+        if loaded is None or own is None or loaded.thing_classes is None or own.thing_classes is None:
+            return
+        if list(loaded.thing_classes) == list(own.thing_classes):
+            return
+        source = self.checkpointer.resumed_from if resuming else self.cfg.MODEL.WEIGHTS
+        if resuming:
+            raise ClassMismatchError(
+                f"cannot --resume from {source}: it was trained on {describe_classes(loaded.thing_classes)} but "
+                f"DATASETS.TRAIN has {describe_classes(own.thing_classes)}; use another OUTPUT_DIR for a new run"
+            )
+        logger.info(
+            "MODEL.WEIGHTS %s was trained on %s; fine-tuning it on %s", source,
+            describe_classes(loaded.thing_classes), describe_classes(own.thing_classes),
+        )
 
     def save_checkpoint(
         self, name: str, *, iteration: Optional[int] = None, resume_state: Optional[Dict[str, Any]] = None
@@ -442,7 +491,7 @@ class Trainer:
         devices = [self.device] if self.device.type == "cuda" else []
         try:
             with torch.random.fork_rng(devices=devices):
-                results = self.test(self.cfg, model)
+                results = self.test(self.cfg, model, model_classes=self.model_info.thing_classes if self.model_info else None)
         finally:
             model.train()
         self.last_results = results
@@ -514,9 +563,15 @@ class Trainer:
                 prepare()
 
     @classmethod
-    def test(cls, cfg, model: nn.Module, evaluators: Optional[List[Any]] = None) -> Dict[str, Any]:
+    def test(
+        cls, cfg, model: nn.Module, evaluators: Optional[List[Any]] = None, model_classes: Optional[Sequence[str]] = None
+    ) -> Dict[str, Any]:
         """Evaluate ``model`` on every DATASETS.TEST set. Returns the evaluator's results
-        for a single test set (``{"bbox": {...}}``), else ``{dataset_name: results}``."""
+        for a single test set (``{"bbox": {...}}``), else ``{dataset_name: results}``.
+
+        ``model_classes``: the class names of the model's labels (its checkpoint's
+        `ModelInfo`); a test set listing them in another order gets the labels mapped by
+        name, one with other classes is a `ClassMismatchError`."""
         from detection.evaluation import inference_on_dataset
 
         names = list(cfg.DATASETS.TEST)
@@ -534,6 +589,7 @@ class Trainer:
                     else:
                         out = os.path.join(cfg.OUTPUT_DIR, "inference", name) if cfg.OUTPUT_DIR else None
                         evaluator = cls.build_evaluator(cfg, name, output_dir=out)
+                    evaluator = cls._map_labels_by_name(evaluator, name, model_classes)
                 logger.info("Evaluating %s ...", name)
                 res = inference_on_dataset(model, loader, evaluator)
                 results[name] = res
@@ -544,6 +600,27 @@ class Trainer:
         if len(results) == 1:
             return dict(next(iter(results.values())) or {})
         return dict(results)
+
+    @classmethod
+    def _map_labels_by_name(cls, evaluator: Any, dataset_name: str, model_classes: Optional[Sequence[str]]) -> Any:
+        """``evaluator``, behind a label mapping when the test set lists the model's classes
+        in another order (`match_classes`)."""
+        dataset_classes = cls.dataset_classes(dataset_name) if model_classes is not None else None
+        if dataset_classes is None:
+            return evaluator
+        label_map = match_classes(
+            model_classes, dataset_classes, model="the model", dataset=f"DATASETS.TEST dataset {dataset_name!r}"
+        )
+        if label_map is None:
+            return evaluator
+        from detection.evaluation.evaluator import LabelMappingEvaluator
+
+        logger.info(
+            "DATASETS.TEST dataset %r lists the model's classes in another order (%s, model: %s): "
+            "the model's labels are mapped to the test set's by name",
+            dataset_name, describe_classes(dataset_classes), describe_classes(model_classes),
+        )
+        return LabelMappingEvaluator(evaluator, label_map)
 
 
 def _format_results(res: Mapping[str, Any]) -> str:

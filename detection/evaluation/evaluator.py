@@ -23,6 +23,7 @@ from ..utils.comm import fail_together, gather_to_main, get_rank, get_world_size
 __all__ = [
     "DatasetEvaluator",
     "DatasetEvaluators",
+    "LabelMappingEvaluator",
     "inference_on_dataset",
     "inference_context",
     "get_rank",
@@ -112,6 +113,35 @@ class DatasetEvaluators(DatasetEvaluator):
                         raise KeyError(f"different evaluators produce results with the same key {k!r}")
                     results[k] = v
         return results
+
+
+class LabelMappingEvaluator(DatasetEvaluator):
+    """``evaluator`` fed model outputs whose labels are mapped by ``label_map``
+    (``label_map[model label] = dataset label``): a model trained on the dataset's classes
+    listed in another order (`detection.model_info.match_classes`)."""
+
+    def __init__(self, evaluator: DatasetEvaluator, label_map: Sequence[int]) -> None:
+        super().__init__()
+        self.evaluator = evaluator
+        self.label_map = torch.as_tensor(list(label_map), dtype=torch.int64)
+
+    def reset(self) -> None:
+        self.evaluator.reset()
+
+    def prepare(self) -> None:
+        prepare = getattr(self.evaluator, "prepare", None)  # evaluators that read their ground truth up front
+        if callable(prepare):
+            prepare()
+
+    def process(self, inputs: Sequence[Mapping[str, Any]], outputs: Sequence[Mapping[str, Any]]) -> None:
+        mapped = []
+        for output in outputs:
+            labels = torch.as_tensor(output["labels"], dtype=torch.int64)
+            mapped.append({**output, "labels": self.label_map.to(labels.device)[labels]})
+        self.evaluator.process(inputs, mapped)
+
+    def evaluate(self) -> Optional[dict]:
+        return self.evaluator.evaluate()
 
 
 @contextmanager

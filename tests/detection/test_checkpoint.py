@@ -147,3 +147,94 @@ def test_plain_backbone_checkpoint_is_handed_to_backbones_weights(tmp_path):
     assert DetectionCheckpointer(det).load(path) == {}
     for (k, a), b in zip(src.state_dict().items(), det.backbone.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+# ---------------------------------------------------------------------------- weights that do not fit
+TINY_DETECTOR = ["MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x", "MODEL.ROI_HEADS.NUM_CLASSES", "2",
+                 "MODEL.LIGHT_HEAD.FC_DIM", "64", "MODEL.ROI_BOX_HEAD.FC_DIM", "64"]
+
+
+def _detector(*overrides):
+    from detection.config import load_config
+    from detection.model_info import model_info_from_cfg
+    from detection.modeling import build_model
+
+    cfg = load_config("", [*TINY_DETECTOR, *overrides])
+    torch.manual_seed(0)
+    return build_model(cfg), model_info_from_cfg(cfg, ["a", "b"][: cfg.MODEL.ROI_HEADS.NUM_CLASSES])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A LightHeadRCNN + shufflenet_v2_0.5x checkpoint recording classes [a, b]."""
+    model, info = _detector()
+    out = tmp_path_factory.mktemp("det")
+    DetectionCheckpointer(model, str(out), model_info=info).save("model_final", iteration=3)
+    return str(out / "model_final.pth"), model
+
+
+def test_checkpoint_records_the_model_info(trained):
+    from detection.checkpoint import read_model_info
+
+    path, _ = trained
+    info = read_model_info(path)
+    assert (info.meta_architecture, info.backbone, info.num_classes, info.thing_classes) == (
+        "LightHeadRCNN", "shufflenet_v2_0.5x", 2, ("a", "b"))
+    ck = DetectionCheckpointer(_detector()[0])
+    assert "model_info" not in ck.load(path)  # parsed, not handed back as extra data
+    assert ck.loaded_info == info
+
+
+@pytest.mark.parametrize("overrides,built", [
+    (["MODEL.BACKBONE.NAME", "shufflenet_v2_1.0x"], "LightHeadRCNN + shufflenet_v2_1.0x"),
+    (["MODEL.BACKBONE.NAME", "mobilenet_v2_0.5x", "MODEL.BACKBONE.HEAD_FEATURE", ""], "LightHeadRCNN + mobilenet_v2_0.5x"),
+    (["MODEL.META_ARCHITECTURE", "FasterRCNN"], "FasterRCNN + shufflenet_v2_0.5x"),
+])
+@pytest.mark.parametrize("complete", [False, True])
+def test_weights_of_another_architecture_are_refused(trained, overrides, built, complete):
+    path, _ = trained
+    model, info = _detector(*overrides)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError) as err:
+        DetectionCheckpointer(model, model_info=info, require_complete=complete).load(path)
+    text = str(err.value)
+    assert text.startswith(f"{path} holds a LightHeadRCNN + shufflenet_v2_0.5x detector but this config builds {built}: ")
+    assert "of the model's" in text and "tensors (" in text and "\n" not in text
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # nothing was loaded
+
+
+def test_weights_that_fill_under_half_of_the_model_are_refused_without_a_record(tmp_path):
+    # an old checkpoint (no model_info) of another backbone: judged by the tensors that fit
+    other, _ = _detector("MODEL.BACKBONE.NAME", "shufflenet_v2_1.0x")
+    path = tmp_path / "old.pth"
+    torch.save({"model": other.state_dict(), "iteration": 1, "__litedet__": 1}, path)
+    model, info = _detector()
+    with pytest.raises(CheckpointError, match=r"does not fit this model \(its architecture is not recorded; this config "
+                                              r"builds LightHeadRCNN \+ shufflenet_v2_0.5x\): only \d+ of the model's \d+ "
+                                              r"tensors \(\d+%\) would load"):
+        DetectionCheckpointer(model, model_info=info).load(str(path))
+
+
+def test_other_class_count_fine_tunes_but_cannot_be_evaluated(trained, caplog):
+    path, source = trained
+    model, info = _detector("MODEL.ROI_HEADS.NUM_CLASSES", "3")
+    with caplog.at_level("WARNING", logger="detection.checkpoint"):
+        DetectionCheckpointer(model, model_info=info).load(path)  # training: the head is retrained
+    assert "skipping parameters with a different shape" in caplog.text and "cls_score.weight" in caplog.text
+    for (k, a), b in zip(source.backbone.state_dict().items(), model.backbone.state_dict().values()):
+        assert torch.equal(a, b), k
+    with pytest.raises(CheckpointError) as err:
+        DetectionCheckpointer(_detector("MODEL.ROI_HEADS.NUM_CLASSES", "3")[0], model_info=info,
+                              require_complete=True).load(path)
+    text = str(err.value)
+    assert text.startswith(f"{path} does not fill 4 of the model's ")
+    assert "roi_heads.box_predictor.cls_score.weight: (3, 64) in file, (4, 64) in model" in text
+    assert "trained for 2 classes and the model has 3 (MODEL.ROI_HEADS.NUM_CLASSES 2)" in text
+
+
+def test_complete_load_of_the_same_architecture(trained):
+    path, source = trained
+    model, info = _detector()
+    DetectionCheckpointer(model, model_info=info, require_complete=True).load(path)
+    for (k, a), b in zip(source.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), k

@@ -261,8 +261,10 @@ def test_test_set_with_another_class_count_is_an_error(datasets, tmp_path, corpu
     cfg.defrost()
     cfg.DATASETS.REGISTER_COCO.append([other, str(three), str(tmp_path)])
     try:
-        with pytest.raises(ConfigError, match=rf"DATASETS.TEST dataset '{other}' \(x, y, z\) has 3 classes but "
-                                              rf"DATASETS.TRAIN dataset '{names['voc']}' \(cat, dog\) has 2"):
+        with pytest.raises(ConfigError, match=rf"the model's training set, DATASETS.TRAIN dataset '{names['voc']}', has 2 "
+                                              rf"classes \[cat, dog\] but DATASETS.TEST dataset '{other}' has 3 classes "
+                                              rf"\[x, y, z\] \(only the model has \[cat, dog\]; only the dataset has "
+                                              rf"\[x, y, z\]\)"):
             check_config(cfg)
     finally:
         DatasetCatalog.remove(other)
@@ -277,3 +279,150 @@ def test_shipped_base_configs_leave_the_class_count_to_the_data():
     assert bases
     for path in bases:
         assert not load_config(path).is_set("MODEL.ROI_HEADS.NUM_CLASSES"), path
+
+
+# ------------------------------------------------------------------ value domains
+from detection.config_checks import MODEL_DOMAINS, SOLVER_DOMAINS, Domain, check_value_domains  # noqa: E402
+
+
+def _outside(domain: Domain) -> float:
+    """A number just outside ``domain`` (NaN for an unbounded one)."""
+    if domain.low != float("-inf"):
+        return domain.low if domain.low_open else domain.low - 1
+    return float("nan")
+
+
+def _set_key(cfg, key, value):
+    *path, last = key.split(".")
+    node = cfg
+    for part in path:
+        node = node[part]
+    node[last] = value
+
+
+@pytest.mark.parametrize("key, domain", MODEL_DOMAINS + SOLVER_DOMAINS, ids=[k for k, _ in MODEL_DOMAINS + SOLVER_DOMAINS])
+def test_every_numeric_key_has_its_domain(key, domain):
+    cfg = get_cfg()
+    check_value_domains(cfg, [(key, domain)])  # the defaults are inside
+    default = cfg
+    for part in key.split("."):
+        default = default[part]
+    bad = _outside(domain)
+    value = [bad] if isinstance(default, (list, tuple)) else bad
+    _set_key(cfg, key, value)
+    with pytest.raises(ConfigError) as info:
+        check_value_domains(cfg, [(key, domain)])
+    msg = str(info.value)
+    assert msg.startswith(f"{key} must ") and domain.describe() in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", 2.0, "MODEL.ROI_HEADS.SCORE_THRESH_TEST must be in [0, 1], got 2.0"),
+    ("MODEL.ROI_HEADS.NMS_THRESH_TEST", 1.5, "MODEL.ROI_HEADS.NMS_THRESH_TEST must be in (0, 1], got 1.5"),
+    ("MODEL.ROI_HEADS.NMS_THRESH_TEST", 0.0, "MODEL.ROI_HEADS.NMS_THRESH_TEST must be in (0, 1], got 0.0"),
+    ("TEST.DETECTIONS_PER_IMAGE", 0, "TEST.DETECTIONS_PER_IMAGE must be >= 1, got 0"),
+    ("MODEL.RPN.POSITIVE_FRACTION", 2.0, "MODEL.RPN.POSITIVE_FRACTION must be in (0, 1], got 2.0"),
+    ("MODEL.ANCHOR_GENERATOR.SIZES", [[0, 32]], "MODEL.ANCHOR_GENERATOR.SIZES must have every value > 0, got [[0, 32]]"),
+    ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", float("nan"), "MODEL.ROI_HEADS.SCORE_THRESH_TEST must be in [0, 1], got nan"),
+])
+def test_model_values_outside_their_domain_stop_every_tool(key, value, expected):
+    cfg = _small()
+    _set_key(cfg, key, value)
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)  # what train, eval, demo and export all run
+    assert str(info.value) == expected
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("SOLVER.BASE_LR", -0.01, "SOLVER.BASE_LR must be > 0, got -0.01"),  # not torch's ValueError from inside the check
+    ("SOLVER.BASE_LR", float("inf"), "SOLVER.BASE_LR must be > 0, got inf"),
+    ("SOLVER.STEPS", (0, 5), "SOLVER.STEPS must have every value > 0, got [0, 5]"),
+    ("SOLVER.WARMUP_FACTOR", 2.0, "SOLVER.WARMUP_FACTOR must be in [0, 1], got 2.0"),
+    ("SOLVER.MOMENTUM", 1.0, "SOLVER.MOMENTUM must be in [0, 1), got 1.0"),
+    ("SOLVER.GAMMA", 0.0, "SOLVER.GAMMA must be > 0, got 0.0"),
+])
+def test_solver_values_outside_their_domain_are_config_errors(key, value, expected):
+    cfg = _small(SOLVER__IMS_PER_BATCH=2, DATASETS__TRAIN=("litedet_shapes_train",), DATASETS__TEST=(),
+                 MODEL__ROI_HEADS__NUM_CLASSES=5)
+    _set_key(cfg, key, value)
+    with pytest.raises(ConfigError) as info:
+        check_config(cfg)
+    assert str(info.value) == expected
+
+
+def test_warmup_longer_than_the_run_is_warned(caplog):
+    cfg = _small(SOLVER__IMS_PER_BATCH=2, SOLVER__MAX_ITER=10, SOLVER__WARMUP_ITERS=1000,
+                 DATASETS__TRAIN=("litedet_shapes_train",), DATASETS__TEST=(), MODEL__ROI_HEADS__NUM_CLASSES=5)
+    with caplog.at_level(logging.WARNING, logger="detection.config_checks"):
+        check_config(cfg)
+    assert caplog.text.count("SOLVER.WARMUP_ITERS 1000 > SOLVER.MAX_ITER 10: the run ends during warm-up") == 1
+
+
+def test_training_needs_an_output_dir():
+    cfg = _small(OUTPUT_DIR="", SOLVER__IMS_PER_BATCH=2, DATASETS__TRAIN=("litedet_shapes_train",), DATASETS__TEST=())
+    with pytest.raises(ConfigError, match=r"^OUTPUT_DIR is empty: training writes checkpoints, metrics and its log there"):
+        check_config(cfg)
+    check_config(_small(OUTPUT_DIR="", DATASETS__TEST=(), MODEL__ROI_HEADS__NUM_CLASSES=5), train=False)  # eval writes nothing there
+
+
+# ------------------------------------------------------------------ the classes MODEL.WEIGHTS records
+@pytest.fixture
+def recorded_weights(tmp_path):
+    """A detector checkpoint recording the classes [cat, dog], and one recording none."""
+    from detection.checkpoint import DetectionCheckpointer
+    from detection.model_info import model_info_from_cfg
+    from detection.modeling import build_model
+
+    cfg = load_config("", ["MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x", "MODEL.ROI_HEADS.NUM_CLASSES", "2"])
+    model = build_model(cfg)
+    DetectionCheckpointer(model, str(tmp_path / "new"), model_info=model_info_from_cfg(cfg, ["cat", "dog"])).save("m")
+    DetectionCheckpointer(model, str(tmp_path / "old")).save("m")
+    return str(tmp_path / "new" / "m.pth"), str(tmp_path / "old" / "m.pth")
+
+
+def test_evaluation_takes_the_class_count_from_the_checkpoint(recorded_weights, caplog):
+    new, _ = recorded_weights
+    cfg = load_config("", ["MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x", "DATASETS.TEST", "()", "MODEL.WEIGHTS", new])
+    with caplog.at_level(logging.INFO, logger="detection.config_checks"):
+        check_config(cfg, train=False)
+    assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 2
+    assert f"MODEL.ROI_HEADS.NUM_CLASSES: 2, the number of classes in the model in MODEL.WEIGHTS {new} (cat, dog)" in caplog.text
+    explicit = load_config("", ["MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x", "DATASETS.TEST", "()", "MODEL.WEIGHTS", new,
+                                "MODEL.ROI_HEADS.NUM_CLASSES", "3"])
+    with pytest.raises(ConfigError, match=rf"^MODEL.ROI_HEADS.NUM_CLASSES is 3 but the model in MODEL.WEIGHTS {new} "
+                                          r"\(cat, dog\) has 2 classes; set MODEL.ROI_HEADS.NUM_CLASSES 2"):
+        check_config(explicit, train=False)
+
+
+@pytest.mark.parametrize("classes, error", [
+    ("dog,cat", None),  # another order: evaluation maps the labels by name
+    ("cat,bird", "only the model has [dog]; only the dataset has [bird]"),
+    ("cat,dog,bird", "only the dataset has [bird]"),
+])
+def test_test_set_classes_are_compared_with_the_checkpoint_by_name(recorded_weights, corpus, tmp_path, caplog, classes,
+                                                                   error):
+    new, old = recorded_weights
+    root = corpus.valid_voc(tmp_path / "voc", n=1)
+    name = f"cc_rec_{tmp_path.name}"
+    opts = ["MODEL.BACKBONE.NAME", "shufflenet_v2_0.5x", "DATASETS.REGISTER_VOC", f"[['{name}', '{root}', 'train', '{classes}']]",
+            "DATASETS.TEST", f"('{name}',)"]
+    try:
+        cfg = load_config("", [*opts, "MODEL.WEIGHTS", new])
+        if error is None:
+            check_config(cfg, train=False)
+        else:
+            with pytest.raises(ConfigError) as info:
+                check_config(cfg, train=False)
+            msg = str(info.value)
+            assert msg.startswith(f"the model in MODEL.WEIGHTS {new} has 2 classes [cat, dog] but DATASETS.TEST dataset "
+                                  f"'{name}' has {len(classes.split(','))} classes [{classes.replace(',', ', ')}]")
+            assert error in msg and "\n" not in msg
+        # a checkpoint recording no names: nothing to compare, said once
+        cfg = load_config("", [*opts, "MODEL.WEIGHTS", old, "MODEL.ROI_HEADS.NUM_CLASSES", str(len(classes.split(",")))])
+        with caplog.at_level(logging.WARNING, logger="detection.config_checks"):
+            check_config(cfg, train=False)
+        assert caplog.text.count(f"MODEL.WEIGHTS {old} records no class names") == 1
+    finally:
+        if name in DatasetCatalog:
+            DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)

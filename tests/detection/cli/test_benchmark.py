@@ -69,7 +69,6 @@ def test_presets_and_classifier_form(tmp_path):
     (["--preset", "gpu-detector"], "no CUDA device"),
     (["--backend", "ncnn"], "ncnn runs convolutional graphs"),
     (["--backbone-only", "--input", "70x96"], "divisible by 32"),
-    (["--iters", "0"], "--iters must be >= 1"),
     # the detector's backbone comes from the config: --backbone would be silently ignored
     (["--backbone-only", "--backbone", "shufflenet_v2_1.0x"], "MODEL.BACKBONE.NAME shufflenet_v2_1.0x"),
     (["--backbone", "shufflenet_v2_1.0x"], "--backbone shufflenet_v2_1.0x times a classifier"),
@@ -106,7 +105,7 @@ def test_export_tool_torchscript_backbone_and_errors(tmp_path, capsys):
     assert "--backbone-only or --dense" in capsys.readouterr().err
     (tmp_path / "f").write_text("x")
     assert export.main(["--config-file", CONFIG, "--format", "onnx", "--output", str(tmp_path / "f" / "o"), *SMALL]) == 2
-    assert "cannot write to --output" in capsys.readouterr().err
+    assert f"--output {tmp_path / 'f' / 'o'}: cannot be created: {tmp_path / 'f'} is a file" in capsys.readouterr().err
 
 
 def test_fuse_option_times_the_fused_model(tmp_path):
@@ -163,3 +162,96 @@ def test_export_tool_failure_keeps_the_traceback(tmp_path, capsys, monkeypatch):
     err = captured.err.strip()
     assert err.endswith("error: ONNX export failed: RuntimeError: first line") and "\n" not in err  # still one line
     assert "the detail that explains it" in captured.out and "Traceback" in captured.out
+
+
+# ---------------------------------------------------------------------------- output files, before any timing
+def _foreign(tmp_path, case):
+    """(extra args, path that must stay untouched or None, expected message part)."""
+    if case == "json_object":
+        p = tmp_path / "metrics_final.json"
+        p.write_text('{"eval_only": false, "results": {"bbox": {"AP": 1.0}}}')
+        return ["--json", str(p)], p, f"{p} is a JSON dict, not a benchmark log"
+    if case == "json_other_list":
+        p = tmp_path / "detections.json"
+        p.write_text('[{"image_id": 1, "score": 0.5}]')
+        return ["--json", str(p)], p, f"{p} is a JSON list of other records, not a benchmark log"
+    if case == "json_not_json":
+        p = tmp_path / "notes.json"
+        p.write_text("hello\n")
+        return ["--json", str(p)], p, f"{p}:1:1: not valid JSON (Expecting value); not a benchmark log"
+    if case == "json_folder":
+        (tmp_path / "dir.json").mkdir()
+        return ["--json", str(tmp_path / "dir.json")], None, f"--json {tmp_path / 'dir.json'}: is a folder; give a file name"
+    if case == "csv_other":
+        p = tmp_path / "people.csv"
+        p.write_text("name,age\nbob,3\n")
+        return ["--csv", str(p)], p, f"{p} is a CSV with columns ['name', 'age'], not a benchmark log"
+    if case == "csv_binary":
+        p = tmp_path / "bin.csv"
+        p.write_bytes(bytes(range(256)))
+        return ["--csv", str(p)], p, f"{p}: not UTF-8 text (byte 128); not a benchmark log"
+    if case == "csv_below_a_file":
+        (tmp_path / "people.csv").write_text("name\n")
+        path = tmp_path / "people.csv" / "x.csv"
+        return ["--csv", str(path)], tmp_path / "people.csv", f"--csv {path}: its folder cannot be created, {tmp_path / 'people.csv'} is a file"
+    if case == "chart_folder":
+        (tmp_path / "charts").mkdir()
+        return ["--sweep", CONFIG, "--chart", str(tmp_path / "charts")], None, f"--chart {tmp_path / 'charts'}: is a folder"
+    if case == "chart_json":
+        return ["--sweep", CONFIG, "--chart", str(tmp_path / "c.json")], None, \
+            f"--chart {tmp_path / 'c.json'}: the file name must end in .png, .svg, .pdf, .jpg, .jpeg"
+    if case == "chart_without_sweep":
+        return ["--chart", str(tmp_path / "c.png")], None, "--chart draws the speed-vs-accuracy chart of a --sweep"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["json_object", "json_other_list", "json_not_json", "json_folder", "csv_other",
+                                  "csv_binary", "csv_below_a_file", "chart_folder", "chart_json", "chart_without_sweep"])
+def test_output_files_are_checked_before_anything_is_timed(tmp_path, capsys, monkeypatch, case):
+    import detection.deploy.benchmark as lib
+
+    def never(*args, **kwargs):
+        raise AssertionError("timing started before the output files were checked")
+
+    monkeypatch.setattr(lib, "time_callable", never)
+    extra, untouched, expect = _foreign(tmp_path, case)
+    before = untouched.read_bytes() if untouched is not None else None
+    config = [] if "--sweep" in extra else ["--config-file", CONFIG]
+    rc = benchmark.main([*config, "--backbone-only", "--input", "64x64", "--iters", "1", "--warmup", "0", *extra, *SMALL])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and expect in err and "\n" not in err and "Traceback" not in err, err
+    if untouched is not None:
+        assert untouched.read_bytes() == before  # never rewritten
+
+
+def test_json_log_written_by_the_tool_is_appended_to(tmp_path, capsys):
+    j = tmp_path / "log.json"
+    args = ["--config-file", CONFIG, "--backbone-only", "--input", "64x64", "--iters", "1", "--warmup", "0",
+            "--threads", "1", "--json", str(j), *SMALL]
+    assert benchmark.main(args) == 0 and benchmark.main(args) == 0
+    assert len(json.loads(j.read_text())) == 2
+    assert f"Appended to {j}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--iters", "0"], "argument --iters: must be >= 1, got '0'"),
+    (["--batch", "0"], "argument --batch: must be >= 1, got '0'"),
+    (["--threads", "-1"], "argument --threads: must be >= 0, got '-1'"),
+    (["--warmup", "-1"], "argument --warmup: must be >= 0, got '-1'"),
+    (["--iters", "x"], "argument --iters: expected an integer >= 1, got 'x'"),
+])
+def test_numeric_flags_are_refused_by_the_parser(capsys, args, expect):
+    with pytest.raises(SystemExit) as stop:
+        benchmark.main(["--config-file", CONFIG, *args])
+    assert stop.value.code == 2 and expect in capsys.readouterr().err
+
+
+def test_tools_called_in_process_leave_autograd_on(tmp_path):
+    import torch
+
+    assert export.main(["--config-file", CONFIG, "--format", "torchscript", "--backbone-only", "--no-check",
+                        "--input", "64x64", "--output", str(tmp_path / "e"), *SMALL]) == 0
+    assert torch.is_grad_enabled()
+    assert benchmark.main(["--config-file", CONFIG, "--backbone-only", "--backend", "torchscript", "--input", "64x64",
+                           "--iters", "1", "--warmup", "0", "--threads", "1", *SMALL]) == 0
+    assert torch.is_grad_enabled()

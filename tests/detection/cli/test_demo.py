@@ -81,3 +81,41 @@ def torch_equal(a, b):
     import torch
 
     return a.shape == b.shape and torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("tool", ["demo", "export"])
+def test_unreadable_test_set_annotations_are_one_line_exit_2(tmp_path, capsys, tool):
+    # the start-up reads a REGISTER_COCO test set for its class names
+    from detection.cli import export
+
+    (tmp_path / "ann.json").write_text("{ not json")
+    reg = ["DATASETS.REGISTER_COCO", f"[['bad_{tmp_path.name}', '{tmp_path / 'ann.json'}', '{tmp_path}']]",
+           "DATASETS.TEST", f"('bad_{tmp_path.name}',)"]
+    if tool == "demo":
+        rc = demo.main(["--config-file", CONFIG, "--input", str(tmp_path), "--output", str(tmp_path / "o"), *reg])
+    else:
+        rc = export.main(["--config-file", CONFIG, "--format", "onnx", "--output", str(tmp_path / "o"), *reg])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and f"data error: {tmp_path / 'ann.json'}:1:3: invalid JSON" in err and "\n" not in err, err
+
+
+def test_default_predictor_refuses_weights_of_another_architecture(weights):
+    from detection.checkpoint import CheckpointError
+    from detection.config import load_config
+    from detection.engine import DefaultPredictor
+
+    # the fixture's checkpoint records no architecture: judged by the tensors it fills
+    cfg = load_config(CONFIG, ["MODEL.BACKBONE.NAME", "mobilenet_v2_0.5x", "MODEL.BACKBONE.HEAD_FEATURE", "",
+                               "MODEL.WEIGHTS", weights])
+    with pytest.raises(CheckpointError, match=rf"^{weights} does not fit this model \(its architecture is not recorded; "
+                                              r"this config builds LightHeadRCNN \+ mobilenet_v2_0.5x\): only \d+ of"):
+        DefaultPredictor(cfg)
+
+
+@pytest.mark.parametrize("flag", ["--max-image-pixels", "--max-examples", "--workers"])
+def test_check_dataset_counts_are_refused_below_zero_by_the_parser(tmp_path, capsys, flag):
+    from detection.cli import check_dataset
+
+    with pytest.raises(SystemExit) as stop:
+        check_dataset.main(["--coco", str(tmp_path / "a.json"), "--images", str(tmp_path), flag, "-1"])
+    assert stop.value.code == 2 and f"argument {flag}: must be >= 0, got '-1'" in capsys.readouterr().err

@@ -98,7 +98,7 @@ def test_demo_errors_are_one_line(tmp_path, capsys, case):
         cv2.imwrite(str(tmp_path / "a.png"), np.zeros((20, 20, 3), np.uint8))
         (tmp_path / "file").write_text("x")
         out = tmp_path / "file" / "sub"  # a folder below a regular file cannot exist (even for root)
-        args, expect = ["--input", str(tmp_path / "a.png")], "cannot write to output folder"
+        args, expect = ["--input", str(tmp_path / "a.png")], f"--output {out}: cannot be created: {tmp_path / 'file'} is a file"
     else:
         args, expect = ["--webcam", "57"], "no camera could be opened"
     rc, cap = run(demo, capsys, *args, "--output", str(out))
@@ -121,3 +121,82 @@ def test_demo_refuses_to_overwrite_its_input(tmp_path, capsys, kind):
     err = cap.err.strip()
     assert rc == 2 and "would overwrite the input" in err and str(src) in err and "\n" not in err, err
     assert src.read_bytes() == before
+
+
+def _frames_decodable(path):
+    cap, n = cv2.VideoCapture(str(path)), 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def test_truncated_video_reports_the_frames_read_against_the_header(weights, tmp_path, capsys):
+    write_video(tmp_path / "full.avi", frames=20, fps=10.0)
+    data = (tmp_path / "full.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) // 2])  # the header still announces 20 frames
+    readable = _frames_decodable(tmp_path / "cut.avi")
+    assert 0 < readable < 20
+    out = tmp_path / "out"
+    rc, cap = run(demo, capsys, "--input", str(tmp_path / "cut.avi"), str(tmp_path / "full.avi"), "--output", str(out),
+                  weights=weights)
+    assert rc == 0, cap.err  # the frames read are valid output
+    printed = cap.out + cap.err
+    assert f"cut.avi: read {readable} of the 20 frames its header announces (truncated or corrupt video?)" in printed
+    assert "full.avi: read" not in printed
+    cut = json.loads((out / "cut.json").read_text())
+    assert (cut["num_frames"], cut["header_frame_count"], cut["complete"], cut["fps_assumed"]) == (readable, 20, False, False)
+    full = json.loads((out / "full.json").read_text())
+    assert (full["num_frames"], full["header_frame_count"], full["complete"]) == (20, 20, True)
+    # --max-frames stopping early is not an incomplete video
+    rc, cap = run(demo, capsys, "--input", str(tmp_path / "full.avi"), "--output", str(tmp_path / "o2"),
+                  "--max-frames", "3", weights=weights)
+    assert rc == 0 and json.loads((tmp_path / "o2" / "full.json").read_text())["complete"] is True
+    assert "header announces" not in cap.out + cap.err
+
+
+class _Capture:
+    def __init__(self, fps):
+        self.fps = fps
+
+    def get(self, prop):
+        assert prop == cv2.CAP_PROP_FPS
+        return self.fps
+
+
+@pytest.mark.parametrize("reported, expected, assumed", [
+    (12.0, 12.0, False), (0.0, demo.DEFAULT_FPS, True), (float("nan"), demo.DEFAULT_FPS, True),
+    (-1.0, demo.DEFAULT_FPS, True), (float("inf"), demo.DEFAULT_FPS, True),
+])
+def test_a_header_without_a_frame_rate_gets_a_stated_one(caplog, reported, expected, assumed):
+    # OpenCV's FFmpeg reader fills in 25 fps itself for AVI headers of rate 0, so such a file
+    # cannot be written here; cameras and some containers do report 0 / NaN
+    with caplog.at_level("WARNING", logger="detection.cli.demo"):
+        assert demo.video_fps(_Capture(reported), "cam.mp4") == (expected, assumed)
+    assert (f"cam.mp4: the header gives no frame rate ({reported}); assuming 30 fps" in caplog.text) == assumed
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--confidence-threshold", "2"], "argument --confidence-threshold: must be in [0, 1], got '2'"),
+    (["--confidence-threshold", "nan"], "argument --confidence-threshold: must be in [0, 1], got 'nan'"),
+    (["--confidence-threshold", "-1"], "argument --confidence-threshold: must be in [0, 1], got '-1'"),
+    (["--confidence-threshold", "high"], "argument --confidence-threshold: expected a number in [0, 1], got 'high'"),
+    (["--max-frames", "-1"], "argument --max-frames: must be >= 0, got '-1'"),
+    (["--webcam", "-1"], "argument --webcam: must be >= 0, got '-1'"),
+])
+def test_flag_values_outside_their_domain_are_refused_by_the_parser(tmp_path, capsys, args, expect):
+    with pytest.raises(SystemExit) as stop:
+        demo.main(["--config-file", CONFIG, "--input", str(tmp_path), "--output", str(tmp_path / "o"), *args])
+    assert stop.value.code == 2 and expect in capsys.readouterr().err
+
+
+def test_output_that_is_a_file_is_refused_before_the_model_is_built(tmp_path, capsys):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((20, 20, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "b.png"), np.zeros((20, 20, 3), np.uint8))
+    (tmp_path / "notes.txt").write_text("keep me")
+    rc, cap = run(demo, capsys, "--input", str(tmp_path / "a.png"), str(tmp_path / "b.png"),
+                  "--output", str(tmp_path / "notes.txt"))
+    err = cap.err.strip()
+    assert rc == 2 and err.endswith(f"error: --output {tmp_path / 'notes.txt'}: is a file, not a folder"), err
+    assert "\n" not in err
+    assert (tmp_path / "notes.txt").read_text() == "keep me"

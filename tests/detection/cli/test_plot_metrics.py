@@ -49,3 +49,29 @@ def test_classification_accuracy_is_an_eval_curve(tmp_path):
     )
     _, _, evals = plot_metrics.split_series(plot_metrics.read_metrics(str(tmp_path / "metrics.json")))
     assert set(evals) == {"toy_val/accuracy/top1", "toy_val/accuracy/top5"}
+
+
+def test_output_that_cannot_be_written_is_refused_before_reading(tmp_path, capsys):
+    run = write_run(tmp_path)
+    (tmp_path / "charts").mkdir()
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (tmp_path / "charts", "is a folder; give a file name"),
+        (tmp_path / "c.json", "the file name must end in .png, .svg, .pdf, .jpg, .jpeg"),
+        (tmp_path / "c.txt", "the file name must end in"),
+        (tmp_path / "curves", "the file name must end in"),  # matplotlib would write curves.png, not curves
+        (tmp_path / "afile" / "c.png", f"its folder cannot be created, {tmp_path / 'afile'} is a file"),
+    ]
+    for output, expect in cases:
+        assert plot_metrics.main([str(run), "--output", str(output)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == f"error: --output {output}: {expect}" or (expect in err and str(output) in err), err
+        assert "\n" not in err
+    assert not (tmp_path / "curves").exists() and not (tmp_path / "c.json").exists()
+
+
+def test_the_file_written_is_the_one_named(tmp_path, capsys):
+    run = write_run(tmp_path)
+    out = tmp_path / "sub" / "loss.svg"
+    assert plot_metrics.main([str(run), "--output", str(out)]) == 0
+    assert out.read_text().lstrip().startswith("<?xml") and f"wrote {out} (6 records)" in capsys.readouterr().out

@@ -152,6 +152,8 @@ def test_eval_only_reproduces_the_final_accuracy_and_exports(trained, tmp_path, 
         (["DATASETS.ROOT", "{data}"], "config error: MODEL.NUM_CLASSES is 1000 but {data}/train has 3 class folders"),
         (["DATASETS.ROOT", "{data}", "SOLVER.BASE_LRR", "0.1"], "config error: command line: unknown config key"),
         (["--precise-bn", "--eval-only", "DATASETS.ROOT", "{data}"], "config error: --precise-bn recalibrates after training"),
+        (["--export-backbone", "{data}", "DATASETS.ROOT", "{data}"],
+         "config error: --export-backbone {data}: is a folder; give a file name"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, data_root, capsys):
@@ -162,6 +164,15 @@ def test_bad_input_is_one_line_and_exit_2(extra, message, tmp_path, data_root, c
     assert rc == 2
     assert err.count("\n") == 1 and message.format(**fill) in err, err
     assert not (tmp_path / "o").exists()  # nothing written before the config is valid
+
+
+def test_training_needs_an_output_dir(data_root, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc = train_classifier.main(["--config-file", CONFIG, "DATASETS.ROOT", str(data_root), "MODEL.NUM_CLASSES", "0",
+                                "OUTPUT_DIR", ""])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "config error: OUTPUT_DIR is empty: training writes checkpoints" in err
+    assert os.listdir(tmp_path) == []
 
 
 def test_help_names_every_flag():

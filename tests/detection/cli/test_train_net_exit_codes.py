@@ -100,3 +100,15 @@ def test_freezing_random_layers_is_warned(train_net, monkeypatch, tmp_path, free
     assert train_net.main(argv) == 0
     log = (tmp_path / "log.txt").read_text()
     assert ("freezes randomly initialised layers" in log) == warned
+
+
+def test_empty_output_dir_is_refused_for_training(train_net, monkeypatch, tmp_path, capsys):
+    # "" would mean "no checkpoints" to the checkpointer but "the cwd" to the results file
+    monkeypatch.setattr(train_net, "Trainer", _stub(signal.SIGTERM))
+    monkeypatch.chdir(tmp_path)
+    argv = ["--config-file", CONFIG, "OUTPUT_DIR", ""]
+    monkeypatch.setattr(sys, "argv", ["tools/train_net.py", *argv])
+    assert train_net.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("train_net.py: config error: OUTPUT_DIR is empty: training writes checkpoints") and err.count("\n") == 1
+    assert os.listdir(tmp_path) == []

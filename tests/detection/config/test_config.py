@@ -108,3 +108,37 @@ def test_is_set_names_the_keys_of_files_bases_and_overrides(tmp_path):
     assert cfg.is_set("MODEL.ROI_HEADS.NUM_CLASSES")  # set, although to the default value
     assert not cfg.is_set("SOLVER.MAX_ITER") and not cfg.is_set("MODEL.ROI_HEADS")
     assert cfg.clone().is_set("SEED") and not get_cfg().is_set("SEED")
+
+
+# ------------------------------------------------------------------ duplicate keys
+@pytest.mark.parametrize(
+    "text, where, key, first",
+    [
+        ("SOLVER:\n  MAX_ITER: 7\n  MAX_ITER: 9\n", "3:3", "SOLVER.MAX_ITER", 2),
+        # a second section would silently drop the whole first one
+        ("SOLVER:\n  MAX_ITER: 7\n  BASE_LR: 0.5\nMODEL:\n  DEVICE: cpu\nSOLVER:\n  MAX_ITER: 9\n", "6:1", "SOLVER", 1),
+        ("MODEL:\n  ROI_HEADS:\n    NUM_CLASSES: 3\n    SCORE_THRESH_TEST: 0.1\n    NUM_CLASSES: 4\n", "5:5",
+         "MODEL.ROI_HEADS.NUM_CLASSES", 3),
+    ],
+)
+def test_duplicate_key_names_file_line_and_key(tmp_path, text, where, key, first):
+    path = _yaml(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{path}:{where}: duplicate key {key!r} (first at line {first}); YAML would silently keep only the last one"
+    )
+
+
+def test_duplicate_key_in_a_base_file_is_found(tmp_path):
+    base = _yaml(tmp_path, "INPUT:\n  MIN_SIZE_TEST: 256\n  MIN_SIZE_TEST: 320\n", "base.yaml")
+    leaf = _yaml(tmp_path, "_BASE_: base.yaml\nSOLVER:\n  MAX_ITER: 9\n")
+    with pytest.raises(ConfigError, match=rf"^{base}:3:3: duplicate key 'INPUT.MIN_SIZE_TEST' \(first at line 2\)"):
+        load_config(leaf)
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path):
+    from detection.config import load_yaml_file
+
+    path = _yaml(tmp_path, "base: &b {X: 1, Y: 2}\nother:\n  <<: *b\n  X: 3\n")
+    assert load_yaml_file(path) == {"base": {"X": 1, "Y": 2}, "other": {"X": 3, "Y": 2}}

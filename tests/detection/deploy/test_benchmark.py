@@ -1,6 +1,7 @@
 """Timing statistics, the machine record, result files, accuracy lookup, the chart."""
 import csv
 import json
+import re
 
 import pytest
 
@@ -61,3 +62,22 @@ def test_presets_follow_the_papers_protocols():
     arm = [p for n, p in PRESETS.items() if n.startswith("arm-")]
     assert {p["input"] for p in arm} == {"224x224", "480x640", "720x1280"}
     assert all(p["threads"] == 1 and p["batch"] == 1 and p["backend"] in ("ncnn", "onnxruntime") for p in arm)
+
+
+@pytest.mark.parametrize("name, content, expect", [
+    ("r.json", '{"results": {}}', "is a JSON dict, not a benchmark log"),
+    ("r.json", '[{"name": "x"}]', "is a JSON list of other records, not a benchmark log"),
+    ("r.csv", "name,age\nbob,3\n", "is a CSV with columns ['name', 'age'], not a benchmark log"),
+])
+def test_append_results_never_rewrites_a_file_of_another_kind(tmp_path, name, content, expect):
+    from detection.deploy.benchmark import ResultsFileError, check_results_file
+
+    path = tmp_path / name
+    path.write_text(content)
+    kind = name.rsplit(".", 1)[1]
+    with pytest.raises(ResultsFileError, match=re.escape(expect)):
+        check_results_file(str(path), kind)
+    with pytest.raises(ResultsFileError, match=re.escape(expect)):
+        append_results({"name": "a", "median_ms": 1.0}, **{f"{kind}_path": str(path)})
+    assert path.read_text() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary file left behind

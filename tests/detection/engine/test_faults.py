@@ -256,7 +256,7 @@ class _RandomDrawingTest(Trainer):
     its workers."""
 
     @classmethod
-    def test(cls, cfg, model, evaluators=None):
+    def test(cls, cfg, model, evaluators=None, model_classes=None):
         torch.rand(7)
         return {"fake": {"bbox": {"AP": 1.0}}}
 

@@ -72,3 +72,17 @@ def test_another_ranks_failure_is_one_line_with_its_exit_code(err, code, line, c
 
     assert run_reporting_errors("tool", _raise(PeerFailure(1, err))) == (code, None)
     assert capsys.readouterr().err.strip() == line
+
+
+def test_output_locations_name_only_files_that_exist(tmp_path, capsys):
+    from detection.engine.launch import print_output_locations
+
+    (tmp_path / "metrics_final.json").write_text("{}")
+    (tmp_path / "log.txt").write_text("")
+    print_output_locations(str(tmp_path), str(tmp_path / "metrics_final.json"), trained=True, extra=["Backbone: b.pth"])
+    assert capsys.readouterr().out.splitlines() == [
+        f"Results written to {tmp_path / 'metrics_final.json'}", "Backbone: b.pth", f"Log: {tmp_path / 'log.txt'}",
+    ]  # no model_final.pth / metrics.json were written: not named
+    (tmp_path / "model_final.pth").write_bytes(b"")
+    print_output_locations(str(tmp_path), str(tmp_path / "metrics_final.json"), trained=True)
+    assert f"Final weights: {tmp_path / 'model_final.pth'}" in capsys.readouterr().out

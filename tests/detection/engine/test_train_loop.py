@@ -14,7 +14,7 @@ class FakeEvalTrainer(Trainer):
     evaluated_at = []
 
     @classmethod
-    def test(cls, cfg, model, evaluators=None):
+    def test(cls, cfg, model, evaluators=None, model_classes=None):
         assert not model.training
         return {"bbox": {"AP": 12.5, "AP50": 30.0}}
 
