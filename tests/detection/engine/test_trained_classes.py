@@ -1,9 +1,7 @@
 """The trainer records what its model is in every checkpoint, refuses to resume a run of
 other classes, and evaluates a test set that lists the model's classes in another order by
 mapping labels by name (a real COCO evaluator on perfect detections)."""
-import importlib.util
 import json
-import os
 
 import pytest
 import torch
@@ -13,12 +11,8 @@ from detection.data import DatasetCatalog, MetadataCatalog
 from detection.engine import Trainer
 from detection.model_info import ClassMismatchError
 
-_spec = importlib.util.spec_from_file_location(
-    "litedet_engine_fakes", os.path.join(os.path.dirname(os.path.abspath(__file__)), "engine_fakes.py")
-)
-_fakes = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fakes)
-FakeDetector, fake_loader, _cfg = _fakes.FakeDetector, _fakes.fake_loader, _fakes.make_cfg
+from helpers.fakes import FakeDetector, fake_loader
+from helpers.fakes import make_cfg as _cfg
 
 
 @pytest.fixture
