@@ -561,7 +561,8 @@ def check_lr_multipliers(value: Any) -> List[Tuple[str, float]]:
 
 
 def check_protocol_keys(cfg: Any) -> None:
-    """RoI selection, box loss, RPN border and OHEM keys, and ``SOLVER.LR_MULTIPLIERS``."""
+    """RoI selection, box loss and RPN border keys, and ``SOLVER.LR_MULTIPLIERS`` (OHEM_TOPK is
+    in `MODEL_DOMAINS`)."""
     m = cfg.MODEL
     rois = m.ROI_HEADS.BATCH_SIZE_PER_IMAGE
     require(
@@ -575,8 +576,6 @@ def check_protocol_keys(cfg: Any) -> None:
         border == -1 or border >= 0,
         f"MODEL.RPN.BOUNDARY_THRESH must be -1 (label every anchor) or >= 0 pixels, got {border}",
     )
-    if m.LIGHT_HEAD.OHEM:
-        require(m.LIGHT_HEAD.OHEM_TOPK > 0, f"MODEL.LIGHT_HEAD.OHEM_TOPK must be positive, got {m.LIGHT_HEAD.OHEM_TOPK}")
     check_lr_multipliers(cfg.SOLVER.LR_MULTIPLIERS)
 
 

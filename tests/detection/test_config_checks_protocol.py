@@ -21,7 +21,7 @@ def _small(**overrides):
         ({"MODEL__ROI_HEADS__BATCH_SIZE_PER_IMAGE": -2}, r"BATCH_SIZE_PER_IMAGE must be a positive RoI count or -1 \(every proposal\), got -2"),
         ({"MODEL__ROI_BOX_HEAD__SMOOTH_L1_BETA": -0.5}, r"MODEL\.ROI_BOX_HEAD\.SMOOTH_L1_BETA must be >= 0 \(0 = L1\), got -0\.5"),
         ({"MODEL__RPN__BOUNDARY_THRESH": -3}, r"MODEL\.RPN\.BOUNDARY_THRESH must be -1 \(label every anchor\) or >= 0 pixels, got -3"),
-        ({"MODEL__LIGHT_HEAD__OHEM": True, "MODEL__LIGHT_HEAD__OHEM_TOPK": 0}, r"MODEL\.LIGHT_HEAD\.OHEM_TOPK must be positive, got 0"),
+        ({"MODEL__LIGHT_HEAD__OHEM": True, "MODEL__LIGHT_HEAD__OHEM_TOPK": 0}, r"MODEL\.LIGHT_HEAD\.OHEM_TOPK must be >= 1, got 0"),
         ({"SOLVER__LR_MULTIPLIERS": [["neck.conv.*"]]}, r"SOLVER\.LR_MULTIPLIERS must be a list of \[parameter-name pattern, positive factor\] pairs"),
         ({"SOLVER__LR_MULTIPLIERS": [["neck.conv.*", -3.0]]}, r"SOLVER\.LR_MULTIPLIERS must be a list of"),
     ],

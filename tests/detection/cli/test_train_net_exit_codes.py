@@ -2,6 +2,7 @@
 one clear line (for the outcomes the Trainer is replaced by a stub: only the tool's handling
 is under test there)."""
 import errno
+import os
 import signal
 import sys
 
