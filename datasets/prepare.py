@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Lay out COCO / VOC archives, or generate litedet_shapes.
+"""Lay out COCO / VOC archives or a BCCD clone, or generate litedet_shapes.
 
 `detection.cli.prepare_datasets`, installed as ``litedet-prepare-datasets``.
 """

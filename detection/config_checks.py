@@ -73,7 +73,7 @@ INPUT_FORMATS = ("RGB", "BGR")
 NORMS = ("", "BN", "FrozenBN", "SyncBN")
 AMP_DTYPES = ("float16", "bfloat16")
 CLIP_TYPES = ("value", "norm")
-RANDOM_FLIPS = ("none", "horizontal", "vertical")
+RANDOM_FLIPS = ("none", "horizontal", "vertical", "both")
 
 
 # ---------------------------------------------------------------------------- small checks
@@ -88,7 +88,9 @@ def check_choice(key: str, value: Any, choices: Sequence[Any]) -> Any:
     if value not in choices:
         names = [repr(c) for c in choices]
         listed = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
-        raise ConfigError(f"{key} must be {listed}, got {value!r}")
+        close = difflib.get_close_matches(value, [str(c) for c in choices], n=1, cutoff=0.6) if isinstance(value, str) else []
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{key} must be {listed}, got {value!r}{hint}")
     return value
 
 
@@ -345,6 +347,8 @@ def _check_values(cfg: Any) -> None:
     require(inp.MIN_SIZE_TEST >= 0, f"INPUT.MIN_SIZE_TEST must be >= 0 (0 = no resize), got {inp.MIN_SIZE_TEST}")
     require(inp.MAX_IMAGE_PIXELS >= 0, f"INPUT.MAX_IMAGE_PIXELS must be >= 0 (0 = no limit), got {inp.MAX_IMAGE_PIXELS}")
     check_choice("INPUT.RANDOM_FLIP", str(inp.RANDOM_FLIP).lower(), RANDOM_FLIPS)
+    rotate90 = _get(cfg, "INPUT.RANDOM_ROTATE90", False)
+    require(isinstance(rotate90, bool), f"INPUT.RANDOM_ROTATE90 must be True or False, got {rotate90!r}")
     require(dl.NUM_WORKERS >= 0, f"DATALOADER.NUM_WORKERS must be >= 0, got {dl.NUM_WORKERS}")
     check_choice("DATALOADER.BAD_SAMPLE_POLICY", str(dl.BAD_SAMPLE_POLICY).lower(), BAD_SAMPLE_POLICIES)
     require(

@@ -99,7 +99,13 @@ _C.INPUT.MIN_SIZE_TRAIN_SAMPLING = "choice"
 _C.INPUT.MAX_SIZE_TRAIN = 1200
 _C.INPUT.MIN_SIZE_TEST = 800
 _C.INPUT.MAX_SIZE_TEST = 1200
-_C.INPUT.RANDOM_FLIP = "horizontal"  # "none", "horizontal", "vertical"
+# Training flips, each applied independently with p 0.5 after the resize: "none",
+# "horizontal", "vertical" (detectron2's values) or "both" (horizontal and vertical).
+_C.INPUT.RANDOM_FLIP = "horizontal"
+# Training: turn the resized image (and its boxes) a quarter counter-clockwise with p 0.5,
+# after the flips. With RANDOM_FLIP "both" every one of the 8 orientations is equally likely
+# (for photos without an up, e.g. microscopy or aerial views).
+_C.INPUT.RANDOM_ROTATE90 = False
 # Refuse (or skip) images whose width*height exceeds this (decompression bombs).
 _C.INPUT.MAX_IMAGE_PIXELS = 8192 * 8192
 _C.INPUT.AUG = CN()

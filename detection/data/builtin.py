@@ -1,4 +1,4 @@
-"""The built-in datasets: COCO 2017/2014, Pascal VOC 2007/2012 and litedet_shapes.
+"""The built-in datasets: COCO 2017/2014, Pascal VOC 2007/2012, BCCD and litedet_shapes.
 
 Registered when `detection.data` is imported (as detectron2's ``data/datasets/builtin.py``),
 without reading anything: paths are resolved under the data root (``$LITEDET_DATASETS``,
@@ -16,7 +16,7 @@ from .coco import COCO_CATEGORIES, load_coco_json
 from .shapes import SHAPES_CLASSES, SHAPES_DIRNAME, ensure_shapes_dataset, shapes_paths
 from .voc import VOC_CLASSES, load_voc_instances
 
-__all__ = ["register_all_builtin"]
+__all__ = ["BCCD_CLASSES", "BCCD_DIRNAME", "BCCD_SPLITS", "register_all_builtin"]
 
 _BUILTIN_COCO: Dict[str, Tuple[str, str]] = {
     # name: (image dir, annotation file), relative to the data root
@@ -31,6 +31,11 @@ _BUILTIN_VOC: Dict[str, Tuple[str, str, int]] = {
     "voc_2007_test": ("VOC2007", "test", 2007),
     "voc_2012_trainval": ("VOC2012", "trainval", 2012),
 }
+
+#: BCCD blood-cell classes (github.com/Shenggan/BCCD_Dataset); contiguous id = index.
+BCCD_CLASSES: Tuple[str, ...] = ("RBC", "WBC", "Platelets")
+BCCD_DIRNAME = "BCCD"  # placed under the data root by ``datasets/prepare.py bccd``
+BCCD_SPLITS: Tuple[str, ...] = ("train", "val", "trainval", "test")
 
 
 def _under_root(*parts: str) -> str:
@@ -57,6 +62,17 @@ def _load_builtin_voc(name: str) -> List[Dict[str, Any]]:
             f"${DATA_ROOT_ENV}); see datasets/README.md for the layout"
         )
     return load_voc_instances(path, split, tuple(VOC_CLASSES))
+
+
+def _load_bccd(split: str) -> List[Dict[str, Any]]:
+    path = _under_root(BCCD_DIRNAME)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"dataset 'bccd_{split}': directory {path} not found (data root {get_data_root()!r} from "
+            f"${DATA_ROOT_ENV}); clone github.com/Shenggan/BCCD_Dataset and run "
+            "python datasets/prepare.py bccd --from <clone> (see datasets/README.md)"
+        )
+    return load_voc_instances(path, split, BCCD_CLASSES)
 
 
 def _load_voc_0712() -> List[Dict[str, Any]]:
@@ -97,6 +113,14 @@ def register_all_builtin() -> None:
         evaluator_type="voc",
         components=["voc_2007_trainval", "voc_2012_trainval"],
     )
+
+    for split in BCCD_SPLITS:
+        name = f"bccd_{split}"
+        DatasetCatalog.register(name, functools.partial(_load_bccd, split))
+        meta = MetadataCatalog.get(name)
+        # year != 2007: the exact (area under the curve) AP is the headline metric.
+        meta.set(thing_classes=list(BCCD_CLASSES), split=split, year=2012, evaluator_type="voc")
+        meta.set_lazy(dirname=functools.partial(_under_root, BCCD_DIRNAME))
 
     shapes_ids = {i + 1: i for i in range(len(SHAPES_CLASSES))}
     for split in ("train", "val"):

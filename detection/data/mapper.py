@@ -60,6 +60,8 @@ class DatasetMapper:
         min_size_sampling: Optional[str] = None,
         random_flip: Optional[str] = None,
         flip_prob: float = 0.5,
+        random_rotate90: Optional[bool] = None,
+        rotate90_prob: float = 0.5,
         color_jitter: Optional[float] = None,
         hue: Optional[float] = None,
         min_visibility: Optional[float] = None,
@@ -85,6 +87,8 @@ class DatasetMapper:
         self.min_size_sampling = str(_pick(min_size_sampling, cfg, "INPUT.MIN_SIZE_TRAIN_SAMPLING"))
         self.random_flip = str(_pick(random_flip, cfg, "INPUT.RANDOM_FLIP"))
         self.flip_prob = float(flip_prob)
+        self.random_rotate90 = bool(_pick(random_rotate90, cfg, "INPUT.RANDOM_ROTATE90"))
+        self.rotate90_prob = float(rotate90_prob)
         self.color_jitter = float(_pick(color_jitter, cfg, "INPUT.AUG.COLOR_JITTER"))
         self.hue = float(_pick(hue, cfg, "INPUT.AUG.HUE"))
         self.min_visibility = float(_pick(min_visibility, cfg, "INPUT.AUG.MIN_VISIBILITY"))
@@ -99,6 +103,8 @@ class DatasetMapper:
             min_size_sampling=self.min_size_sampling,
             random_flip=self.random_flip,
             flip_prob=self.flip_prob,
+            rotate90=self.random_rotate90,
+            rotate90_prob=self.rotate90_prob,
             color_jitter=self.color_jitter,
             hue=self.hue,
             min_visibility=self.min_visibility,
@@ -175,5 +181,6 @@ class DatasetMapper:
     def __repr__(self) -> str:
         return (
             f"DatasetMapper(is_train={self.is_train}, min_size={self.min_size}, max_size={self.max_size}, "
-            f"flip={self.random_flip!r}@{self.flip_prob}, color_jitter={self.color_jitter}, hue={self.hue})"
+            f"flip={self.random_flip!r}@{self.flip_prob}, rotate90={self.random_rotate90}@{self.rotate90_prob}, "
+            f"color_jitter={self.color_jitter}, hue={self.hue})"
         )

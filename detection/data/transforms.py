@@ -23,6 +23,9 @@ import numpy as np  # noqa: E402
 __all__ = [
     "BadSampleError",
     "read_image",
+    "QuarterTurn",
+    "RANDOM_FLIP_STEPS",
+    "SharedRandomCompose",
     "ResizeShortestEdge",
     "build_augmentations",
     "resize_shortest_edge_shape",
@@ -110,6 +113,40 @@ class ResizeShortestEdge(A.DualTransform):
         return ("short_edge_length", "max_size", "sample_style", "interpolation")
 
 
+class QuarterTurn(A.RandomRotate90):
+    """Rotate by exactly 90 degrees counter-clockwise (``np.rot90``) with probability ``p``;
+    boxes follow. Unlike ``RandomRotate90``, whose turn count is drawn from 0-3 and so is
+    the identity a quarter of the time even at ``p=1``, one applied turn is always a turn:
+    after independent horizontal and vertical flips (``INPUT.RANDOM_FLIP "both"``) it makes
+    all 8 orientations of the dihedral group equally likely."""
+
+    def get_params(self) -> Dict[str, int]:
+        return {"factor": 1}
+
+
+class SharedRandomCompose(A.Compose):
+    """``A.Compose`` whose steps draw from one random stream.
+
+    ``A.Compose.set_random_seed`` gives every step its own generator seeded with the same
+    seed, so seeded steps make identical draws: two flips at p 0.5 would always fire
+    together (a 180-degree turn, never a mirror), and the resize's size choice would be tied
+    to the flip. One shared stream keeps the steps independent and the run reproducible.
+    """
+
+    def set_random_seed(self, seed: Optional[int]) -> None:
+        super().set_random_seed(seed)
+        self.set_random_state(self.random_generator, self.py_random)
+
+
+#: INPUT.RANDOM_FLIP value -> the flips applied, each independently with the flip probability.
+RANDOM_FLIP_STEPS: Dict[str, Tuple[type, ...]] = {
+    "none": (),
+    "horizontal": (A.HorizontalFlip,),
+    "vertical": (A.VerticalFlip,),
+    "both": (A.HorizontalFlip, A.VerticalFlip),
+}
+
+
 def build_augmentations(
     is_train: bool,
     min_size: Union[int, Sequence[int]],
@@ -117,17 +154,22 @@ def build_augmentations(
     min_size_sampling: str = "choice",
     random_flip: str = "horizontal",
     flip_prob: float = 0.5,
+    rotate90: bool = False,
+    rotate90_prob: float = 0.5,
     color_jitter: float = 0.0,
     hue: float = 0.0,
     min_visibility: float = 0.0,
     seed: Optional[int] = None,
 ) -> A.Compose:
-    """The albumentations pipeline for training (resize, flip, optional colour jitter) or
-    testing (resize only, none when ``min_size`` is 0; image only). Training boxes are
-    ``pascal_voc`` (``[x1, y1, x2, y2]`` pixels) with their labels in ``labels``.
+    """The albumentations pipeline for training (resize, flips, optional quarter turn,
+    optional colour jitter) or testing (resize only, none when ``min_size`` is 0; image
+    only). Training boxes are ``pascal_voc`` (``[x1, y1, x2, y2]`` pixels) with their labels
+    in ``labels``.
 
-    Colour jitter comes after the geometric steps so it runs on the (usually smaller)
-    resized image.
+    ``random_flip`` is a key of `RANDOM_FLIP_STEPS`; each flip it names applies on its own
+    with ``flip_prob``. ``rotate90`` adds a `QuarterTurn` with ``rotate90_prob`` after the
+    flips. The geometric steps and the colour jitter come after the resize so they run on
+    the (usually smaller) resized image.
     """
     sizes = (min_size,) if isinstance(min_size, (int, np.integer)) else tuple(min_size)
     steps: list = []
@@ -135,12 +177,11 @@ def build_augmentations(
         steps.append(ResizeShortestEdge(sizes, max_size, sample_style=min_size_sampling if is_train else "choice"))
     if is_train:
         flip = (random_flip or "none").lower()
-        if flip == "horizontal":
-            steps.append(A.HorizontalFlip(p=flip_prob))
-        elif flip == "vertical":
-            steps.append(A.VerticalFlip(p=flip_prob))
-        elif flip != "none":
-            raise ValueError(f"INPUT.RANDOM_FLIP must be 'none', 'horizontal' or 'vertical', got {random_flip!r}")
+        if flip not in RANDOM_FLIP_STEPS:
+            raise ValueError(f"INPUT.RANDOM_FLIP must be one of {list(RANDOM_FLIP_STEPS)}, got {random_flip!r}")
+        steps.extend(step(p=flip_prob) for step in RANDOM_FLIP_STEPS[flip])
+        if rotate90:
+            steps.append(QuarterTurn(p=rotate90_prob))
         if not 0.0 <= hue <= 0.5:
             raise ValueError(f"INPUT.AUG.HUE must be in [0, 0.5] (fraction of the hue circle), got {hue}")
         if color_jitter < 0:
@@ -163,4 +204,4 @@ def build_augmentations(
         filter_invalid_bboxes=True,
     )
     # Test time needs no boxes: predictions are mapped back to the original image instead.
-    return A.Compose(steps, bbox_params=bbox_params if is_train else None, seed=seed)
+    return SharedRandomCompose(steps, bbox_params=bbox_params if is_train else None, seed=seed)

@@ -70,6 +70,10 @@ def _small(**overrides):
         ({"DATALOADER__BAD_SAMPLE_POLICY": "ignore"}, r"DATALOADER\.BAD_SAMPLE_POLICY must be 'error' or 'skip', got 'ignore'"),
         ({"MODEL__BACKBONE__NORM": "GN"}, r"MODEL\.BACKBONE\.NORM must be '', 'BN', 'FrozenBN' or 'SyncBN', got 'GN'"),
         ({"DATALOADER__MAX_BAD_SAMPLE_FRACTION": 1.5}, r"MAX_BAD_SAMPLE_FRACTION must be in \[0, 1\]"),
+        ({"INPUT__RANDOM_FLIP": "bothh"},
+         r"INPUT\.RANDOM_FLIP must be 'none', 'horizontal', 'vertical' or 'both', got 'bothh'; did you mean 'both'\?$"),
+        ({"INPUT__RANDOM_FLIP": "diagonal"}, r"INPUT\.RANDOM_FLIP must be .* or 'both', got 'diagonal'$"),
+        ({"INPUT__RANDOM_ROTATE90": "yes"}, r"INPUT\.RANDOM_ROTATE90 must be True or False, got 'yes'"),
     ],
 )
 def test_incompatible_settings_detected_at_build_time(overrides, pattern):
@@ -80,6 +84,7 @@ def test_incompatible_settings_detected_at_build_time(overrides, pattern):
 
 def test_valid_configs_pass():
     validate_config(_small())
+    validate_config(_small(INPUT__RANDOM_FLIP="both", INPUT__RANDOM_ROTATE90=True))
     validate_config(_small(MODEL__META_ARCHITECTURE="FasterRCNN", MODEL__FPN__ENABLED=True,
                            MODEL__ANCHOR_GENERATOR__SIZES=[[16], [32], [64], [128]]))
 

@@ -28,3 +28,14 @@ def test_builtins_registered_and_lazy(monkeypatch, tmp_path):
         DatasetCatalog.get("coco_2017_val")
     with pytest.raises(FileNotFoundError, match="VOC2012"):
         DatasetCatalog.get("voc_2012_trainval")
+
+
+def test_bccd_builtins_say_how_to_get_the_data(monkeypatch, tmp_path):
+    monkeypatch.setenv("LITEDET_DATASETS", str(tmp_path))
+    for split in ("train", "val", "trainval", "test"):
+        meta = MetadataCatalog.get(f"bccd_{split}")
+        assert meta.thing_classes == ["RBC", "WBC", "Platelets"]
+        assert (meta.split, meta.year, meta.evaluator_type) == (split, 2012, "voc")
+        assert meta.dirname == os.path.join(str(tmp_path), "BCCD")
+    with pytest.raises(FileNotFoundError, match="prepare.py bccd --from"):
+        DatasetCatalog.get("bccd_trainval")
