@@ -331,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: twice the finest RPN stride)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ... (with --config-file)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ... (with --config-file or --suggest-config)")
     return p
 
 
@@ -418,7 +418,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             progress=not args.quiet,
             max_examples=args.max_examples,
             workers=max(0, args.workers),
-            train_records=train_records,
+            train_records=train_records if args.suggest else None,
         )
         if args.suggest:
             from detection.data.anchor_stats import analyse

@@ -199,9 +199,10 @@ def coverage(boxes: ScaledBoxes, layout: AnchorLayout, iou: float = MATCH_IOU) -
 def anchor_layout(cfg) -> AnchorLayout:
     """The RPN levels of the model ``cfg`` builds (on CPU): strides measured as torchvision's
     generator measures them (image size // feature size) on a blank image, and its anchors.
-    Raises ``ValueError`` for anchor settings the model refuses."""
+    Raises ``ValueError`` (`ConfigError`) for a model config training would refuse."""
     import torch
 
+    from ..config_checks import validate_config
     from ..modeling import build_model
 
     cfg = cfg.clone()
@@ -209,6 +210,7 @@ def anchor_layout(cfg) -> AnchorLayout:
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.WEIGHTS = ""
     cfg.MODEL.BACKBONE.WEIGHTS = ""
+    validate_config(cfg)  # names, values and what the builders refuse, as one ConfigError (a ValueError)
     with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG alone
         model = build_model(cfg).eval()
     divisibility = max(1, int(model.transform.size_divisibility))

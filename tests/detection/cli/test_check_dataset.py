@@ -403,9 +403,10 @@ def test_suggest_usage_errors(corpus, tmp_path, capsys, argv, message):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["MODEL.ANCHOR_GENERATOR.SIZES", "[[32], [64]]"], "--suggest: MODEL.ANCHOR_GENERATOR.SIZES has 2 levels, the RPN sees 1"),
+    (["MODEL.ANCHOR_GENERATOR.SIZES", "[[32], [64]]"], "--suggest: model config (LightHeadRCNN + shufflenet_v2_0.5x): MODEL.ANCHOR_GENERATOR.SIZES has 2 levels, the RPN sees 1"),
     (["INPUT.MIN_SIZE_TRAIN_SAMPLING", "range"], "--suggest: INPUT.MIN_SIZE_TRAIN_SAMPLING 'range' needs two sizes"),
     (["INPUT.MIN_SIZES_TRAIN", "(1,)"], "unknown config key"),
+    (["MODEL.BACKBONE.NAME", "nope"], "--suggest: MODEL.BACKBONE.NAME: unknown 'nope'"),
 ])
 def test_suggest_bad_config_is_one_line_exit_2(corpus, tmp_path, capsys, overrides, message):
     path = corpus.valid_coco(tmp_path, n=1)
