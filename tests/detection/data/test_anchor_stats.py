@@ -3,6 +3,7 @@ grid and by shape, the strides read from the built model, and the suggestion on 
 whose answer is known."""
 from __future__ import annotations
 
+import ast
 import math
 import os
 
@@ -140,7 +141,7 @@ def test_fpn_suggestion_keeps_the_configs_size_layout(sizes, shape):
                    "MODEL.ANCHOR_GENERATOR.SIZES", sizes, base=FPN)
     boxes = [(x, y, x + s, y + s) for s, x, y in [(16, 0, 0), (32, 40, 0), (64, 80, 0), (128, 0, 100)]]
     result = A.analyse([record(256, 256, boxes)], cfg)
-    suggested = eval(result["suggested"]["overrides"]["MODEL.ANCHOR_GENERATOR.SIZES"])
+    suggested = ast.literal_eval(result["suggested"]["overrides"]["MODEL.ANCHOR_GENERATOR.SIZES"])
     assert [len(level) for level in suggested] == shape
     flat = [s for level in suggested for s in level]
     assert flat == sorted(flat) and flat[0] < 20 and flat[-1] > 100
