@@ -129,8 +129,12 @@ def build_target(args, settings, config_file: str, opts: List[str]) -> Tuple[Any
 
         if not os.path.isfile(config_file):
             raise UsageError(f"--config-file {config_file} does not exist")
+        from detection.config_checks import check_trained_classes
+
         try:
             cfg = load_config(config_file, ["MODEL.DEVICE", "cpu", *opts])
+            # MODEL.ROI_HEADS.NUM_CLASSES left unset takes the count MODEL.WEIGHTS records, as in the demo and export
+            check_trained_classes(cfg, train=False, test=False)
         except ConfigError as err:
             raise UsageError(f"config error: {err}") from err
     part = settings["part"]

@@ -4,13 +4,16 @@
     python tools/check_dataset.py --coco instances.json --images DIR
     python tools/check_dataset.py --voc VOCdevkit/VOC2007 --split trainval [--classes a,b,c]
     python tools/check_dataset.py ... --json > report.json
+    python tools/check_dataset.py --config-file CFG --suggest        # + anchors / input size
+    python tools/check_dataset.py --voc ROOT --classes a,b --suggest --suggest-config CFG
 
 Every annotation entry is checked (the same rules the loaders apply when training) and
 every image is opened and fully decoded (tqdm bar on stderr). The summary lists images,
 boxes per class, and the problems found grouped by kind with example files.
 
 Exit status: 0 no errors (warnings only, or nothing); 1 errors found; 2 invalid command
-line or config. See docs/check_dataset.md for every problem kind.
+line or config. See docs/check_dataset.md for every problem kind, and its "Anchors and
+input size" section for ``--suggest`` (`detection.data.anchor_stats`).
 """
 from __future__ import annotations
 
@@ -190,28 +193,34 @@ def load_source(source: Dict[str, Any], problems: ProblemLog) -> Tuple[List[Dict
 
 
 def sources_from_config(cfg: Any) -> List[Dict[str, Any]]:
-    """One source per dataset of DATASETS.TRAIN + DATASETS.TEST (duplicates once)."""
+    """One source per dataset of DATASETS.TRAIN + DATASETS.TEST (duplicates once); those
+    training reads have ``"train": True``."""
     from detection.data.catalog import DatasetCatalog, MetadataCatalog, register_from_cfg
 
     register_from_cfg(cfg)
     allow = bool(cfg.DATASETS.ALLOW_PATHS_OUTSIDE_ROOT)
     sources: List[Dict[str, Any]] = []
-    todo = list(dict.fromkeys(list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)))
+    train = set(cfg.DATASETS.TRAIN)
+    todo = [(n, n in train) for n in dict.fromkeys(list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST))]
     while todo:
-        name = todo.pop(0)
+        name, is_train = todo.pop(0)
         if name not in DatasetCatalog:
             raise ValueError(f"dataset {name!r} is not registered; registered: {', '.join(DatasetCatalog.list())}")
         meta = MetadataCatalog.get(name)
         if meta.get("components"):
-            todo = list(meta.components) + todo
-        elif meta.get("evaluator_type") == "coco" and meta.get("json_file"):
-            sources.append({"format": "coco", "json": meta.json_file, "images": meta.image_root,
-                            "allow_outside_root": allow, "label": name, "metadata_name": name})
+            todo = [(c, is_train) for c in meta.components] + todo
+            continue
+        if meta.get("evaluator_type") == "coco" and meta.get("json_file"):
+            source = {"format": "coco", "json": meta.json_file, "images": meta.image_root,
+                      "allow_outside_root": allow, "label": name, "metadata_name": name}
         elif meta.get("evaluator_type") == "voc" and meta.get("dirname"):
-            sources.append({"format": "voc", "root": meta.dirname, "split": meta.split,
-                            "classes": list(meta.thing_classes), "label": name})
+            source = {"format": "voc", "root": meta.dirname, "split": meta.split,
+                      "classes": list(meta.thing_classes), "label": name}
         else:
-            sources.append({"format": "catalog", "name": name, "label": name})
+            source = {"format": "catalog", "name": name, "label": name}
+        if is_train:
+            source["train"] = True
+        sources.append(source)
     return sources
 
 
@@ -222,8 +231,10 @@ def check_sources(
     progress: bool = True,
     max_examples: int = 5,
     workers: int = 0,
+    train_records: Optional[List[Dict[str, Any]]] = None,
 ) -> Dict[str, Any]:
-    """The whole check; returns the JSON-able report (``"ok"`` false when errors were found)."""
+    """The whole check; returns the JSON-able report (``"ok"`` false when errors were found).
+    ``train_records``, when given, receives the records of the sources marked ``"train"``."""
     report: Dict[str, Any] = {"datasets": []}
     problems = ProblemLog(strict=False, examples_per_kind=max_examples)
     for source in sources:
@@ -231,6 +242,8 @@ def check_sources(
         records, classes = load_source(source, problems)
         if not records and problems.count("error") == errors_before:  # else already reported why
             problems.error("empty_dataset", source.get("label", "dataset"), "no images (training refuses an empty dataset)")
+        if train_records is not None and source.get("train"):
+            train_records.extend(records)
         summary = _summarise_records(records, classes)
         _check_learnable(summary, source.get("label", "dataset"), problems)
         if check_image_files and records:
@@ -303,16 +316,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-examples", type=non_negative_int, default=5, help="example files shown per problem kind (default 5)")
     p.add_argument("--workers", type=non_negative_int, default=min(4, os.cpu_count() or 1),
                    help="processes decoding images (default: min(4, CPU count); 0 = in this process)")
+    p.add_argument("--suggest", action="store_true",
+                   help="also report training-box sizes at the config's input size, the share its anchors match "
+                   "at IoU >= 0.5, and suggested MODEL.ANCHOR_GENERATOR.* / INPUT.*_SIZE_* overrides")
+    p.add_argument("--suggest-config", metavar="CFG",
+                   help="with --coco/--voc and --suggest: the config (input size, model, anchors) to analyse for; "
+                   "overrides KEY VALUE follow")
+    from detection.config_checks import POSITIVE
+
+    from .common import bounded
+
+    p.add_argument("--min-box-size", type=bounded(float, POSITIVE, "a number > 0"), default=None, metavar="PX",
+                   help="--suggest: keep the 5%% quantile of sqrt(box area) between PX and 2*PX at the input size "
+                   "(default: twice the finest RPN stride)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ... (with --config-file)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ... (with --config-file or --suggest-config)")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for flag in ("--json", "--quiet", "--no-images", "--allow-paths-outside-root"):  # after the overrides: still a flag
+    for flag in ("--json", "--quiet", "--no-images", "--allow-paths-outside-root", "--suggest"):  # after the overrides: still a flag
         if flag in (args.opts or []):
             args.opts.remove(flag)
             setattr(args, flag[2:].replace("-", "_"), True)
@@ -323,6 +349,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--split and --classes apply to --voc only")
     if args.allow_paths_outside_root and args.voc:  # VOC ids always name files under the VOC root
         parser.error("--allow-paths-outside-root applies to COCO file names (--coco, --config-file), not to --voc")
+    if args.suggest_config is not None and (args.config_file or not args.suggest):
+        parser.error("--suggest-config goes with --suggest and --coco/--voc (with --config-file, that config is used)")
+    if args.min_box_size is not None and not args.suggest:
+        parser.error("--min-box-size applies to --suggest")
+    if args.suggest and not args.config_file and args.suggest_config is None:
+        parser.error("--suggest needs a config for the input size and anchors: --config-file CFG, "
+                     "or --suggest-config CFG with --coco/--voc")
     # The loaders' own warnings duplicate what the report lists (restored after: callers
     # running the check in their own process keep their logging).
     detection_logger = logging.getLogger("detection")
@@ -337,7 +370,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     prog = "check_dataset.py"
     max_pixels = args.max_image_pixels
+    suggest_cfg = None
     try:
+        if args.suggest_config is not None:
+            from detection.config import ConfigError, load_config
+
+            try:
+                suggest_cfg = load_config(args.suggest_config, list(args.opts or []))
+            except (ConfigError, ValueError, TypeError) as err:
+                print(f"{prog}: config error: {err}", file=sys.stderr)
+                return 2
         if args.config_file:
             from detection.config import ConfigError, load_config
 
@@ -347,18 +389,19 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                     opts += ["DATASETS.ALLOW_PATHS_OUTSIDE_ROOT", "True"]
                 cfg = load_config(args.config_file, opts)
                 sources = sources_from_config(cfg)
+                suggest_cfg = cfg
             except (ConfigError, ValueError, TypeError) as err:
                 print(f"{prog}: config error: {err}", file=sys.stderr)
                 return 2
             if max_pixels is None:
                 max_pixels = int(cfg.INPUT.MAX_IMAGE_PIXELS)
-        elif args.opts:
-            parser.error(f"config overrides need --config-file: {args.opts}")
+        elif args.opts and suggest_cfg is None:
+            parser.error(f"config overrides need --config-file or --suggest-config: {args.opts}")
         elif args.coco:
             if not args.images:
                 parser.error("--coco needs --images DIR")
             sources = [{"format": "coco", "json": args.coco, "images": args.images, "label": args.coco,
-                        "allow_outside_root": args.allow_paths_outside_root}]
+                        "allow_outside_root": args.allow_paths_outside_root, "train": True}]
         else:
             try:  # the same parser as REGISTER_VOC's class string
                 classes = parse_class_list(args.classes, "--classes") if args.classes is not None else None
@@ -366,7 +409,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 parser.error(str(err))
             split = args.split or "trainval"
             sources = [{"format": "voc", "root": args.voc, "split": split, "classes": classes,
-                        "label": f"{args.voc} ({split})", "class_option": "pass --classes"}]
+                        "label": f"{args.voc} ({split})", "class_option": "pass --classes", "train": True}]
+        train_records: List[Dict[str, Any]] = []
         report = check_sources(
             sources,
             max_pixels=DEFAULT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels,
@@ -374,7 +418,16 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             progress=not args.quiet,
             max_examples=args.max_examples,
             workers=max(0, args.workers),
+            train_records=train_records if args.suggest else None,
         )
+        if args.suggest:
+            from detection.data.anchor_stats import analyse
+
+            try:
+                report["anchors"] = analyse(train_records, suggest_cfg, args.min_box_size)
+            except ValueError as err:
+                print(f"{prog}: config error: --suggest: {err}", file=sys.stderr)
+                return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
@@ -382,6 +435,10 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         print(format_report(report))
+        if "anchors" in report:
+            from detection.data.anchor_stats import format_analysis
+
+            print(format_analysis(report["anchors"]))
     return 0 if report["ok"] else 1
 
 

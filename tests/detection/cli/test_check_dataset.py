@@ -305,3 +305,116 @@ def test_voc_namespaced_files_are_read(corpus, tmp_path, capsys):
     (root / "ImageSets" / "Main" / "train.txt").write_text("\ufeffim0\nim1\nim2\n", encoding="utf-8")
     assert check_dataset.main(["--voc", str(root), "--split", "train", "--classes", "cat,dog", "--quiet"]) == 0
     assert "3 images (0 without boxes), 6 boxes" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- --suggest
+SHAPES_CFG = os.path.join(ROOT, "configs", "quickstart", "lighthead_shufflenet_v2_shapes.yaml")
+
+
+def _voc_of_squares(corpus, root, side=32):
+    """Four 256x256 VOC images of ``side`` px squares centred on the stride-16 grid points."""
+    for sub in ("Annotations", "ImageSets/Main"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    ids = [f"im{i}" for i in range(4)]
+    for image_id in ids:
+        objs = [{"name": "cat", "x1": c - side // 2 + 1, "y1": c - side // 2 + 1, "x2": c + side // 2, "y2": c + side // 2}
+                for c in (48, 128, 208)]  # VOC: 1-based inclusive
+        (root / "Annotations" / f"{image_id}.xml").write_text(corpus.voc_xml(image_id, objs, h=256, w=256))
+    (root / "ImageSets" / "Main" / "train.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def _overrides(out):
+    """The pasted lines after "Suggested overrides": KEY VALUE as a shell splits them."""
+    import shlex
+
+    lines = out[out.index("Suggested overrides"):].splitlines()[1:]
+    return [word for line in lines for word in shlex.split(line)]
+
+
+@pytest.mark.parametrize("sizes, current", [("[[32]]", "100.0% at the anchor grid"), ("[[512]]", "0.0% at the anchor grid")])
+def test_suggest_on_voc_with_suggest_config(corpus, tmp_path, capsys, sizes, current):
+    root = _voc_of_squares(corpus, tmp_path / "VOC")
+    argv = ["--voc", str(root), "--split", "train", "--classes", "cat", "--no-images", "--suggest",
+            "--suggest-config", SHAPES_CFG, "MODEL.ANCHOR_GENERATOR.SIZES", sizes, "--quiet"]
+    assert check_dataset.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Training boxes at INPUT.MIN_SIZE_TRAIN (256,), MAX_SIZE_TRAIN 400: 12 (box, input size) pairs" in out
+    assert "  sqrt(area)      32.0    32.0" in out and "RPN levels: stage3 (stride 16)" in out
+    assert f"ASPECT_RATIOS [[0.5, 1.0, 2.0]]: boxes matched at IoU >= 0.5: {current}" in out
+    assert "Suggested overrides (boxes matched at IoU >= 0.5: 100.0% at the anchor grid, 100.0% by shape alone)" in out
+    words = _overrides(out)
+    assert words[::2] == ["MODEL.ANCHOR_GENERATOR.SIZES", "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS"]
+    from detection.config import load_config
+
+    cfg = load_config(SHAPES_CFG, words)  # the printed lines parse with merge_from_list
+    assert len(cfg.MODEL.ANCHOR_GENERATOR.SIZES[0]) == 1 and cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS == [[0.71, 1.0, 1.41]]
+
+
+def test_suggest_with_config_file_uses_the_training_sets_only(corpus, tmp_path, capsys):
+    """DATASETS.TRAIN's boxes are analysed (the TEST set's 8 px squares are not); 16 px boxes
+    at 256 px with a stride-16 RPN: the input size doubles, and --json holds it all."""
+    train = _voc_of_squares(corpus, tmp_path / "train", side=16)
+    test = _voc_of_squares(corpus, tmp_path / "test", side=8)
+    argv = ["--config-file", SHAPES_CFG, "--no-images", "--quiet", "--suggest",
+            "DATASETS.REGISTER_VOC", f"[['sg_train', '{train}', 'train', 'cat'], ['sg_test', '{test}', 'train', 'cat']]",
+            "DATASETS.TRAIN", "('sg_train',)", "DATASETS.TEST", "('sg_test',)"]
+    try:
+        assert check_dataset.main(argv) == 0
+        out = capsys.readouterr().out
+        assert "Input size: the 5% quantile of sqrt(area) is 16.0 px, outside [32, 64] px; at the suggested size it is 32.0 px" in out
+        words = _overrides(out)
+        assert dict(zip(words[::2], words[1::2]))["INPUT.MIN_SIZE_TRAIN"] == "(512,)"
+        assert check_dataset.main(argv[:5] + ["--min-box-size", "8"] + argv[5:] + ["--json"]) == 0
+        anchors = json.loads(capsys.readouterr().out)["anchors"]
+        assert anchors["boxes"] == 12 and anchors["statistics"]["sqrt_area"]["p50"] == 16.0 and anchors["min_box"] == 8
+        assert "INPUT.MIN_SIZE_TRAIN" not in anchors["suggested"]["overrides"]
+    finally:
+        from detection.data import DatasetCatalog, MetadataCatalog
+
+        for name in ("sg_train", "sg_test"):
+            if name in DatasetCatalog:
+                DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+
+
+def test_suggest_on_coco(corpus, tmp_path, capsys):
+    path = corpus.valid_coco(tmp_path, n=2)
+    argv = ["--coco", str(path), "--images", str(tmp_path / "img"), "--quiet", "--suggest", "--suggest-config", SHAPES_CFG]
+    assert check_dataset.main(argv) == 0
+    out = capsys.readouterr().out
+    # 24x32 images resized to 256x341 (x341/32 wide, x256/24 high): the 10x8 and 6x6 boxes
+    # become 106.6x85.3 and 63.9x64
+    assert "  width           63.9    63.9    63.9    85.2   106.6   106.6   106.6" in out
+    assert "  height          64.0    64.0    64.0    74.7    85.3    85.3    85.3" in out and "Suggested overrides" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--suggest"], "--suggest needs a config"),
+    (["--suggest-config", SHAPES_CFG], "--suggest-config goes with --suggest"),
+    (["--min-box-size", "8"], "--min-box-size applies to --suggest"),
+    (["--suggest", "--suggest-config", SHAPES_CFG, "--min-box-size", "-1"], "must be"),
+])
+def test_suggest_usage_errors(corpus, tmp_path, capsys, argv, message):
+    path = corpus.valid_coco(tmp_path, n=1)
+    with pytest.raises(SystemExit) as exc:
+        check_dataset.main(["--coco", str(path), "--images", str(tmp_path / "img"), "--no-images"] + argv)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["MODEL.ANCHOR_GENERATOR.SIZES", "[[32], [64]]"], "--suggest: model config (LightHeadRCNN + shufflenet_v2_0.5x): MODEL.ANCHOR_GENERATOR.SIZES has 2 levels, the RPN sees 1"),
+    (["INPUT.MIN_SIZE_TRAIN_SAMPLING", "range"], "--suggest: INPUT.MIN_SIZE_TRAIN_SAMPLING 'range' needs two sizes"),
+    (["INPUT.MIN_SIZES_TRAIN", "(1,)"], "unknown config key"),
+    (["MODEL.BACKBONE.NAME", "nope"], "--suggest: MODEL.BACKBONE.NAME: unknown 'nope'"),
+])
+def test_suggest_bad_config_is_one_line_exit_2(corpus, tmp_path, capsys, overrides, message):
+    path = corpus.valid_coco(tmp_path, n=1)
+    argv = ["--coco", str(path), "--images", str(tmp_path / "img"), "--no-images", "--suggest",
+            "--suggest-config", SHAPES_CFG] + overrides
+    assert check_dataset.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("check_dataset.py: config error: ") and message in err and err.count("\n") == 1
+    missing = ["--coco", str(path), "--images", str(tmp_path / "img"), "--suggest", "--suggest-config", str(tmp_path / "no.yaml")]
+    assert check_dataset.main(missing) == 2
+    assert capsys.readouterr().err.count("\n") == 1
