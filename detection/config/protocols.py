@@ -114,7 +114,7 @@ _LIGHT_HEAD = Protocol(
            code="known difference: the average of the 2 x 2 samples, half-pixel offset (see below)"),
         _s("R-CNN subnet: FC 2048 + ReLU, weights N(0, 0.01), bias 0; class FC N(0, 0.01), box FC N(0, 0.001)",
            "LH-exp/network_desp.py L129-130, L204-212; LH tools/train.py L97",
-           ("MODEL.LIGHT_HEAD.FC_DIM", 2048), code="detection/modeling/meta_arch.py LightHeadRCNN, roi_heads.py"),
+           ("MODEL.LIGHT_HEAD.FC_DIM", 2048), ("MODEL.LIGHT_HEAD.FC_INIT_STD", 0.01), code="detection/modeling/meta_arch.py LightHeadRCNN, roi_heads.py"),
         _s("Training RoIs: every post-NMS proposal plus every ground-truth box, no sampling (TRAIN.BATCH_SIZE = -1)",
            "LH-exp/config.py L125, L136; LH lib/detection_opr/rpn_batched/proposal_target_layer.py L33-38, L43-44, L155-165",
            ("MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", -1)),

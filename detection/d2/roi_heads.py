@@ -136,9 +136,9 @@ class LightHeadROIHeads(ROIHeads):
         k = lh.POOLER_RESOLUTION
         thin_channels = lh.CHANNELS_PER_BIN * k * k
         fc = nn.Linear(thin_channels, lh.FC_DIM)
-        # N(0, 0.01) as the authors' ps_fc_1 (light_head_rcnn network_desp.py, weights_initializer)
-        nn.init.normal_(fc.weight, std=0.01)
-        nn.init.constant_(fc.bias, 0)
+        if lh.FC_INIT_STD:  # the authors' ps_fc_1 is N(0, 0.01) (light_head_rcnn network_desp.py)
+            nn.init.normal_(fc.weight, std=lh.FC_INIT_STD)
+            nn.init.constant_(fc.bias, 0)
         ret.update(
             in_feature=feature,
             feature_stride=input_shape[feature].stride,

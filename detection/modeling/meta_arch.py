@@ -226,8 +226,8 @@ def LightHeadRCNN(cfg) -> RCNN:
     )
     rpn = build_rpn(cfg, shapes, [rpn_feature])
     pooler = PSRoIAlignPooler(neck.out_name, shapes[head_feature].stride, k, cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO)
-    # N(0, 0.01) as the authors' ps_fc_1 (light_head_rcnn network_desp.py, weights_initializer)
-    box_head = FCBoxHead(lh.CHANNELS_PER_BIN * k * k, [lh.FC_DIM], weight_std=0.01)
+    # the authors' ps_fc_1 is N(0, 0.01) (light_head_rcnn network_desp.py, weights_initializer)
+    box_head = FCBoxHead(lh.CHANNELS_PER_BIN * k * k, [lh.FC_DIM], weight_std=lh.FC_INIT_STD or None)
     predictor = FastRCNNPredictor(box_head.out_features, cfg.MODEL.ROI_HEADS.NUM_CLASSES)
     ohem = lh.OHEM_TOPK if lh.OHEM else 0
     return RCNN(backbone, rpn, _roi_heads(cfg, pooler, box_head, predictor, ohem), preprocessor, neck)

@@ -155,6 +155,25 @@ def test_default_light_head_settings_match_paper():
     assert model.rpn.anchor_generator.num_anchors_per_location() == [15]
 
 
+@pytest.mark.parametrize("std", [0.01, 0.0])
+def test_light_head_fc_initialisation(std):
+    """FC_INIT_STD > 0: weights ~ N(0, std), zero biases (the authors'); 0: PyTorch's default,
+    uniform in +-1/sqrt(fan_in) with non-zero biases."""
+    cfg = tiny_cfg("light_head", "shufflenet_v2_0.5x")
+    cfg.MODEL.LIGHT_HEAD.FC_DIM = 512
+    cfg.MODEL.LIGHT_HEAD.FC_INIT_STD = std
+    fc = build_model(cfg).roi_heads.box_head.fcs[1]
+    fan_in = fc.weight.shape[1]
+    if std:
+        assert fc.weight.std().item() == pytest.approx(std, rel=0.05)
+        assert not fc.bias.any()
+    else:
+        bound = 1 / math.sqrt(fan_in)
+        assert fc.weight.abs().max().item() <= bound
+        assert fc.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.05)
+        assert fc.bias.abs().max().item() <= bound and fc.bias.any()
+
+
 def test_bad_stage_name_is_reported():
     cfg = tiny_cfg("light_head", "shufflenet_v2_0.5x")
     cfg.MODEL.BACKBONE.RPN_FEATURE = "stage9"
