@@ -18,12 +18,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 @pytest.fixture(autouse=True)
 def _fresh_torch_state():
-    """Every test starts from seed 0 and leaves autograd as it found it: a tool's ``main``
-    run in-process (benchmark, export) turns autograd off for the rest of its process."""
+    """Every test starts from seed 0 and leaves autograd and torch's thread count as it found
+    them: a tool's ``main`` run in-process (benchmark, export, real_data) sets them for the rest
+    of its process, and two threads in each of two xdist workers on two cores make every later
+    test of the worker many times slower."""
     torch.manual_seed(0)
     grad_enabled = torch.is_grad_enabled()
+    threads = torch.get_num_threads()
     yield
     torch.set_grad_enabled(grad_enabled)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from types import SimpleNamespace
 from typing import List
 
 import pytest
-import torch
 
 from backbones.analysis import analyze_variant
 from detection.cli import analyze_model
@@ -14,11 +13,7 @@ from detection.cli import analyze_model
 def _cli(capsys: pytest.CaptureFixture, *args: str) -> SimpleNamespace:
     """tools/analyze_model.py's ``main`` in this process (a fresh interpreter would spend
     seconds importing torch; the wrapper script itself: tests/detection/cli/test_entry_points.py)."""
-    threads = torch.get_num_threads()
-    try:
-        returncode = analyze_model.main(list(args))
-    finally:
-        torch.set_num_threads(threads)
+    returncode = analyze_model.main(list(args))  # the thread count it sets: tests/conftest.py restores it
     captured = capsys.readouterr()
     return SimpleNamespace(returncode=returncode, stdout=captured.out, stderr=captured.err)
 
