@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", default="RBC,WBC,Platelets", help="class names of --voc-dir (default BCCD's)")
     p.add_argument("--quick", action="store_true", help="seconds of training on small images: checks that it all runs")
     p.add_argument("--json", default="", help="also write the results to this file")
+    p.add_argument("--progress-every", type=float, default=60.0, metavar="SECONDS",
+                   help="a progress line on stderr this often during each training (default 60)")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides for every run of ours, KEY VALUE ...")
     return p
 
@@ -157,10 +159,12 @@ def budget_lr_factor(cfg, iteration: int, spent: float) -> float:
 
 
 def train_for_budget(
-    cfg, model: nn.Module, loss_fn: Callable[[List[Dict[str, Any]]], Dict[str, torch.Tensor]], seconds: float
+    cfg, model: nn.Module, loss_fn: Callable[[List[Dict[str, Any]]], Dict[str, torch.Tensor]], seconds: float,
+    name: str = "train", progress_every: float = 60.0,
 ) -> Dict[str, Any]:
     """Train ``model`` on ``cfg``'s training loader until ``seconds`` of wall time are spent,
-    with the config's optimizer and gradient clipping and the LR of `budget_lr_factor`."""
+    with the config's optimizer and gradient clipping and the LR of `budget_lr_factor`.
+    A progress line goes to stderr every ``progress_every`` seconds."""
     from detection.data import build_detection_train_loader
     from detection.engine.solver import build_optimizer, clip_gradients
 
@@ -173,6 +177,7 @@ def train_for_budget(
     losses: List[float] = []
     factor, spent_at_last_step = budget_lr_factor(cfg, 0, 0.0), 0.0
     start = time.perf_counter()
+    next_report = progress_every
     try:
         batches = iter(loader)
         while True:
@@ -194,6 +199,11 @@ def train_for_budget(
             optimizer.step()
             step_times.append(time.perf_counter() - t0)
             losses.append(float(total.detach()))
+            now = time.perf_counter() - start
+            if now >= next_report:
+                next_report = now + progress_every
+                print(f"  [{name}] {now / 60:.1f}/{seconds / 60:g} min: {len(step_times)} it, "
+                      f"loss {statistics.median(losses[-20:]):.3f}, lr x{factor:.3f}", file=sys.stderr, flush=True)
     finally:
         close = getattr(loader, "close", None)
         if callable(close):
@@ -264,12 +274,12 @@ def evaluate(cfg, model: nn.Module, dataset: str, resize_in_model: bool = False)
 # ---------------------------------------------------------------------------- runs
 
 
-def run_ours(cfg, seconds: float) -> Dict[str, Any]:
+def run_ours(cfg, seconds: float, name: str = "ours", progress_every: float = 60.0) -> Dict[str, Any]:
     from detection.modeling import build_model
 
     torch.manual_seed(int(cfg.SEED) if int(cfg.SEED) >= 0 else 0)
     model = build_model(cfg)
-    stats = train_for_budget(cfg, model, model, seconds)
+    stats = train_for_budget(cfg, model, model, seconds, name=name, progress_every=progress_every)
     return {**stats, **evaluate(cfg, model, cfg.DATASETS.TEST[0])}
 
 
@@ -284,7 +294,7 @@ def reference_model(cfg, num_classes: int) -> nn.Module:
     )
 
 
-def run_reference(cfg, num_classes: int, seconds: float) -> Dict[str, Any]:
+def run_reference(cfg, num_classes: int, seconds: float, progress_every: float = 60.0) -> Dict[str, Any]:
     torch.manual_seed(int(cfg.SEED) if int(cfg.SEED) >= 0 else 0)
     model = reference_model(cfg, num_classes)
 
@@ -293,7 +303,7 @@ def run_reference(cfg, num_classes: int, seconds: float) -> Dict[str, Any]:
         targets = [{"boxes": d["instances"]["boxes"], "labels": d["instances"]["labels"] + 1} for d in batch]
         return model(images, targets)
 
-    stats = train_for_budget(cfg, model, loss_fn, seconds)
+    stats = train_for_budget(cfg, model, loss_fn, seconds, name="torchvision", progress_every=progress_every)
     return {**stats, **evaluate(cfg, _TorchvisionAdapter(model), cfg.DATASETS.TEST[0], resize_in_model=True)}
 
 
@@ -349,13 +359,13 @@ def _run(args: argparse.Namespace, output_dir: str) -> int:
     results: Dict[str, Dict[str, Any]] = {}
 
     print(f"\n[1] ours: {args.config_file} ({cfg.MODEL.META_ARCHITECTURE}, {cfg.MODEL.BACKBONE.NAME}), from scratch")
-    results["ours"] = run_ours(cfg, seconds)
+    results["ours"] = run_ours(cfg, seconds, progress_every=args.progress_every)
     print(describe("ours", results["ours"], classes))
 
     if not args.skip_reference:
         print("\n[2] reference: torchvision fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None), "
               "same batches, optimizer and schedule")
-        results["reference"] = run_reference(cfg, len(classes), seconds)
+        results["reference"] = run_reference(cfg, len(classes), seconds, args.progress_every)
         print(describe("reference", results["reference"], classes))
 
     if not args.skip_imagenet:
@@ -365,7 +375,7 @@ def _run(args: argparse.Namespace, output_dir: str) -> int:
         else:
             print(f"\n[3] ImageNet init: {args.imagenet_config} with MODEL.BACKBONE.WEIGHTS {weights}")
             icfg = load_config(args.imagenet_config, train, test, [*opts, "MODEL.BACKBONE.WEIGHTS", weights], output_dir)
-            results["imagenet"] = run_ours(icfg, seconds)
+            results["imagenet"] = run_ours(icfg, seconds, "imagenet", args.progress_every)
             print(describe("imagenet", results["imagenet"], classes))
 
     ours = results["ours"]["voc"]["AP50"] / 100

@@ -65,9 +65,10 @@ def test_quick_run_trains_all_three_and_reports(load_benchmark, tmp_path, capsys
     torch.save(torchvision.models.mobilenet_v2().state_dict(), weights)
     out = tmp_path / "results.json"
     code = bench.main(["--quick", "--minutes", "0.05", "--voc-dir", str(voc), "--imagenet-weights", str(weights),
-                       "--json", str(out)])
+                       "--json", str(out), "--progress-every", "0"])
     assert code == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     report = json.loads(out.read_text())
     assert report["train"] == "real_data_trainval" and report["classes"] == list(CLASSES)
     assert set(report["results"]) == {"ours", "reference", "imagenet"}
@@ -82,6 +83,8 @@ def test_quick_run_trains_all_three_and_reports(load_benchmark, tmp_path, capsys
         assert 0.0 <= res["voc"]["AP50"] <= 100.0 and set(res["voc"]) >= {f"AP50-{c}" for c in CLASSES}
         assert 0.0 <= res["coco"]["AP"] <= 100.0
         assert f"{name}: {res['iterations']} iterations" in text
+        label = {"reference": "torchvision"}.get(name, name)
+        assert re.search(rf"\[{label}\] [\d.]+/0\.05 min: \d+ it, loss [\d.]+, lr x[\d.]+", captured.err), captured.err
     assert "VOC mAP@0.5 from scratch: ours" in text and "target 0.80" in text
     ours, ref = (report["results"][k]["voc"]["AP50"] / 100 for k in ("ours", "reference"))
     line = re.search(r"VOC mAP@0\.5: ours ([\d.e+-]+) , torchvision ([\d.e+-]+) , ratio ([\d.e+-]+)", text)
