@@ -2,15 +2,16 @@
 """Accuracy/time target of the quickstart: mAP@0.5 >= 0.60 on litedet_shapes val within
 ~10 minutes of CPU training on 2 cores.
 
-    .venv/bin/python benchmarks/quickstart_map.py [--max-iter N] [extra quickstart args]
+    .venv/bin/python benchmarks/quickstart_map.py [--output-dir DIR] [--max-iter N] [extra quickstart args]
 
-Runs tools/quickstart.py in a fresh output directory and prints, side by side with the
+Runs tools/quickstart.py in a fresh output directory (or ``--output-dir``) and prints, side by side with the
 target, the VOC-style mAP@0.5 (area and 11-point), COCO AP50 and AP, the training and total
 wall time, the single-image CPU latency, and the machine it ran on. Append the printed
 block to benchmarks/README.md when recording a result.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -23,9 +24,17 @@ TARGET_MAP50 = 0.60
 TARGET_TRAIN_MINUTES = 10.0
 
 
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--output-dir", default="", help="where the quickstart writes (default: a fresh temporary folder)")
+    return p
+
+
 def main(argv) -> int:
-    out = tempfile.mkdtemp(prefix="litedet_quickstart_")
-    cmd = [sys.executable, os.path.join(ROOT, "tools", "quickstart.py"), "--output-dir", out, *argv]
+    # Every other argument goes to tools/quickstart.py (see its --help).
+    args, rest = build_parser().parse_known_args(argv)
+    out = os.path.abspath(args.output_dir) if args.output_dir else tempfile.mkdtemp(prefix="litedet_quickstart_")
+    cmd = [sys.executable, os.path.join(ROOT, "tools", "quickstart.py"), "--output-dir", out, *rest]
     result = subprocess.run(cmd, cwd=ROOT)
     if result.returncode:
         print(f"quickstart failed with exit code {result.returncode}", file=sys.stderr)
