@@ -25,9 +25,12 @@ SOURCES: Dict[str, str] = {
     "PFR-coco": "PFR models/coco/VGG16/faster_rcnn_end2end/",
     "SNS": "megvii-model/ShuffleNet-Series @ aa91feb71b01f28d0b8da3533d20a3edb11b1810",
     "FD": "qinzheng93/FD-MobileNet @ f4531497703c76f6f8775c8f784295a64305208e",
+    "SW": "cvtower/SeesawNet_pytorch @ 767892c3345ef690714082a3c0614ededc141a80 (code/imagenet.py, from "
+    "pytorch/examples)",
     "ShuffleNet v1": "Zhang et al., ShuffleNet (CVPR 2018), seed 000",
     "ShuffleNet v2": "Ma et al., ShuffleNet V2 (ECCV 2018), seed 001",
     "FD-MobileNet": "Qin et al., FD-MobileNet (ICIP 2018), seed 004",
+    "SeesawNet": "Zhang, Seesaw-Net (arXiv 1905.03672), seed 003",
     "Light-Head": "Li et al., Light-Head R-CNN (arXiv 1711.07264); its text is not in our seeds, values marked "
     "(secondary) come from two summaries that agree (notes in docs/protocols.md)",
 }
@@ -313,7 +316,31 @@ _FD_IMAGENET = Protocol(
     ),
 )
 
-PROTOCOLS: Tuple[Protocol, ...] = (_LIGHT_HEAD, _FASTER_RCNN_COCO, _FASTER_RCNN_VOC, _SHUFFLENET_IMAGENET, _FD_IMAGENET)
+_SEESAW_IMAGENET = Protocol(
+    slug="imagenet-seesaw",
+    title="ImageNet classification: SeesawNet (shuffle and share, 0.5D / 1.0D)",
+    configs=("configs/ImageNet/seesaw_*.yaml",),
+    schema="classification",
+    settings=(
+        _s("Batch 96, momentum 0.9, weight decay 4e-5 on every parameter (model.parameters())",
+           "SeesawNet l.143; SW L47, L63-66, L128-130",
+           ("SOLVER.IMS_PER_BATCH", 96), ("SOLVER.MOMENTUM", 0.9), ("SOLVER.WEIGHT_DECAY", 0.00004),
+           ("SOLVER.WEIGHT_DECAY_NORM", 0.00004)),
+        _s("LR 0.045, multiplied by 0.98 every epoch", "SeesawNet l.143; SW L51-62, L354-358",
+           ("SOLVER.BASE_LR", 0.045), ("SOLVER.LR_SCHEDULER_NAME", "EpochStepLR"), ("SOLVER.STEP_EPOCHS", 1),
+           ("SOLVER.GAMMA", 0.98)),
+        _s("400 epochs (the code's default: 480)", "SeesawNet l.143; SW L43", ("SOLVER.MAX_EPOCHS", 400)),
+        _s("\"Inception\" augmentation: RandomResizedCrop(224), default scale (0.08, 1), + flip, no colour jitter",
+           "SeesawNet l.141; SW L164-170", ("INPUT.CROP_SCALE", (0.08, 1.0)), ("INPUT.COLOR_JITTER", 0.0)),
+        _s("Evaluation: short side 256, centre 224 crop (the paper: \"rescaling to 256*256\")",
+           "SW L182-187; SeesawNet l.141",
+           ("INPUT.MIN_SIZE_TEST", 256), ("INPUT.TEST_RESIZE_SQUARE", False), ("INPUT.TEST_CROP_SIZE", 224)),
+    ),
+)
+
+PROTOCOLS: Tuple[Protocol, ...] = (
+    _LIGHT_HEAD, _FASTER_RCNN_COCO, _FASTER_RCNN_VOC, _SHUFFLENET_IMAGENET, _FD_IMAGENET, _SEESAW_IMAGENET
+)
 
 
 # ---------------------------------------------------------------------------- values

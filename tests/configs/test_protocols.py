@@ -42,6 +42,7 @@ def test_every_protocol_has_configs():
         "fasterrcnn-fd-mobilenet-voc07": 6,
         "imagenet-shufflenet": 12,
         "imagenet-fd-mobilenet": 4,
+        "imagenet-seesaw": 4,
     }
 
 

@@ -101,4 +101,5 @@ def test_recipes_match_the_papers():
     s = sw.SOLVER
     assert (s.LR_SCHEDULER_NAME, s.BASE_LR, s.GAMMA, s.STEP_EPOCHS, s.MAX_EPOCHS) == ("EpochStepLR", 0.045, 0.98, 1, 400)
     assert (s.IMS_PER_BATCH, s.WEIGHT_DECAY, s.MOMENTUM) == (96, 4e-5, 0.9)
-    assert sw.INPUT.TEST_RESIZE_SQUARE and sw.INPUT.MIN_SIZE_TEST == 256 and sw.INPUT.TEST_CROP_SIZE == 224
+    # the authors' code/imagenet.py: Resize(256) (short side), not the paper's "256*256"
+    assert not sw.INPUT.TEST_RESIZE_SQUARE and sw.INPUT.MIN_SIZE_TEST == 256 and sw.INPUT.TEST_CROP_SIZE == 224
