@@ -25,13 +25,13 @@ TARGET_TRAIN_MINUTES = 10.0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="Every other argument goes to tools/quickstart.py (see its --help).")
     p.add_argument("--output-dir", default="", help="where the quickstart writes (default: a fresh temporary folder)")
     return p
 
 
 def main(argv) -> int:
-    # Every other argument goes to tools/quickstart.py (see its --help).
     args, rest = build_parser().parse_known_args(argv)
     out = os.path.abspath(args.output_dir) if args.output_dir else tempfile.mkdtemp(prefix="litedet_quickstart_")
     cmd = [sys.executable, os.path.join(ROOT, "tools", "quickstart.py"), "--output-dir", out, *rest]

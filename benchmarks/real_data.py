@@ -365,7 +365,7 @@ def _run(args: argparse.Namespace, output_dir: str) -> int:
     if not args.skip_reference:
         print("\n[2] reference: torchvision fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None), "
               "same batches, optimizer and schedule")
-        results["reference"] = run_reference(cfg, len(classes), seconds, args.progress_every)
+        results["reference"] = run_reference(cfg, len(classes), seconds, progress_every=args.progress_every)
         print(describe("reference", results["reference"], classes))
 
     if not args.skip_imagenet:
@@ -375,7 +375,7 @@ def _run(args: argparse.Namespace, output_dir: str) -> int:
         else:
             print(f"\n[3] ImageNet init: {args.imagenet_config} with MODEL.BACKBONE.WEIGHTS {weights}")
             icfg = load_config(args.imagenet_config, train, test, [*opts, "MODEL.BACKBONE.WEIGHTS", weights], output_dir)
-            results["imagenet"] = run_ours(icfg, seconds, "imagenet", args.progress_every)
+            results["imagenet"] = run_ours(icfg, seconds, name="imagenet", progress_every=args.progress_every)
             print(describe("imagenet", results["imagenet"], classes))
 
     ours = results["ours"]["voc"]["AP50"] / 100

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import tempfile
+from types import SimpleNamespace
 
 import pytest
 
@@ -21,7 +22,9 @@ def summary(map50: float) -> dict:
 
 @pytest.fixture
 def fake_quickstart(monkeypatch):
-    calls = []
+    """Stands in for tools/quickstart.py: records each command in ``calls`` and writes a
+    summary with VOC mAP@0.5 ``map50`` (set it before calling main)."""
+    fake = SimpleNamespace(calls=[], map50=68.3)
     real_run = subprocess.run
 
     def run(cmd, *args, **kwargs):
@@ -30,24 +33,22 @@ def fake_quickstart(monkeypatch):
         out = cmd[cmd.index("--output-dir") + 1]
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(out, "quickstart_summary.json"), "w", encoding="utf-8") as f:
-            json.dump(summary(calls_map50[0]), f)
-        calls.append(cmd)
+            json.dump(summary(fake.map50), f)
+        fake.calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 0)
 
-    calls_map50 = [68.3]
     monkeypatch.setattr(subprocess, "run", run)
-    return calls, calls_map50
+    return fake
 
 
 @pytest.mark.parametrize("explicit_dir", [True, False])
 def test_reads_the_summary_where_the_quickstart_wrote_it(load_benchmark, fake_quickstart, tmp_path, capsys, monkeypatch,
                                                           explicit_dir):
-    calls, _ = fake_quickstart
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the default fresh folder goes there
     bench = load_benchmark("quickstart_map")
     argv = ["--output-dir", str(tmp_path / "qs")] if explicit_dir else []
     assert bench.main([*argv, "--max-iter", "5"]) == 0
-    cmd = calls[0]
+    cmd = fake_quickstart.calls[0]
     assert cmd.count("--output-dir") == 1 and cmd[-2:] == ["--max-iter", "5"]
     written_to = cmd[cmd.index("--output-dir") + 1]
     if explicit_dir:
@@ -60,8 +61,7 @@ def test_reads_the_summary_where_the_quickstart_wrote_it(load_benchmark, fake_qu
 
 
 def test_below_target_exits_3(load_benchmark, fake_quickstart, tmp_path, capsys):
-    _, map50 = fake_quickstart
-    map50[0] = 41.0
+    fake_quickstart.map50 = 41.0
     bench = load_benchmark("quickstart_map")
     assert bench.main(["--output-dir", str(tmp_path)]) == 3
     assert "ours 0.410, target 0.60" in capsys.readouterr().out
